@@ -1,0 +1,256 @@
+"""The trajectory dataset format: one Parquet row per transition, plus ``metadata.json``.
+
+A trajectory dataset is a directory::
+
+    <dataset>/
+        metadata.json          # DatasetMetadata: schema version, generator, env, seeds, counts
+        part-00000.parquet     # shards with TRANSITION_SCHEMA (more columns allowed only
+        part-00001.parquet     #   as reward columns "reward_<name>", see below)
+
+Row ``t`` of an episode is the transition ``(o_t, a_t, o_{t+1})``: ``frame`` is the
+observation *before* the action, the next row's ``frame`` is the observation after it. The
+last row of an episode carries the observation after its action in ``final_frame`` (null
+elsewhere), so every transition has its next observation without duplicating frames.
+
+Ground truth from the environment:
+
+* ``subtasks_completed`` — sub-tasks of the mission completed *after* this transition
+  (monotone within an episode, equals ``num_subtasks`` on the last row of a successful one);
+  a transition *advances a sub-task* when it is larger than the previous row's value (or 0).
+* ``expert_action`` — the expert's action at this state (-1 where unknown), so labels can
+  be scored against the truth; ``is_random_action`` marks ε-noise actions.
+* ``terminal`` — the episode ended here by reaching the goal or failing for good (masks
+  the bootstrap); ``truncated`` — it stopped at a step budget (does *not* mask it).
+
+Labelled datasets add float32 columns ``reward_<name>`` (``reward_sparse``,
+``reward_rgvlm``, ``reward_clip`` ...), one per reward variant.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+METADATA_FILE = "metadata.json"
+REWARD_PREFIX = "reward_"
+
+TRANSITION_SCHEMA = pa.schema(
+    [
+        pa.field("episode_id", pa.string(), nullable=False),
+        pa.field("step", pa.int32(), nullable=False),
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("num_subtasks", pa.int32(), nullable=False),
+        pa.field("env_name", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("frame", pa.binary(), nullable=False),
+        pa.field("final_frame", pa.binary(), nullable=True),
+        pa.field("action", pa.int32(), nullable=False),
+        pa.field("action_name", pa.string(), nullable=False),
+        pa.field("expert_action", pa.int32(), nullable=False),
+        pa.field("is_random_action", pa.bool_(), nullable=False),
+        pa.field("terminal", pa.bool_(), nullable=False),
+        pa.field("truncated", pa.bool_(), nullable=False),
+        pa.field("subtasks_completed", pa.int32(), nullable=False),
+        pa.field("success", pa.bool_(), nullable=False),
+    ]
+)
+TRANSITION_COLUMNS: tuple[str, ...] = tuple(TRANSITION_SCHEMA.names)
+# Columns the image-free tools (inspect, reward reports, IQL indices) read.
+SCALAR_COLUMNS: tuple[str, ...] = tuple(
+    n for n in TRANSITION_COLUMNS if n not in ("frame", "final_frame")
+)
+
+
+class DatasetError(ValueError):
+    """A dataset that does not follow the format; the message names the file and row."""
+
+
+@dataclass
+class DatasetMetadata:
+    """The small JSON file beside the shards."""
+
+    generator: str
+    env_name: str
+    num_episodes: int
+    num_transitions: int
+    schema_version: int = SCHEMA_VERSION
+    seeds: list[int] = field(default_factory=list)
+    noise: float = 0.0
+    created_unix: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, directory: str | Path) -> Path:
+        path = Path(directory) / METADATA_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def read(cls, directory: str | Path) -> DatasetMetadata:
+        path = Path(directory) / METADATA_FILE
+        if not path.exists():
+            raise DatasetError(f"{directory}: no {METADATA_FILE} (not a rayrg dataset?)")
+        try:
+            raw = json.loads(path.read_text())
+            meta = cls(**raw)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
+        if meta.schema_version != SCHEMA_VERSION:
+            raise DatasetError(
+                f"{path}: schema version {meta.schema_version}, this rayrg reads {SCHEMA_VERSION}"
+            )
+        return meta
+
+
+def encode_png(array: Any) -> bytes:
+    """HxWx3 uint8 array -> PNG bytes (fast settings: frames are small)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> Any:
+    """PNG bytes -> HxWx3 uint8 array; raises ``OSError``/``ValueError`` on corrupt bytes."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return np.asarray(img.convert("RGB"))
+
+
+def shard_files(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(f"{directory}: dataset directory does not exist")
+    files = sorted(directory.glob("*.parquet"))
+    if not files:
+        raise DatasetError(f"{directory}: no .parquet shards")
+    return files
+
+
+def reward_columns(names: Iterable[str]) -> list[str]:
+    return [n for n in names if n.startswith(REWARD_PREFIX)]
+
+
+def validate_schema(schema: pa.Schema, source: str) -> None:
+    """Column names and types; ``reward_*`` float columns are the only extras allowed."""
+    names = set(schema.names)
+    missing = [c for c in TRANSITION_COLUMNS if c not in names]
+    if missing:
+        raise DatasetError(f"{source}: missing columns {missing}")
+    extra = [n for n in schema.names if n not in TRANSITION_COLUMNS and not n.startswith(REWARD_PREFIX)]
+    if extra:
+        raise DatasetError(
+            f"{source}: unexpected columns {extra} (only '{REWARD_PREFIX}*' columns may be added)"
+        )
+    for f in TRANSITION_SCHEMA:
+        actual = schema.field(f.name).type
+        if actual != f.type:
+            raise DatasetError(f"{source}: column '{f.name}' has type {actual}, expected {f.type}")
+    for name in reward_columns(schema.names):
+        if not pa.types.is_floating(schema.field(name).type):
+            raise DatasetError(f"{source}: reward column '{name}' has type "
+                               f"{schema.field(name).type}, expected a float type")
+
+
+def validate_table(table: pa.Table, source: str, decode_images: bool = True) -> None:
+    """Full check of one shard: schema, nulls, episode structure and (optionally) images.
+
+    Episodes must not be split across shards (the generator and writers keep them whole).
+    """
+    validate_schema(table.schema, source)
+    for f in TRANSITION_SCHEMA:
+        if not f.nullable and table.column(f.name).null_count:
+            col = table.column(f.name).to_pylist()
+            row = next(i for i, v in enumerate(col) if v is None)
+            raise DatasetError(f"{source}: row {row}: null in non-nullable column '{f.name}'")
+    episodes = table.column("episode_id").to_pylist()
+    steps = table.column("step").to_pylist()
+    if not episodes:
+        raise DatasetError(f"{source}: empty shard (no transitions)")
+    seen: set[str] = set()
+    current, expected = None, 0
+    for row, (ep, step) in enumerate(zip(episodes, steps, strict=True)):
+        if ep != current:
+            if ep in seen:
+                raise DatasetError(f"{source}: row {row}: episode '{ep}' is not contiguous")
+            if current is not None and expected == 0:
+                raise DatasetError(f"{source}: episode '{current}' is empty")
+            seen.add(ep)
+            current, expected = ep, 0
+        if step != expected:
+            raise DatasetError(
+                f"{source}: row {row}: episode '{ep}' step {step}, expected {expected} "
+                "(steps must be contiguous from 0)"
+            )
+        expected += 1
+    if decode_images:
+        for column in ("frame", "final_frame"):
+            for row, data in enumerate(table.column(column).to_pylist()):
+                if data is None:
+                    continue
+                try:
+                    decode_png(data)
+                except Exception as exc:  # PIL raises several types for corrupt data
+                    raise DatasetError(
+                        f"{source}: row {row} (episode '{episodes[row]}', step {steps[row]}): "
+                        f"column '{column}' is not a decodable image: {exc}"
+                    ) from exc
+
+
+def read_trajectories(
+    directory: str | Path,
+    columns: Iterable[str] | None = None,
+    validate: bool = True,
+    decode_images: bool = True,
+) -> pa.Table:
+    """Read (and by default fully validate) a trajectory dataset into one Arrow table."""
+    tables = []
+    for path in shard_files(directory):
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:
+            raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
+        validate_schema(schema, str(path))
+        if validate:
+            table = pq.read_table(path)
+            validate_table(table, str(path), decode_images=decode_images)
+            if columns is not None:
+                table = table.select(list(columns))
+        else:
+            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
+    """Slices of ``table`` per episode (rows must be grouped by episode, as written)."""
+    episodes = table.column("episode_id").to_pylist()
+    start = 0
+    for i in range(1, len(episodes) + 1):
+        if i == len(episodes) or episodes[i] != episodes[start]:
+            yield table.slice(start, i - start)
+            start = i
+
+
+def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path) -> Path:
+    """Write transitions (dicts in TRANSITION_SCHEMA order or a table) as one zstd shard."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=TRANSITION_SCHEMA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)  # atomic: a crash never leaves a half-written shard
+    return path

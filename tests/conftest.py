@@ -1,0 +1,112 @@
+"""Shared fixtures: one local Ray cluster per test session, small datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Never reach a model hub from tests; tiny checkpoints are built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A real local Ray cluster (address="local", never an attached stale one), 2 CPUs."""
+    import ray
+
+    from rayrg.runtime import init_ray
+
+    init_ray(num_cpus=2, object_store_memory=400 * 1024 * 1024)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def make_toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory for a small *valid* trajectory dataset with random frames (no simulator).
+
+    Use it where a test needs the format, not BabyAI; ``babyai_dataset`` gives real data.
+    """
+    from rayrg.data.schema import DatasetMetadata, encode_png, write_shard
+
+    def make(
+        num_episodes: int = 4,
+        steps: tuple[int, ...] = (5, 9, 12, 3),
+        num_subtasks: int = 2,
+        seed: int = 0,
+        shards: int = 2,
+        frame_size: int = 56,
+    ) -> Path:
+        rng = np.random.default_rng(seed)
+        out = tmp_path_factory.mktemp("toy")
+        rows_per_shard: list[list[dict]] = [[] for _ in range(shards)]
+        total = 0
+        for e in range(num_episodes):
+            n = steps[e % len(steps)]
+            success = e % 2 == 0
+            completed = 0
+            advance_at = sorted(rng.choice(np.arange(n), size=min(num_subtasks, n), replace=False))
+            for t in range(n):
+                if success and t in advance_at:
+                    completed += 1
+                if success and t == n - 1:
+                    completed = num_subtasks
+                frame = rng.integers(0, 255, (frame_size, frame_size, 3), dtype=np.uint8)
+                action = int(rng.integers(0, 6))
+                rows_per_shard[e % shards].append(
+                    {
+                        "episode_id": f"toy-{seed}-{e}",
+                        "step": t,
+                        "task_id": f"toy-task-{e}",
+                        "instruction": "go to the red ball, then pick up the blue key",
+                        "num_subtasks": num_subtasks,
+                        "env_name": "toy",
+                        "seed": seed * 1000 + e,
+                        "frame": encode_png(frame),
+                        "final_frame": encode_png(frame) if t == n - 1 else None,
+                        "action": action,
+                        "action_name": ["left", "right", "forward", "pickup", "drop", "toggle"][action],
+                        "expert_action": int(rng.integers(0, 6)),
+                        "is_random_action": bool(rng.random() < 0.2),
+                        "terminal": success and t == n - 1,
+                        "truncated": (not success) and t == n - 1,
+                        "subtasks_completed": completed,
+                        "success": success,
+                    }
+                )
+                total += 1
+        for i, rows in enumerate(rows_per_shard):
+            if rows:
+                write_shard(rows, out / f"part-{i:05d}.parquet")
+        DatasetMetadata(
+            generator="tests.toy", env_name="toy", num_episodes=num_episodes,
+            num_transitions=total, seeds=[seed],
+        ).write(out)
+        return out
+
+    return make
