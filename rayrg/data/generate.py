@@ -1,0 +1,256 @@
+"""Offline BabyAI datasets: the ``BabyAIBot`` expert with ε-random actions, on Ray tasks.
+
+Each episode is fully determined by its seed (mission, layout and the ε-noise draws), so a
+dataset is reproducible from its config and episodes can be generated in any order, on any
+worker. Episodes are grouped into chunks; each Ray task writes one Parquet shard and
+returns its counts, and a shard that already exists is not generated again (an
+interrupted generation resumes).
+
+Outputs under ``out``::
+
+    trajectories/        trajectory dataset (rayrg.data.schema)
+    eval_tasks.json      held-out evaluation tasks (seeds disjoint from training)
+    generate_config.yaml this config
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from rayrg.config import StageConfig
+from rayrg.data.schema import DatasetMetadata, encode_png, write_shard
+from rayrg.envs.babyai import (
+    ACTION_NAMES,
+    ENV_NAME,
+    MAX_SUBTASKS,
+    MIN_SUBTASKS,
+    NUM_ACTIONS,
+    BabyAIEnvConfig,
+    expert_steps,
+    make_bot,
+    make_env,
+    mission_succeeded,
+    reset_env,
+    step_env,
+)
+from rayrg.envs.base import EvalTask
+
+log = logging.getLogger(__name__)
+
+# Seeds: train episode i of an n-sub-task mission uses seed_base + n * SEED_STRIDE + i,
+# evaluation tasks seed_base + n * SEED_STRIDE + EVAL_OFFSET + i: disjoint by construction.
+SEED_STRIDE = 1_000_000
+EVAL_OFFSET = 500_000
+
+
+class GenerateConfig(StageConfig):
+    """``rayrg generate``: a BabyAI offline dataset and its held-out evaluation tasks."""
+
+    seed: int = Field(0, ge=0, description="Base seed; every episode's seed derives from it.")
+    subtask_counts: list[int] = Field(
+        default_factory=lambda: list(range(MIN_SUBTASKS, MAX_SUBTASKS + 1)),
+        description="Mission lengths (sub-tasks) to generate, each in 1..6.",
+    )
+    episodes_per_count: int = Field(20, ge=1, lt=EVAL_OFFSET, description="Training episodes per mission length.")
+    eval_tasks_per_count: int = Field(10, ge=0, lt=EVAL_OFFSET, description="Held-out tasks per mission length.")
+    noise: float = Field(0.15, ge=0.0, le=1.0, description="ε: probability of a uniformly random action.")
+    max_steps: int = Field(400, ge=1, description="Step limit per episode (truncation).")
+    episodes_per_shard: int = Field(16, ge=1, description="Episodes per Ray task / Parquet shard.")
+    room_size: int = 6
+    num_rows: int = 2
+    num_cols: int = 2
+    num_distractors: int = 6
+    tile_size: int = Field(8, ge=4, description="Pixels per grid cell; frames are 7*tile_size square.")
+
+    @field_validator("subtask_counts")
+    @classmethod
+    def _counts_in_range(cls, counts: list[int]) -> list[int]:
+        bad = [c for c in counts if not MIN_SUBTASKS <= c <= MAX_SUBTASKS]
+        if bad or not counts:
+            raise ValueError(f"subtask_counts must be non-empty, each in {MIN_SUBTASKS}..{MAX_SUBTASKS}; got {counts}")
+        return sorted(set(counts))
+
+    @property
+    def env_config(self) -> BabyAIEnvConfig:
+        return BabyAIEnvConfig(
+            room_size=self.room_size, num_rows=self.num_rows, num_cols=self.num_cols,
+            num_distractors=self.num_distractors, tile_size=self.tile_size,
+        )
+
+    def train_seed(self, num_subtasks: int, index: int) -> int:
+        return self.seed + num_subtasks * SEED_STRIDE + index
+
+    def eval_seed(self, num_subtasks: int, index: int) -> int:
+        return self.seed + num_subtasks * SEED_STRIDE + EVAL_OFFSET + index
+
+
+def rollout_episode(num_subtasks: int, seed: int, noise: float, max_steps: int,
+                    env_config: BabyAIEnvConfig) -> tuple[list[dict[str, Any]], bool]:
+    """One ε-noisy expert episode -> (rows in TRANSITION_SCHEMA, bot_failed).
+
+    The expert's action is recorded at every state, whichever action was taken. If the bot
+    raises (e.g. after a random toggle opened a box), the episode ends there as truncated
+    and is counted as a bot failure; the transitions up to it are kept.
+    """
+    env = make_env(num_subtasks, env_config, max_steps=max_steps)
+    frame, instruction = reset_env(env, seed)
+    bot = make_bot(env)
+    noise_rng = np.random.default_rng([seed, 0xB0B])
+    episode_id = f"{ENV_NAME}-n{num_subtasks}-s{seed}"
+    rows: list[dict[str, Any]] = []
+    prev_action: int | None = None
+    bot_failed = False
+    for t in range(max_steps):
+        try:
+            expert = int(bot.replan(prev_action))
+        except Exception as exc:  # BabyAIBot raises several types when it gets lost
+            log.debug("bot failed in %s at step %d: %s", episode_id, t, exc)
+            bot_failed = True
+            break
+        if expert >= NUM_ACTIONS:  # the bot says 'done' although the mission is not
+            bot_failed = True
+            break
+        is_random = bool(noise_rng.random() < noise)
+        action = int(noise_rng.integers(NUM_ACTIONS)) if is_random else expert
+        next_frame, completed, terminal, truncated = step_env(env, action)
+        truncated = truncated or (t == max_steps - 1 and not terminal)
+        rows.append({
+            "episode_id": episode_id,
+            "step": t,
+            "task_id": f"{ENV_NAME}-n{num_subtasks}-s{seed}",
+            "instruction": instruction,
+            "num_subtasks": num_subtasks,
+            "env_name": ENV_NAME,
+            "seed": seed,
+            "frame": encode_png(frame),
+            "final_frame": None,
+            "action": action,
+            "action_name": ACTION_NAMES[action],
+            "expert_action": expert,
+            "is_random_action": is_random,
+            "terminal": terminal,
+            "truncated": truncated,
+            "subtasks_completed": completed,
+            "success": False,
+        })
+        frame, prev_action = next_frame, action
+        if terminal or truncated:
+            break
+    if rows:
+        rows[-1]["final_frame"] = encode_png(frame)
+        if not (rows[-1]["terminal"] or rows[-1]["truncated"]):
+            rows[-1]["truncated"] = True  # stopped by a bot failure
+        success = mission_succeeded(env)
+        for row in rows:
+            row["success"] = success
+    env.close()
+    return rows, bot_failed
+
+
+def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], path: str) -> dict[str, Any]:
+    """Roll out ``jobs`` = [(num_subtasks, seed)] and write them as one shard."""
+    config = GenerateConfig.from_dict(config_dict)
+    rows: list[dict[str, Any]] = []
+    stats = {"episodes": 0, "transitions": 0, "successes": 0, "bot_failures": 0,
+             "random_actions": 0, "dropped_empty": 0}
+    for num_subtasks, seed in jobs:
+        episode, bot_failed = rollout_episode(
+            num_subtasks, seed, config.noise, config.max_steps, config.env_config)
+        stats["bot_failures"] += int(bot_failed)
+        if not episode:  # the bot failed before the first step: nothing to keep
+            stats["dropped_empty"] += 1
+            continue
+        rows.extend(episode)
+        stats["episodes"] += 1
+        stats["transitions"] += len(episode)
+        stats["successes"] += int(episode[0]["success"])
+        stats["random_actions"] += sum(r["is_random_action"] for r in episode)
+    if rows:
+        write_shard(rows, path)
+    return stats
+
+
+def make_eval_task(config: GenerateConfig, num_subtasks: int, index: int) -> EvalTask | None:
+    seed = config.eval_seed(num_subtasks, index)
+    steps = expert_steps(num_subtasks, seed, config.env_config)
+    if steps is None:
+        return None
+    env = make_env(num_subtasks, config.env_config)
+    _, instruction = reset_env(env, seed)
+    return EvalTask(
+        task_id=f"{ENV_NAME}-n{num_subtasks}-s{seed}", env_name=ENV_NAME, instruction=instruction,
+        num_subtasks=num_subtasks, seed=seed, expert_steps=steps,
+        extra={"env_config": asdict(config.env_config)},
+    )
+
+
+def generate(config: GenerateConfig, out: str | Path, address: str | None = None,
+             progress: bool = True) -> Path:
+    """Generate the dataset and evaluation tasks under ``out`` (see module docstring)."""
+    import ray
+    from tqdm import tqdm
+
+    from rayrg.runtime import init_ray
+
+    out = Path(out)
+    data_dir = out / "trajectories"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / "generate_config.yaml")
+
+    jobs = [(n, config.train_seed(n, i)) for n in config.subtask_counts
+            for i in range(config.episodes_per_count)]
+    chunks = [jobs[i:i + config.episodes_per_shard] for i in range(0, len(jobs), config.episodes_per_shard)]
+    init_ray(address)
+    shard_task = ray.remote(num_cpus=0.5)(generate_shard)
+    eval_task = ray.remote(num_cpus=0.5)(make_eval_task)
+
+    pending = {}
+    for i, chunk in enumerate(chunks):
+        path = data_dir / f"part-{i:05d}.parquet"
+        stats_path = data_dir / f".part-{i:05d}.stats.json"
+        if path.exists() and stats_path.exists():
+            continue  # finished by an earlier, interrupted run
+        pending[shard_task.remote(chunk, config.to_dict(), str(path))] = stats_path
+    eval_refs = [eval_task.remote(config, n, i) for n in config.subtask_counts
+                 for i in range(config.eval_tasks_per_count)]
+
+    bar = tqdm(total=len(chunks), initial=len(chunks) - len(pending), desc="generate shards",
+               unit="shard", disable=not progress)
+    remaining = list(pending)
+    while remaining:
+        done, remaining = ray.wait(remaining, num_returns=1)
+        stats = ray.get(done[0])
+        pending[done[0]].write_text(json.dumps(stats))
+        bar.update(1)
+    bar.close()
+
+    totals: dict[str, int] = {}
+    for stats_path in sorted(data_dir.glob(".part-*.stats.json")):
+        for key, value in json.loads(stats_path.read_text()).items():
+            totals[key] = totals.get(key, 0) + value
+
+    tasks = [t for t in ray.get(eval_refs) if t is not None]
+    skipped = len(eval_refs) - len(tasks)
+    (out / "eval_tasks.json").write_text(json.dumps([asdict(t) for t in tasks], indent=1))
+
+    DatasetMetadata(
+        generator="rayrg.data.generate:babyai-bot",
+        env_name=ENV_NAME,
+        num_episodes=totals.get("episodes", 0),
+        num_transitions=totals.get("transitions", 0),
+        seeds=[config.seed],
+        noise=config.noise,
+        extra={"config": config.to_dict(), "stats": totals, "eval_tasks": len(tasks),
+               "eval_tasks_without_expert_solution": skipped},
+    ).write(data_dir)
+    log.info("generated %s episodes (%s transitions, %s bot failures) and %d eval tasks in %s",
+             totals.get("episodes"), totals.get("transitions"), totals.get("bot_failures"),
+             len(tasks), out)
+    return out
