@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from rayrg.data.schema import SCALAR_COLUMNS, DatasetMetadata, read_trajectories, reward_columns, shard_files
+from rayrg.data.schema import (
+    SCALAR_COLUMNS,
+    DatasetMetadata,
+    read_trajectories,
+    reward_columns,
+    shard_files,
+)
 
 
 def summarize(directory: str | Path, validate_images: bool = False) -> dict[str, Any]:

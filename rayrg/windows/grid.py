@@ -12,13 +12,16 @@ from functools import lru_cache
 
 import numpy as np
 
-BACKGROUND = (32, 32, 32)
-EMPTY_TILE = (64, 64, 64)
+# Grey levels: uniform greys let the canvas be filled with a scalar (a tuple broadcast
+# over the whole canvas cost more than composing it).
+BACKGROUND_GREY = 32
+EMPTY_TILE_GREY = 64
+BACKGROUND = (BACKGROUND_GREY,) * 3
 LABEL_COLOR = (255, 255, 255)
 
 
 @lru_cache(maxsize=4)
-def _font(size: int):  # noqa: ANN202 - PIL font type
+def _font(size: int):
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
@@ -27,6 +30,16 @@ def _font(size: int):  # noqa: ANN202 - PIL font type
 def grid_shape(num_tiles: int, columns: int) -> tuple[int, int]:
     columns = max(1, min(columns, num_tiles))
     return -(-num_tiles // columns), columns
+
+
+@lru_cache(maxsize=4096)
+def _label_band(text: str, width: int, height: int) -> np.ndarray:
+    """A tile's label band, rendered once per (text, size): drawing text dominates otherwise."""
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (width, height), BACKGROUND)
+    ImageDraw.Draw(band).text((2, 1), text, fill=LABEL_COLOR, font=_font(max(8, height - 3)))
+    return np.asarray(band)
 
 
 def compose_grid(
@@ -41,10 +54,9 @@ def compose_grid(
     """``frames`` (HxWx3 uint8, up to ``window_size``) → one labelled grid image.
 
     The grid always has room for ``window_size`` tiles so partial windows keep the layout;
-    missing tiles are drawn empty and unlabelled.
+    missing tiles are drawn empty and unlabelled. Tiles are upscaled by pixel repetition
+    (nearest neighbour) so grid cells stay crisp for the model.
     """
-    from PIL import Image, ImageDraw
-
     if len(frames) != len(steps):
         raise ValueError(f"{len(frames)} frames but {len(steps)} step labels")
     if not frames or len(frames) > window_size:
@@ -52,26 +64,22 @@ def compose_grid(
     h, w = frames[0].shape[:2]
     th, tw = h * frame_scale, w * frame_scale
     rows, cols = grid_shape(window_size, columns)
-    canvas = Image.new(
-        "RGB",
-        (cols * tw + (cols + 1) * gap, rows * (th + label_height) + (rows + 1) * gap),
-        BACKGROUND,
+    canvas = np.full(
+        (rows * (th + label_height) + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3),
+        BACKGROUND_GREY, np.uint8,
     )
-    draw = ImageDraw.Draw(canvas)
-    font = _font(max(8, label_height - 3))
-    for i in range(rows * cols):
+    for i in range(min(rows * cols, window_size)):
         r, c = divmod(i, cols)
         x = gap + c * (tw + gap)
         y = gap + r * (th + label_height + gap)
         if i < len(frames):
-            tile = Image.fromarray(frames[i])
-            if frame_scale != 1:
-                tile = tile.resize((tw, th), Image.Resampling.NEAREST)
-            canvas.paste(tile, (x, y + label_height))
-            draw.text((x + 2, y + 1), f"t={steps[i]}", fill=LABEL_COLOR, font=font)
-        elif i < window_size:
-            draw.rectangle((x, y + label_height, x + tw - 1, y + label_height + th - 1), fill=EMPTY_TILE)
-    return np.asarray(canvas)
+            target = canvas[y + label_height:y + label_height + th, x:x + tw]
+            # nearest-neighbour upscale by writing through a strided view (no temporaries)
+            target.reshape(h, frame_scale, w, frame_scale, 3)[:] = frames[i][:, None, :, None, :]
+            canvas[y:y + label_height, x:x + tw] = _label_band(f"t={steps[i]}", tw, label_height)
+        else:
+            canvas[y + label_height:y + label_height + th, x:x + tw] = EMPTY_TILE_GREY
+    return canvas
 
 
 def actions_text(steps: Sequence[int], action_names: Sequence[str]) -> str:
