@@ -1,0 +1,83 @@
+"""Labels that need no model: the sparse reward and *simulated* VLM labels.
+
+Simulated labels are the ground truth (:mod:`rayrg.rewards.truth`) with each transition's
+label flipped with probability ``1 - accuracy``: a stand-in for a VLM labeller of known
+accuracy (the RG-VLM paper's Table I: Gemini 1.5 Pro 93.4 %, Flash 74.2 %, Qwen2-VL-72B
+86.2 %) to study how label accuracy moves policy return when no real VLM is at hand. Their
+columns are always named ``reward_simulated_*`` and their provenance says ``simulated``;
+they are never presented as a model's labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from rayrg.config import StageConfig
+from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
+from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
+from rayrg.rewards.registry import LabelMethod
+from rayrg.rewards.truth import good_actions
+
+
+class SparseConfig(StageConfig):
+    method: Literal["sparse"] = "sparse"
+
+
+class SimulatedConfig(StageConfig):
+    method: Literal["simulated"] = "simulated"
+    accuracy: float = Field(..., gt=0.0, le=1.0, description="P(label == ground truth) per transition.")
+    seed: int = Field(0, description="Seed of the label corruption.")
+    name: str | None = Field(None, description="Variant suffix; default acc<accuracy*1000>, e.g. acc934.")
+    sparse_weight: float | None = Field(
+        1.0, description="Also write <column>_sparse = dense + sparse_weight * sparse (None: skip).")
+
+    @property
+    def column(self) -> str:
+        return reward_column(f"simulated_{self.name or f'acc{round(self.accuracy * 1000)}'}")
+
+
+def _scalars(dataset: Path) -> pa.Table:
+    return read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+
+
+def label_sparse(config: SparseConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    table = _scalars(dataset)
+    rewards = pa.table({
+        "episode_id": table.column("episode_id"),
+        "step": table.column("step"),
+        "reward_sparse": sparse_rewards(table.column("episode_id"), table.column("success")),
+    })
+    return write_labelled_dataset(dataset, rewards, out, provenance={
+        "reward_sparse": {"method": "sparse", "definition": "1 on the last transition of a successful episode"}})
+
+
+def simulate_labels(truth: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
+    """Flip each binary label with probability 1 - accuracy (independently, seeded)."""
+    flip = np.random.default_rng(seed).random(len(truth)) >= accuracy
+    return np.where(flip, ~truth, truth).astype(np.float32)
+
+
+def label_simulated(config: SimulatedConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    table = _scalars(dataset)
+    dense = simulate_labels(good_actions(table), config.accuracy, config.seed)
+    columns = {config.column: dense}
+    provenance = {config.column: {"method": "simulated", "simulated": True, "accuracy": config.accuracy,
+                                  "seed": config.seed, "truth": "rayrg.rewards.truth.good_actions"}}
+    if config.sparse_weight is not None:
+        sparse = sparse_rewards(table.column("episode_id"), table.column("success"))
+        fused = f"{config.column}_sparse"
+        columns[fused] = fuse_rewards({"dense": dense, "sparse": sparse},
+                                      {"dense": 1.0, "sparse": config.sparse_weight})
+        provenance[fused] = {**provenance[config.column], "fusion": {"dense": 1.0, "sparse": config.sparse_weight}}
+    rewards = pa.table({"episode_id": table.column("episode_id"), "step": table.column("step"),
+                        **{k: pa.array(v) for k, v in columns.items()}})
+    return write_labelled_dataset(dataset, rewards, out, provenance=provenance)
+
+
+SPARSE = LabelMethod("sparse", SparseConfig, label_sparse)
+SIMULATED = LabelMethod("simulated", SimulatedConfig, label_simulated)
