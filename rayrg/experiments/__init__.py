@@ -1,0 +1,1 @@
+"""The experiment runner: the paper's pipeline from one YAML (``rayrg run``)."""

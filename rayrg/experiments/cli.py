@@ -1,0 +1,49 @@
+"""``rayrg run``, ``rayrg quickstart`` and ``rayrg report``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from rayrg.cli import add_ray_args
+
+    p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
+    p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
+    p.add_argument("--out", type=Path, help="override the config's output directory")
+    add_ray_args(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("quickstart", help="the whole pipeline on a small BabyAI slice, local mode")
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
+    add_ray_args(p)
+    p.set_defaults(func=_quickstart)
+
+    p = sub.add_parser("report", help="(re)build the report of an experiment output directory")
+    p.add_argument("out", type=Path, help="the experiment's output directory")
+    p.set_defaults(func=_report)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rayrg.experiments.config import ExperimentConfig
+    from rayrg.experiments.runner import run_experiment
+
+    config = ExperimentConfig.from_yaml(args.config).with_out(args.out)
+    run_experiment(config, address=args.address)
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from rayrg.experiments.config import ExperimentConfig
+    from rayrg.experiments.runner import run_experiment
+
+    run_experiment(ExperimentConfig().with_out(args.out), address=args.address)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rayrg.report.build import build_report
+
+    print(f"report: {build_report(args.out)}")
+    return 0

@@ -1,0 +1,256 @@
+"""``rayrg report``: the experiment's markdown/HTML report with its plots.
+
+Contents (what exists is reported; what is missing is named, never invented):
+
+* Figure-4 analogue: return per number of sub-tasks, per method, fixed vs randomized start,
+  with 95 % confidence intervals over training seeds × evaluation seeds × tasks;
+* the relative drop of return under randomized start per method, and the gain of
+  sparse + RG-VLM over RG-VLM alone;
+* Table-I analogue: reward accuracy against the ground truth per labeller;
+* pictures: one window grid with the model's scores and turn-1 analysis beside it, and
+  the reward curves along one episode for every reward column.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rayrg.report import plots
+
+log = logging.getLogger(__name__)
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a Student-t confidence interval (half-width 0 for a single value)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def load_episode_results(out: Path) -> list[dict[str, Any]]:
+    """Per-episode evaluation results of every (method, seed) under ``out/eval``."""
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for run_dir in sorted((out / "eval").glob("*/seed*")):
+        method = run_dir.parent.name
+        files = sorted(run_dir.rglob("*.parquet"))
+        if not files:
+            continue
+        for row in pq.read_table(files).to_pylist() if len(files) > 1 else pq.read_table(files[0]).to_pylist():
+            rows.append({"method": method, "train_seed": int(run_dir.name[4:]),
+                         "mode": row["mode"], "num_subtasks": int(row["num_subtasks"]),
+                         "task_id": row["task_id"], "return": float(row["return"])})
+    return rows
+
+
+def _method_labels(out: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """slug -> display label and slug -> note, from the experiment config as run."""
+    import yaml
+
+    from rayrg.experiments.runner import _slug
+
+    path = out / "experiment.yaml"
+    if not path.exists():
+        return {}, {}
+    methods = (yaml.safe_load(path.read_text()) or {}).get("methods", {})
+    labels = {_slug(k): (v.get("label") or k) for k, v in methods.items()}
+    notes = {_slug(k): v["note"] for k, v in methods.items() if v.get("note")}
+    return labels, notes
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _latest_labelled(out: Path) -> Path | None:
+    steps = sorted((out / "labels").glob("*-*"), key=lambda p: int(p.name.split("-")[0]))
+    return steps[-1] if steps else None
+
+
+def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: Path) -> tuple[str, dict]:
+    grouped: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in results:
+        grouped[r["mode"]][r["method"]][r["num_subtasks"]].append(r["return"])
+    table = {mode: {m: {n: mean_ci(v) for n, v in by_n.items()} for m, by_n in by_method.items()}
+             for mode, by_method in grouped.items()}
+    plots.return_by_subtasks(table, labels, report_dir / "return_by_subtasks.png")
+    numbers: dict[str, Any] = {"by_mode_method_subtasks": {
+        mode: {m: {str(n): {"mean": c[0], "ci95": [c[1], c[2]]} for n, c in s.items()} for m, s in t.items()}
+        for mode, t in table.items()}}
+
+    overall = {mode: {m: mean_ci([x for v in by_n.values() for x in v]) for m, by_n in by_method.items()}
+               for mode, by_method in grouped.items()}
+    methods = sorted({r["method"] for r in results})
+    rows = []
+    for m in methods:
+        fixed = overall.get("fixed", {}).get(m, (math.nan,) * 3)[0]
+        rand = overall.get("randomized", {}).get(m, (math.nan,) * 3)[0]
+        drop = (fixed - rand) / fixed if fixed and not math.isnan(fixed) and fixed > 0 else math.nan
+        rows.append([labels.get(m, m), fixed, rand, drop])
+    numbers["overall"] = {m: {mode: overall[mode][m][0] for mode in overall if m in overall[mode]} for m in methods}
+    md = ["## Return per number of sub-tasks (Figure-4 analogue)", "",
+          "![return by sub-tasks](return_by_subtasks.png)", "",
+          "Return = fraction of the mission's sub-tasks completed within the step budget; error bars "
+          "are 95 % t-intervals over training seeds × evaluation seeds × tasks.", "",
+          _md_table(["method", "fixed start", "randomized start", "relative drop"], rows), ""]
+    plain, fused = "rgvlm", "rgvlm_plus_sparse"
+    if plain in methods and fused in methods:
+        md.append("**Gain of sparse + RG-VLM over RG-VLM alone:** " + ", ".join(
+            f"{mode} {overall[mode][fused][0] - overall[mode][plain][0]:+.3f}"
+            for mode in overall if plain in overall[mode] and fused in overall[mode]))
+        md.append("")
+    return "\n".join(md), numbers
+
+
+def _reward_table(out: Path, labelled: Path | None) -> tuple[str, dict]:
+    if labelled is None:
+        return "## Reward accuracy (Table-I analogue)\n\nNo labelled dataset.\n", {}
+    try:
+        from rayrg.rewards.report import reward_report
+    except ImportError as exc:  # the RG-VLM report module is part of the labeller
+        return f"## Reward accuracy (Table-I analogue)\n\nUnavailable: {exc}\n", {}
+    report = reward_report(labelled)
+    rows = report.get("rows", [])
+    header = ["reward", "model", "accuracy", "precision", "recall", "s/query", "tokens/1k transitions",
+              "cost/1k transitions ($)"]
+    body = [[r.get("column"), r.get("model", "-"), r.get("accuracy", math.nan), r.get("precision", math.nan),
+             r.get("recall", math.nan), r.get("seconds_per_query", "-"),
+             r.get("tokens_per_1k_transitions", "-"), r.get("cost_per_1k_transitions", "-")] for r in rows]
+    md = ["## Reward accuracy (Table-I analogue)", "",
+          report.get("definition", ""), "", _md_table(header, body), ""]
+    return "\n".join(md), report
+
+
+def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
+    if labelled is None:
+        return ""
+    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories, reward_columns
+    from rayrg.rewards.truth import subtask_advanced
+
+    import pyarrow.parquet as pq
+
+    from rayrg.data.schema import shard_files
+
+    columns = reward_columns(pq.read_schema(shard_files(labelled)[0]).names)
+    table = read_trajectories(labelled, columns=[*SCALAR_COLUMNS, *columns], decode_images=False)
+    firsts = table.filter(table.column("step").to_numpy() == 0).to_pylist()
+    successes = [r for r in firsts if r["success"]] or firsts
+    chosen = max(successes, key=lambda r: (r["num_subtasks"], -len(r["episode_id"])))
+    mask = np.asarray(table.column("episode_id").to_pylist()) == chosen["episode_id"]
+    episode = table.filter(mask)
+    advanced = subtask_advanced(episode.column("episode_id"), episode.column("subtasks_completed"))
+    steps = episode.column("step").to_pylist()
+    plots.reward_curves(
+        steps, {c.removeprefix("reward_"): np.nan_to_num(episode.column(c).to_numpy(zero_copy_only=False))
+                for c in columns},
+        [s for s, a in zip(steps, advanced, strict=True) if a],
+        f"{chosen['episode_id']}: {chosen['instruction']}", report_dir / "reward_curves.png")
+    return "\n".join(["## Rewards along one episode", "", "![reward curves](reward_curves.png)", ""])
+
+
+def _window_picture(out: Path, report_dir: Path) -> str:
+    import pyarrow.parquet as pq
+
+    label_files = sorted((out / "labels").glob("*-rgvlm/labels/*.parquet"))
+    windows_dirs = sorted((out / "labels").glob("*-rgvlm/windows"))
+    if not label_files or not windows_dirs:
+        return ""
+    labels = pq.read_table(label_files).to_pylist()
+    scored = [r for r in labels if r.get("scores") and not r.get("error")]
+    if not scored:
+        return "## A labelled window\n\nNo window was labelled successfully.\n"
+    row = max(scored, key=lambda r: (len(r["scores"]), r["window_id"]))
+    from rayrg.windows.preview import write_preview
+
+    text = f"scores: {row['scores']}\n\nturn 1 (analysis):\n{(row.get('turn1_text') or '')[:900]}"
+    write_preview(windows_dirs[0], report_dir / "window_scores.png", window_id=row["window_id"], text=text)
+    return "\n".join(["## A labelled window", "", f"Model `{row.get('model')}` ({row.get('backend')}), "
+                      f"window `{row['window_id']}`.", "", "![window with scores](window_scores.png)", ""])
+
+
+def build_report(out: str | Path, notes: Sequence[str] = ()) -> Path:
+    out = Path(out)
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    labels, method_notes = _method_labels(out)
+    stored_notes = out / "report" / "notes.json"
+    all_notes = list(dict.fromkeys([*notes, *(json.loads(stored_notes.read_text()) if stored_notes.exists() else [])]))
+    stored_notes.write_text(json.dumps(all_notes))
+
+    sections = [f"# rayrg report: {out.name}", ""]
+    for note in all_notes:
+        sections += [f"> **{note}**", ""]
+    if method_notes:
+        sections += ["Notes on methods:", ""] + [f"- {labels.get(k, k)}: {v}" for k, v in method_notes.items()] + [""]
+    numbers: dict[str, Any] = {"notes": all_notes}
+    results = load_episode_results(out)
+    if results:
+        md, numbers["evaluation"] = _figure4(results, labels, report_dir)
+        sections.append(md)
+    else:
+        sections += ["## Evaluation", "", "No evaluation results yet.", ""]
+    labelled = _latest_labelled(out)
+    md, numbers["rewards"] = _reward_table(out, labelled)
+    sections.append(md)
+    sections.append(_window_picture(out, report_dir))
+    sections.append(_reward_curves(labelled, report_dir))
+
+    markdown = "\n".join(sections)
+    (report_dir / "report.md").write_text(markdown)
+    (report_dir / "report.json").write_text(json.dumps(numbers, indent=2, default=str))
+    (report_dir / "report.html").write_text(_to_html(markdown))
+    return report_dir / "report.md"
+
+
+def _to_html(markdown: str) -> str:
+    """A dependency-free rendering of the report's small markdown subset."""
+    body, in_table = [], False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= {"-"}:
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("!["):
+            alt, src = line[2:].split("](")
+            body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith(">"):
+            body.append(f"<blockquote>{html.escape(line.lstrip('> ').replace('**', ''))}</blockquote>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
+    if in_table:
+        body.append("</table>")
+    style = "body{font-family:sans-serif;max-width:980px;margin:2em auto}td{border:1px solid #ccc;padding:3px 8px}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>"

@@ -1,0 +1,75 @@
+"""Matplotlib figures of the report (Agg backend; PNG files)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():  # noqa: ANN202 - pyplot module
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def return_by_subtasks(
+    table: Mapping[str, Mapping[str, Mapping[int, tuple[float, float, float]]]],
+    labels: Mapping[str, str],
+    out: Path,
+) -> Path:
+    """The paper's Figure-4 analogue: return vs number of sub-tasks, one panel per mode.
+
+    ``table[mode][method][n] = (mean, ci_low, ci_high)``.
+    """
+    plt = _plt()
+    modes = list(table)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for method, series in table[mode].items():
+            ns = sorted(series)
+            mean = np.array([series[n][0] for n in ns])
+            low = np.array([series[n][1] for n in ns])
+            high = np.array([series[n][2] for n in ns])
+            ax.errorbar(ns, mean, yerr=[mean - low, high - mean], marker="o", capsize=3,
+                        label=labels.get(method, method))
+        ax.set_title(f"{mode} initial state")
+        ax.set_xlabel("sub-tasks in the mission")
+        ax.set_xticks(range(1, 7))
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("return (fraction of sub-tasks completed)")
+    axes[0][-1].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def reward_curves(
+    steps: Sequence[int],
+    rewards: Mapping[str, Sequence[float]],
+    subtask_steps: Sequence[int],
+    title: str,
+    out: Path,
+) -> Path:
+    """Each method's reward along one episode; vertical lines where a sub-task completed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for name, values in rewards.items():
+        ax.plot(steps, values, label=name, linewidth=1.2, drawstyle="steps-mid")
+    for i, s in enumerate(subtask_steps):
+        ax.axvline(s, color="k", linestyle=":", alpha=0.5, label="sub-task completed" if i == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
