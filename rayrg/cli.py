@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "rayrg.data.cli",
     "rayrg.windows.cli",
+    "rayrg.rewards.cli",
     "rayrg.experiments.cli",
 )
 

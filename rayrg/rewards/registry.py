@@ -18,6 +18,7 @@ from rayrg.config import ConfigError, StageConfig
 LABEL_METHODS: dict[str, str] = {
     "sparse": "rayrg.rewards.simple:SPARSE",
     "simulated": "rayrg.rewards.simple:SIMULATED",
+    "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
 }
 
 

@@ -1,0 +1,278 @@
+"""One interface for every backend: ``label_batch(queries) -> answers``.
+
+A :class:`WindowQuery` holds everything a backend sends (the grid PNG and the rendered
+texts); a :class:`WindowAnswer` everything that comes back (scores or the reason there are
+none, raw texts, tokens, attempts, latency). The two-turn protocol itself lives here once:
+
+    turn 1: [system] + user(image, analysis prompt)                  -> analysis text
+    turn 2: ... + assistant(analysis) + user(scores prompt), schema  -> {"scores": [...]}
+
+Turn 2 is re-asked (same history) up to ``max_parse_attempts`` times while the answer does
+not parse; then the window is marked failed with the parser's reason. Transport errors
+(429, 5xx, timeouts, dropped connections) are retried inside one attempt by
+:class:`AsyncChatBackend` with exponential backoff and jitter (honouring ``Retry-After``);
+when retries run out the window fails with that reason. Nothing is raised to Ray: every
+window ends labelled or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import struct
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rayrg.rewards.rgvlm.parse import ParseError, parse_scores
+from rayrg.rewards.rgvlm.prompts import scores_schema
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "text": str, "image": bytes (optional)}
+OnDone = Callable[["WindowQuery", "WindowAnswer"], None]
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    key: str
+    window_id: str
+    image: bytes  # PNG as sent
+    system: str
+    analysis_prompt: str
+    scores_prompt: str
+    num_steps: int
+
+    def turn1(self) -> list[Message]:
+        return [{"role": "system", "text": self.system},
+                {"role": "user", "text": self.analysis_prompt, "image": self.image}]
+
+    def turn2(self, analysis: str) -> list[Message]:
+        return [*self.turn1(), {"role": "assistant", "text": analysis},
+                {"role": "user", "text": self.scores_prompt}]
+
+
+@dataclass
+class Completion:
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class WindowAnswer:
+    scores: list[int] | None = None
+    analysis_text: str | None = None
+    scores_text: str | None = None
+    error: str | None = None
+    attempts: int = 0  # turn-2 answers requested
+    invalid_answers: int = 0  # turn-2 answers that did not parse
+    transport_retries: int = 0
+    backend_calls: int = 0  # requests actually sent (retries included)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, completion: Completion) -> None:
+        self.input_tokens += completion.input_tokens
+        self.output_tokens += completion.output_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TransientError(Exception):
+    """Worth retrying (429, 5xx, 408, timeouts, connection errors, garbled bodies)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """Not worth retrying (400, 401, 404 ...): the window fails with this reason."""
+
+
+class Backend(ABC):
+    def __init__(self, max_parse_attempts: int = 3) -> None:
+        self.max_parse_attempts = max_parse_attempts
+
+    @abstractmethod
+    def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
+        """Label every query; ``on_done`` is called as each window finishes (cache writes)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def finish_scores(self, answer: WindowAnswer, query: WindowQuery, text: str) -> bool:
+        """Record one turn-2 answer; True when it parsed (the window is done)."""
+        answer.attempts += 1
+        answer.scores_text = text
+        try:
+            answer.scores = parse_scores(text, query.num_steps)
+            answer.error = None
+            return True
+        except ParseError as exc:
+            answer.invalid_answers += 1
+            answer.error = f"invalid answer: {exc}"
+            answer.errors.append(answer.error)
+            return False
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk without decoding it."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+class RateLimiter:
+    """Requests and tokens per minute over a sliding 60 s window (exact, not a burst bucket).
+
+    Tokens are *estimated* before a request (prompt characters / 4 + image tokens + the
+    output budget), which over-counts and so errs on the safe side of a provider's limit.
+    """
+
+    WINDOW_S = 60.0
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
+        self._events: collections.deque[tuple[float, int]] = collections.deque()
+        self._tokens = 0
+        self._lock: asyncio.Lock | None = None
+
+    async def acquire(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # FIFO: one waiter at a time
+            while True:
+                now = time.monotonic()
+                while self._events and now - self._events[0][0] >= self.WINDOW_S:
+                    self._tokens -= self._events.popleft()[1]
+                requests_ok = self.rpm is None or len(self._events) + 1 <= self.rpm
+                tokens_ok = self.tpm is None or self._tokens + tokens <= self.tpm or not self._events
+                if requests_ok and tokens_ok:
+                    self._events.append((now, tokens))
+                    self._tokens += tokens
+                    return
+                await asyncio.sleep(max(0.001, self.WINDOW_S - (now - self._events[0][0])))
+
+
+class AsyncChatBackend(Backend):
+    """Backends whose single request is a coroutine (HTTP APIs): many windows in flight.
+
+    Subclasses implement :meth:`complete` (one request, no retries: raise
+    :class:`TransientError` or :class:`PermanentError`). ``label_batch`` runs the windows
+    on a persistent event loop in a background thread, at most ``max_in_flight`` at once.
+    """
+
+    def __init__(self, *, max_in_flight: int, max_retries: int, backoff_initial_s: float,
+                 backoff_max_s: float, requests_per_minute: float | None,
+                 tokens_per_minute: float | None, max_tokens_analysis: int, max_tokens_scores: int,
+                 max_parse_attempts: int = 3, seed: int | None = None) -> None:
+        super().__init__(max_parse_attempts)
+        self.max_in_flight = max_in_flight
+        self.max_retries = max_retries
+        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
+        self.max_tokens_analysis, self.max_tokens_scores = max_tokens_analysis, max_tokens_scores
+        self._rng = random.Random(seed)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rgvlm-io", daemon=True)
+        self._thread.start()
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # -- subclass API -----------------------------------------------------------------
+    @abstractmethod
+    async def complete(self, messages: list[Message], schema: dict[str, Any] | None,
+                       max_tokens: int) -> Completion: ...
+
+    async def aclose(self) -> None:
+        pass
+
+    def image_tokens(self, png: bytes) -> int:
+        """Estimate of an image's input tokens (Qwen2-VL: one per 28×28 patch)."""
+        w, h = png_size(png)
+        return max(1, (w // 28) * (h // 28))
+
+    # -- machinery --------------------------------------------------------------------
+    def _estimate_tokens(self, messages: list[Message], max_tokens: int) -> int:
+        chars = sum(len(m["text"]) for m in messages)
+        images = sum(self.image_tokens(m["image"]) for m in messages if m.get("image"))
+        return chars // 4 + images + max_tokens
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.backoff_max_s, retry_after)
+        # exponential with full jitter (AWS architecture blog): spreads synchronized retries
+        return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_initial_s * 2 ** attempt))
+
+    async def _request(self, answer: WindowAnswer, messages: list[Message],
+                       schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        for attempt in range(self.max_retries + 1):
+            await self.limiter.acquire(self._estimate_tokens(messages, max_tokens))
+            answer.backend_calls += 1
+            try:
+                completion = await self.complete(messages, schema, max_tokens)
+                answer.add(completion)
+                return completion
+            except TransientError as exc:
+                answer.errors.append(str(exc))
+                if attempt == self.max_retries:
+                    raise TransientError(f"{exc} (gave up after {attempt + 1} tries)") from exc
+                answer.transport_retries += 1
+                await asyncio.sleep(self._backoff(attempt, exc.retry_after))
+        raise AssertionError("unreachable")
+
+    async def _label(self, query: WindowQuery, on_done: OnDone | None) -> WindowAnswer:
+        assert self._semaphore is not None
+        answer = WindowAnswer()
+        async with self._semaphore:
+            start = time.perf_counter()
+            try:
+                first = await self._request(answer, query.turn1(), None, self.max_tokens_analysis)
+                answer.analysis_text = first.text
+                schema = scores_schema(query.num_steps)
+                for _ in range(self.max_parse_attempts):
+                    second = await self._request(answer, query.turn2(first.text), schema,
+                                                 self.max_tokens_scores)
+                    if self.finish_scores(answer, query, second.text):
+                        break
+            except (TransientError, PermanentError) as exc:
+                answer.error = str(exc)
+            except Exception as exc:  # a backend bug must not take the dataset down
+                log.exception("window %s: unexpected error", query.window_id)
+                answer.error = f"{type(exc).__name__}: {exc}"
+            answer.latency_s = time.perf_counter() - start
+        if answer.scores is None and answer.error is None:
+            answer.error = "no answer"
+        if on_done is not None:
+            await asyncio.get_running_loop().run_in_executor(None, on_done, query, answer)
+        return answer
+
+    async def _label_all(self, queries: Sequence[WindowQuery], on_done: OnDone | None) -> list[WindowAnswer]:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_in_flight)
+        return list(await asyncio.gather(*(self._label(q, on_done) for q in queries)))
+
+    def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
+        if not queries:
+            return []
+        return asyncio.run_coroutine_threadsafe(self._label_all(queries, on_done), self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

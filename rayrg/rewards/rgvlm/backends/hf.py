@@ -1,0 +1,114 @@
+"""A local Hugging Face VLM (hub id or directory) through transformers, on CPU or GPU.
+
+``AutoProcessor`` + ``AutoModelForImageTextToText`` load any chat VLM with an image
+processor and a chat template (Qwen2-VL, Qwen2.5-VL, ...). Turn 2 is constrained by
+xgrammar's HF logits processor to the scores JSON schema (exactly ``num_steps`` integers
+0..10, no free whitespace — FACTS: outlines and lm-format-enforcer did not hold with
+transformers 5), so even an untrained model answers parseably; the parser still checks.
+
+Windows run one at a time per actor (a grammar per sequence); scale with ``num_actors``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rayrg.rewards.rgvlm.backends.base import Backend, Message, OnDone, WindowAnswer, WindowQuery
+from rayrg.rewards.rgvlm.config import Decoding, TransformersBackendConfig
+from rayrg.rewards.rgvlm.prompts import scores_schema
+
+
+def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    out = []
+    for m in messages:
+        content: list[dict[str, Any]] = []
+        if m.get("image") is not None:
+            content.append({"type": "image", "image": Image.open(io.BytesIO(m["image"])).convert("RGB")})
+        content.append({"type": "text", "text": m["text"]})
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+class TransformersBackend(Backend):
+    def __init__(self, config: TransformersBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
+                 share: float = 1.0) -> None:
+        import torch
+        import xgrammar as xgr
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        super().__init__(max_parse_attempts)
+        self.config, self.decoding = config, decoding
+        dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
+        self.processor = AutoProcessor.from_pretrained(config.model)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            config.model, dtype=dtype, device_map=config.device if config.device != "cpu" else None)
+        self.model.eval()
+        if decoding.seed is not None:
+            torch.manual_seed(decoding.seed)
+        model_config = AutoConfig.from_pretrained(config.model)
+        text_config = getattr(model_config, "text_config", model_config)
+        # vocab_size from the model config: the embedding is padded above the tokenizer (FACTS)
+        info = xgr.TokenizerInfo.from_huggingface(self.processor.tokenizer, vocab_size=text_config.vocab_size)
+        self._compiler = xgr.GrammarCompiler(info)
+        self._grammars: dict[int, Any] = {}
+
+    def _grammar(self, num_steps: int):
+        if num_steps not in self._grammars:
+            self._grammars[num_steps] = self._compiler.compile_json_schema(
+                scores_schema(num_steps), any_whitespace=False)
+        return self._grammars[num_steps]
+
+    def _generate(self, answer: WindowAnswer, messages: list[Message], max_new_tokens: int,
+                  grammar: Any = None) -> str:
+        import torch
+
+        inputs = self.processor.apply_chat_template(
+            to_hf_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt").to(self.model.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+        if self.decoding.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.decoding.temperature, top_p=self.decoding.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        if grammar is not None:
+            from xgrammar.contrib.hf import LogitsProcessor
+
+            kwargs["logits_processor"] = [LogitsProcessor(grammar)]
+        answer.backend_calls += 1
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out[0, prompt_len:]
+        answer.input_tokens += int(prompt_len)
+        answer.output_tokens += int(new.shape[0])
+        return self.processor.decode(new, skip_special_tokens=True)
+
+    def _label(self, query: WindowQuery) -> WindowAnswer:
+        answer = WindowAnswer()
+        start = time.perf_counter()
+        try:
+            answer.analysis_text = self._generate(answer, query.turn1(), self.decoding.max_tokens_analysis)
+            grammar = self._grammar(query.num_steps)
+            for _ in range(self.max_parse_attempts):
+                text = self._generate(answer, query.turn2(answer.analysis_text), self.decoding.max_tokens_scores,
+                                      grammar)
+                if self.finish_scores(answer, query, text):
+                    break
+        except Exception as exc:  # one bad window (OOM, odd image) must not stop the dataset
+            answer.error = f"{type(exc).__name__}: {exc}"
+        answer.latency_s = time.perf_counter() - start
+        return answer
+
+    def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
+        answers = []
+        for query in queries:
+            answer = self._label(query)
+            if on_done is not None:
+                on_done(query, answer)
+            answers.append(answer)
+        return answers

@@ -1,0 +1,323 @@
+"""RG-VLM on Ray Data: windows → backend (two-turn chat) → labels Parquet → labelled dataset.
+
+::
+
+    trajectories ──make_windows──► windows (one grid PNG per window)
+        └─ read_parquet ─► map_batches(_WindowLabeller)  (actors: cache lookup, backend, cache write)
+                              └─ write_parquet ─► <labels_dir>/*.parquet  (LABELS_SCHEMA)
+    labels ──scores/10 per transition──► reward_rgvlm, fused variants ──► labelled dataset
+
+Per-transition reward: a window's score for step ``start_step + i`` divided by 10. With a
+stride smaller than the window size a transition lies in several windows; its reward is
+then the MEAN of its valid scores. A transition with no valid score (its windows failed,
+or it lies in no window) gets NaN, never a made-up 0, and so do its fused variants.
+
+Side outputs (``_`` prefix so Parquet readers of the labelled dataset skip them):
+``<out>/_windows`` (unless ``windows_dir``), ``<out>/_labels`` (unless ``labels_dir``),
+``<out>/_cache`` (unless ``cache_dir``), ``<out>/_rgvlm_summary.json``, ``<out>/_rgvlm.yaml``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayrg.config import ConfigError
+from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
+from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
+from rayrg.rewards.rgvlm.cache import AnswerCache, cache_key
+from rayrg.rewards.rgvlm.config import RGVLMConfig
+from rayrg.rewards.rgvlm.prompts import render
+
+log = logging.getLogger(__name__)
+
+COLUMN = reward_column("rgvlm")
+SUMMARY_FILE = "_rgvlm_summary.json"
+# Window columns the labeller reads; the ground-truth ones ride along for reward reports.
+_WINDOW_INPUT = ["window_id", "episode_id", "start_step", "num_steps", "is_partial", "task_id",
+                 "instruction", "image", "actions", "actions_text", "expert_actions",
+                 "subtasks_before", "subtasks_completed", "episode_success", "episode_last_step"]
+_CARRIED = [c for c in _WINDOW_INPUT if c not in ("image", "actions_text")]
+
+LABELS_SCHEMA = pa.schema([
+    pa.field("window_id", pa.string()),
+    pa.field("episode_id", pa.string()),
+    pa.field("start_step", pa.int32()),
+    pa.field("num_steps", pa.int32()),
+    pa.field("is_partial", pa.bool_()),
+    pa.field("task_id", pa.string()),
+    pa.field("instruction", pa.string()),
+    pa.field("status", pa.string()),  # "ok" | "failed"
+    pa.field("scores", pa.list_(pa.int32())),  # null when failed
+    pa.field("rewards", pa.list_(pa.float32())),  # scores / 10
+    pa.field("error", pa.string()),  # why it failed (last reason), null when ok
+    pa.field("turn1_text", pa.string()),
+    pa.field("turn2_text", pa.string()),  # the last turn-2 answer
+    pa.field("model", pa.string()),
+    pa.field("backend", pa.string()),
+    pa.field("prompt_version", pa.string()),
+    pa.field("decoding", pa.string()),  # JSON of the decoding parameters
+    pa.field("latency_s", pa.float64()),  # of the original query (also for cache hits)
+    pa.field("input_tokens", pa.int64()),
+    pa.field("output_tokens", pa.int64()),
+    pa.field("cost_usd", pa.float64()),  # estimate from the configured prices
+    pa.field("attempts", pa.int32()),  # turn-2 answers requested
+    pa.field("invalid_answers", pa.int32()),
+    pa.field("transport_retries", pa.int32()),
+    pa.field("backend_calls", pa.int32()),  # requests sent by THIS run (0 for cache hits)
+    pa.field("cached", pa.bool_()),
+    pa.field("cache_key", pa.string()),
+    # ground truth carried from the windows (never shown to the model)
+    pa.field("actions", pa.list_(pa.int32())),
+    pa.field("expert_actions", pa.list_(pa.int32())),
+    pa.field("subtasks_before", pa.int32()),
+    pa.field("subtasks_completed", pa.list_(pa.int32())),
+    pa.field("episode_success", pa.bool_()),
+    pa.field("episode_last_step", pa.int32()),
+])
+
+
+def cap_image(png: bytes, max_side: int | None) -> bytes:
+    """Downscale a PNG so its longer side is at most ``max_side`` (None: unchanged)."""
+    if max_side is None:
+        return png
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        if max(img.size) <= max_side:
+            return png
+        scale = max_side / max(img.size)
+        small = img.convert("RGB").resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                                          Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def build_query(row: dict[str, Any], config: RGVLMConfig):
+    from rayrg.rewards.rgvlm.backends.base import WindowQuery
+
+    image = cap_image(row["image"], config.max_image_side)
+    system, analysis, scores = render(config.prompt_version, row["instruction"], row["actions_text"],
+                                      int(row["start_step"]), int(row["num_steps"]))
+    key = cache_key(image, (config.prompt_version, system, analysis, scores), config.backend.type,
+                    config.backend.model, config.decoding.to_dict())
+    return WindowQuery(key=key, window_id=row["window_id"], image=image, system=system,
+                       analysis_prompt=analysis, scores_prompt=scores, num_steps=int(row["num_steps"]))
+
+
+def cost_usd(config: RGVLMConfig, input_tokens: int, output_tokens: int) -> float:
+    b = config.backend
+    return (input_tokens * b.price_input_per_mtok + output_tokens * b.price_output_per_mtok) / 1e6
+
+
+def provenance(config: RGVLMConfig) -> dict[str, Any]:
+    """How the labels were made: never secrets (configs hold env-var names, not keys)."""
+    backend = config.backend.to_dict()
+    backend.pop("extra_body", None)  # free-form: could carry credentials
+    return {"method": "rgvlm", "backend": config.backend.type, "model": config.backend.model,
+            "prompt_version": config.prompt_version, "decoding": config.decoding.to_dict(),
+            "max_parse_attempts": config.max_parse_attempts, "max_image_side": config.max_image_side,
+            "windows": config.windows.to_dict(), "backend_config": backend,
+            "reward": "score/10 per transition; mean over overlapping windows; NaN if unlabelled"}
+
+
+class _WindowLabeller:
+    """``map_batches`` actor: builds the backend once, answers windows from cache or backend."""
+
+    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float) -> None:
+        from rayrg.rewards.rgvlm.backends import build_backend
+
+        self.config = RGVLMConfig.from_dict(config_dict)
+        self.cache = AnswerCache(cache_dir)
+        self.backend = build_backend(self.config, share=share)
+        self.decoding_json = json.dumps(self.config.decoding.to_dict(), sort_keys=True)
+
+    def _store(self, query, answer) -> None:
+        if answer.scores is not None:
+            self.cache.put(query.key, {"window_id": query.window_id, **answer.to_dict()})
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from rayrg.rewards.rgvlm.backends.base import WindowAnswer
+
+        rows = batch.to_pylist()
+        queries = [build_query(row, self.config) for row in rows]
+        answers: dict[str, tuple[WindowAnswer, bool]] = {}
+        todo = []
+        for q in queries:
+            if q.key in answers:
+                continue
+            hit = self.cache.get(q.key)
+            if hit is not None:
+                hit.pop("window_id", None)
+                answers[q.key] = (WindowAnswer(**hit), True)
+            else:
+                answers[q.key] = (WindowAnswer(), False)
+                todo.append(q)
+        for q, answer in zip(todo, self.backend.label_batch(todo, on_done=self._store), strict=True):
+            answers[q.key] = (answer, False)
+        out = []
+        for row, q in zip(rows, queries, strict=True):
+            a, cached = answers[q.key]
+            ok = a.scores is not None
+            out.append({
+                **{c: row[c] for c in _CARRIED},
+                "status": "ok" if ok else "failed",
+                "scores": a.scores if ok else None,
+                "rewards": [s / 10 for s in a.scores] if ok else None,
+                "error": None if ok else (a.error or "no answer"),
+                "turn1_text": a.analysis_text, "turn2_text": a.scores_text,
+                "model": self.config.backend.model, "backend": self.config.backend.type,
+                "prompt_version": self.config.prompt_version, "decoding": self.decoding_json,
+                "latency_s": a.latency_s, "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
+                "cost_usd": cost_usd(self.config, a.input_tokens, a.output_tokens),
+                "attempts": a.attempts, "invalid_answers": a.invalid_answers,
+                "transport_retries": a.transport_retries,
+                "backend_calls": 0 if cached else a.backend_calls,
+                "cached": cached, "cache_key": q.key,
+            })
+            if not cached:
+                a.backend_calls = 0  # a key repeated in this batch was paid for once
+        return pa.Table.from_pylist(out, schema=LABELS_SCHEMA)
+
+    def __del__(self) -> None:
+        try:
+            self.backend.close()
+        except Exception:
+            pass
+
+
+def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
+    """Actor resources per backend (fractional CPUs: FACTS says whole ones can hang 2-CPU pools)."""
+    b = config.backend
+    from ray.data import ActorPoolStrategy
+
+    compute = ActorPoolStrategy(size=b.num_actors)
+    if b.type in ("openai", "gemini"):
+        # I/O bound: a quarter CPU each; batches of 2x the in-flight limit keep it full.
+        return {"compute": compute, "num_cpus": 0.25, "batch_size": 2 * b.max_in_flight}
+    if b.type == "transformers":
+        return {"compute": compute, "num_cpus": b.num_cpus, "num_gpus": b.num_gpus or None,
+                "batch_size": b.batch_size}
+    return {"compute": compute, "num_gpus": b.tensor_parallel_size, "num_cpus": 1, "batch_size": b.batch_size}
+
+
+def transition_rewards(labels: pa.Table, keys: pa.Table) -> np.ndarray:
+    """Mean score/10 per (episode_id, step) row of ``keys``; NaN where no valid score."""
+    sums: dict[tuple[str, int], float] = defaultdict(float)
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for ep, start, scores in zip(labels.column("episode_id").to_pylist(), labels.column("start_step").to_pylist(),
+                                 labels.column("scores").to_pylist(), strict=True):
+        if scores is None:
+            continue
+        for i, s in enumerate(scores):
+            sums[(ep, start + i)] += s / 10
+            counts[(ep, start + i)] += 1
+    out = np.full(keys.num_rows, np.nan, dtype=np.float32)
+    for i, (ep, step) in enumerate(zip(keys.column("episode_id").to_pylist(), keys.column("step").to_pylist(),
+                                       strict=True)):
+        n = counts.get((ep, step))
+        if n:
+            out[i] = sums[(ep, step)] / n
+    return out
+
+
+def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
+    status = labels.column("status").to_pylist()
+    errors = [e for e in labels.column("error").to_pylist() if e]
+    reasons: dict[str, int] = defaultdict(int)
+    for e in errors:
+        reasons[e.split(":")[0] if e.startswith("invalid answer") else e[:60]] += 1
+    col = {c: np.asarray(labels.column(c).to_numpy(zero_copy_only=False)) for c in
+           ("input_tokens", "output_tokens", "cost_usd", "latency_s", "attempts", "invalid_answers",
+            "backend_calls", "cached")}
+    queried = ~col["cached"]
+    n = len(status)
+    return {
+        "windows": n,
+        "labelled": status.count("ok"),
+        "failed": status.count("failed"),
+        "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "cached": int(col["cached"].sum()),
+        "backend_calls": int(col["backend_calls"].sum()),
+        "turn2_answers": int(col["attempts"].sum()),
+        "invalid_answers": int(col["invalid_answers"].sum()),
+        "invalid_answer_rate": float(col["invalid_answers"].sum() / max(1, col["attempts"].sum())),
+        # totals describe the labels (cache hits keep their original tokens, cost, latency)
+        "input_tokens": int(col["input_tokens"].sum()),
+        "output_tokens": int(col["output_tokens"].sum()),
+        "cost_usd": float(col["cost_usd"].sum()),
+        "transitions_labelled": int(sum(len(s) for s in labels.column("scores").to_pylist() if s)),
+        "mean_seconds_per_query": float(col["latency_s"].mean()) if n else 0.0,
+        "this_run": {"queried_windows": int(queried.sum()),
+                     "tokens": int((col["input_tokens"] + col["output_tokens"])[queried].sum()),
+                     "cost_usd": float(col["cost_usd"][queried].sum()), "wall_s": round(wall_s, 3)},
+    }
+
+
+def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    import ray
+
+    from rayrg.runtime import init_ray, quiet_ray_data
+    from rayrg.windows.build import make_windows
+
+    dataset, out = Path(dataset), Path(out)
+    start = time.perf_counter()
+    key_env = getattr(config.backend, "api_key_env", None)
+    if key_env and address in (None, "", "local") and not os.environ.get(key_env):
+        # Local workers inherit this process's environment; fail before any work starts.
+        raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
+    out.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / "_rgvlm.yaml")
+    init_ray(address)
+    quiet_ray_data()
+    windows = Path(config.windows_dir) if config.windows_dir else make_windows(
+        dataset, out / "_windows", config.windows, address=address)
+    labels_dir = Path(config.labels_dir or out / "_labels")
+    cache_dir = Path(config.cache_dir or out / "_cache")
+    AnswerCache(cache_dir)  # create it on the driver (workers share the path)
+
+    ds = ray.data.read_parquet(str(windows), columns=_WINDOW_INPUT)
+    if config.max_windows:
+        ds = ds.limit(config.max_windows)
+    kwargs = _map_kwargs(config)
+    share = 1.0 / config.backend.num_actors
+    labelled = ds.map_batches(_WindowLabeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share),
+                              batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for old in labels_dir.glob("*.parquet"):
+        old.unlink()
+    labelled.write_parquet(str(labels_dir))
+    labels = pq.read_table(labels_dir, schema=LABELS_SCHEMA)
+
+    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+    dense = transition_rewards(labels, keys)
+    sparse = sparse_rewards(keys.column("episode_id"), keys.column("success"))
+    summary = summarize(labels, time.perf_counter() - start)
+    prov = {**provenance(config), "summary": {k: v for k, v in summary.items() if k != "this_run"}}
+    columns = {COLUMN: dense}
+    provenances = {COLUMN: prov}
+    for name, weights in config.fusion.items():
+        column = reward_column(name)
+        columns[column] = fuse_rewards({"rgvlm": dense, "sparse": sparse}, weights)
+        provenances[column] = {**prov, "fusion": weights}
+    rewards = pa.table({"episode_id": keys.column("episode_id"), "step": keys.column("step"),
+                        **{k: pa.array(v, pa.float32()) for k, v in columns.items()}})
+    write_labelled_dataset(dataset, rewards, out, provenance=provenances)
+    summary["labels_dir"], summary["cache_dir"] = str(labels_dir), str(cache_dir)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    log.info("rgvlm: %d windows, %d labelled, %d failed, %d cached, %d backend calls, %d tokens, "
+             "$%.4f, %.1f s", summary["windows"], summary["labelled"], summary["failed"], summary["cached"],
+             summary["backend_calls"], summary["input_tokens"] + summary["output_tokens"],
+             summary["cost_usd"], summary["this_run"]["wall_s"])
+    return out

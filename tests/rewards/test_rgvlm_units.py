@@ -1,0 +1,153 @@
+"""RG-VLM without models: parser, prompts, config, cache, rate limiter, lazy imports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rayrg.config import ConfigError
+from rayrg.rewards.registry import load_label_config
+from rayrg.rewards.rgvlm.backends.base import RateLimiter
+from rayrg.rewards.rgvlm.cache import AnswerCache, cache_key
+from rayrg.rewards.rgvlm.config import RGVLMConfig
+from rayrg.rewards.rgvlm.parse import ParseError, parse_scores
+from rayrg.rewards.rgvlm.prompts import PROMPTS, render, scores_schema
+
+
+@pytest.mark.parametrize("text", [
+    '{"scores": [0, 1, 2, 10]}',
+    '```json\n{"scores": [0, 1, 2, 10]}\n```',
+    'Here you go: {"scores": [0, 1, 2, 10]} -- done',
+    "[0, 1, 2, 10]",
+    '{"scores": [0.0, 1, 2, 10.0]}',
+])
+def test_parser_accepts_exactly_n_scores(text: str) -> None:
+    assert parse_scores(text, 4) == [0, 1, 2, 10]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "empty answer"),
+    ("all good", "no JSON"),
+    ('{"scores": [1, 2, 3]}', "expected 4 scores, got 3"),
+    ('{"scores": [1, 2, 3, 4, 5]}', "expected 4 scores, got 5"),
+    ('{"scores": [1, 2, 3, 11]}', "outside 0..10"),
+    ('{"scores": [1, 2, 3, -1]}', "outside 0..10"),
+    ('{"scores": [1, 2, 3, 4.5]}', "not an integer"),
+    ('{"scores": [1, 2, 3, "4"]}', "not an integer"),
+    ('{"scores": [1, 2, 3, true]}', "not an integer"),
+    ('{"scores": [1, 2, 3, NaN]}', "not an integer"),
+    ('{"score": [1, 2, 3, 4]}', "without 'scores'"),
+    ('{"scores": 7}', "not a list"),
+    ('{"scores": [1, 2', "no JSON"),
+])
+def test_parser_rejects_with_reason(text: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_scores(text, 4)
+
+
+def test_prompts_are_versioned_and_ask_for_num_steps() -> None:
+    system, analysis, scores = render("v1", "open the door", "t=8: left\nt=9: toggle", 8, 2)
+    assert "open the door" in analysis and "t=9: toggle" in analysis and "t=8 to t=9" in analysis
+    assert "exactly 2 integers" in scores and system
+    schema = scores_schema(3)["properties"]["scores"]
+    assert schema["minItems"] == schema["maxItems"] == 3
+    assert schema["items"] == {"type": "integer", "minimum": 0, "maximum": 10}
+    assert PROMPTS["v1"].version == "v1"
+
+
+def test_config_picks_backend_by_type_and_rejects_keys_in_place_of_names() -> None:
+    method, config = load_label_config({"method": "rgvlm", "backend": {
+        "type": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "MY_KEY"}})
+    assert method.name == "rgvlm" and config.backend.type == "openai"
+    assert config.fusion == {"rgvlm_sparse": {"rgvlm": 1.0, "sparse": 1.0}}
+    gemini = RGVLMConfig.from_dict({"backend": {"type": "gemini"}})
+    assert gemini.backend.api_key_env == "GEMINI_API_KEY"
+    with pytest.raises(ConfigError, match="NAME of an environment variable"):
+        RGVLMConfig.from_dict({"backend": {"type": "gemini", "api_key_env": "sk-abc123-def"}})
+    with pytest.raises(ConfigError, match="upper-case"):
+        RGVLMConfig.from_dict({"backend": {"type": "gemini", "api_key_env": "AIzaSyAbCdEfGhIjKl0123"}})
+    with pytest.raises(ConfigError, match="type"):
+        RGVLMConfig.from_dict({"backend": {"type": "claude", "model": "x"}})
+    with pytest.raises(ConfigError, match="weights over"):
+        RGVLMConfig.from_dict({"backend": {"type": "gemini"}, "fusion": {"x": {"clip": 1.0}}})
+    with pytest.raises(ConfigError, match="unknown prompt_version"):
+        RGVLMConfig.from_dict({"backend": {"type": "gemini"}, "prompt_version": "v0"})
+
+
+def test_cache_key_covers_everything_that_changes_an_answer() -> None:
+    base = dict(image=b"png", texts=("v1", "a", "b"), backend="openai", model="m", decoding={"t": 0})
+    key = cache_key(**base)
+    assert key == cache_key(**base)
+    for change in ({"image": b"png2"}, {"texts": ("v2", "a", "b")}, {"model": "m2"},
+                   {"decoding": {"t": 0.5}}, {"backend": "gemini"}):
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def test_cache_is_atomic_under_concurrent_writers(tmp_path: Path) -> None:
+    cache = AnswerCache(tmp_path)
+    keys = [cache_key(bytes([i]), ("v1",), "openai", "m", {}) for i in range(20)]
+    errors = []
+
+    def writer(seed: int) -> None:
+        try:
+            for k in keys:
+                cache.put(k, {"scores": [seed] * 50, "k": k})
+                got = cache.get(k)
+                assert got is not None and got["k"] == k and len(set(got["scores"])) == 1
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(cache) == 20
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_rate_limiter_holds_requests_per_minute() -> None:
+    async def run() -> list[float]:
+        limiter = RateLimiter(requests_per_minute=3, tokens_per_minute=None)
+        limiter.WINDOW_S = 0.5  # a "minute" of 0.5 s keeps the test short
+        stamps = []
+        for _ in range(7):
+            await limiter.acquire(1)
+            stamps.append(time.monotonic())
+        return stamps
+
+    stamps = asyncio.run(run())
+    # no 0.5 s window holds more than 3 requests
+    for i in range(len(stamps) - 3):
+        assert stamps[i + 3] - stamps[i] >= 0.5 - 1e-3
+    assert stamps[-1] - stamps[0] < 2.5
+
+
+def test_rate_limiter_holds_tokens_per_minute() -> None:
+    async def run() -> float:
+        limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=100)
+        limiter.WINDOW_S = 0.3
+        start = time.monotonic()
+        for _ in range(3):
+            await limiter.acquire(60)  # 60 + 60 > 100: each waits for the previous to age out
+        return time.monotonic() - start
+
+    assert 0.55 <= asyncio.run(run()) < 1.5
+
+
+def test_importing_the_labeller_loads_no_sdk() -> None:
+    code = ("import sys, rayrg.rewards.rgvlm, rayrg.rewards.rgvlm.pipeline, rayrg.rewards.cli, "
+            "rayrg.rewards.report; "
+            "heavy = [m for m in ('google.genai', 'vllm', 'transformers', 'torch', 'xgrammar', 'aiohttp') "
+            "if m in sys.modules]; print(json.dumps(heavy))")
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
