@@ -17,6 +17,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class Stats:
     scores_answers: Counter = field(default_factory=Counter)  # window digest -> valid turn-2 answers
     malformed: int = 0
     auth_headers: set = field(default_factory=set)
+    first_request_at: float | None = None  # time.monotonic()
+    last_answer_at: float | None = None
 
 
 def _window_digest(messages: list[dict[str, Any]]) -> str:
@@ -86,6 +89,7 @@ class LoopbackServer:
 
         stats, faults = self.stats, self.faults
         stats.requests += 1
+        stats.first_request_at = stats.first_request_at or time.monotonic()
         stats.auth_headers.add(request.headers.get("Authorization"))
         body = await request.json()
         roll = self._rng.random()
@@ -121,6 +125,7 @@ class LoopbackServer:
             text = json.dumps({"scores": [(seed >> (4 * i)) % 11 for i in range(n)]})
             stats.scores_answers[digest] += 1
         stats.by_status[200] += 1
+        stats.last_answer_at = time.monotonic()
         chars = sum(len(json.dumps(m["content"])) for m in messages)
         return web.json_response({
             "id": "loopback", "object": "chat.completion", "model": body.get("model"),

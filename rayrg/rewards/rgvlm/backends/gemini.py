@@ -1,0 +1,151 @@
+"""Google Gemini through ``google-genai`` (the maintained SDK; ``google-generativeai`` is gone).
+
+Each turn is one ``client.aio.models.generate_content`` call carrying the whole history
+(system instruction, the image, turn 1's answer): the same request ``chats.send_message``
+builds, but a re-asked turn 2 does not grow the history with the rejected answer. Turn 2
+asks for ``application/json`` with a ``response_schema`` of exactly ``num_steps`` integers
+0..10. The SDK's own retries stay off; :class:`AsyncChatBackend` retries 429/5xx/timeouts
+with backoff under the configured requests/tokens-per-minute limit, like the OpenAI backend.
+
+The Batch API (half price, ~24 h, two jobs for two turns) is not implemented: ``batch_mode``
+is rejected by the config rather than silently run online.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from rayrg.rewards.rgvlm.backends.base import (
+    AsyncChatBackend,
+    Completion,
+    Message,
+    PermanentError,
+    TransientError,
+    png_size,
+)
+from rayrg.rewards.rgvlm.backends.openai_http import RETRY_STATUSES, read_api_key
+from rayrg.rewards.rgvlm.config import Decoding, GeminiBackendConfig
+
+GEMINI_IMAGE_TILE = 768  # FACTS: ≤384 px per side is one 258-token image; larger ones tile at 768×768
+GEMINI_TOKENS_PER_TILE = 258
+
+
+def gemini_schema(schema: dict[str, Any]):
+    """The scores JSON schema as a ``types.Schema`` (Gemini's OpenAPI subset)."""
+    from google.genai import types
+
+    scores = schema["properties"]["scores"]
+    return types.Schema(
+        type=types.Type.OBJECT,
+        properties={"scores": types.Schema(
+            type=types.Type.ARRAY,
+            items=types.Schema(type=types.Type.INTEGER, minimum=scores["items"]["minimum"],
+                               maximum=scores["items"]["maximum"]),
+            min_items=scores["minItems"], max_items=scores["maxItems"])},
+        required=["scores"])
+
+
+def to_gemini_contents(messages: list[Message]) -> tuple[str | None, list[Any]]:
+    from google.genai import types
+
+    system = None
+    contents = []
+    for m in messages:
+        if m["role"] == "system":
+            system = m["text"]
+            continue
+        parts = []
+        if m.get("image") is not None:
+            parts.append(types.Part.from_bytes(data=m["image"], mime_type="image/png"))
+        parts.append(types.Part.from_text(text=m["text"]))
+        contents.append(types.Content(role="model" if m["role"] == "assistant" else "user", parts=parts))
+    return system, contents
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [asyncio.TimeoutError, TimeoutError, ConnectionError]
+    for module in ("httpx2", "httpx"):
+        try:
+            mod = __import__(module)
+            errors.append(mod.TransportError)  # timeouts, connect/read errors, protocol errors
+        except ImportError:
+            pass
+    try:
+        import aiohttp
+
+        errors.append(aiohttp.ClientError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+class GeminiBackend(AsyncChatBackend):
+    def __init__(self, config: GeminiBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
+                 share: float = 1.0, http_client: Any = None) -> None:
+        from google import genai
+        from google.genai import types
+
+        super().__init__(
+            max_in_flight=config.max_in_flight, max_retries=config.max_retries,
+            backoff_initial_s=config.backoff_initial_s, backoff_max_s=config.backoff_max_s,
+            requests_per_minute=config.requests_per_minute and config.requests_per_minute * share,
+            tokens_per_minute=config.tokens_per_minute and config.tokens_per_minute * share,
+            max_tokens_analysis=decoding.max_tokens_analysis, max_tokens_scores=decoding.max_tokens_scores,
+            max_parse_attempts=max_parse_attempts, seed=decoding.seed)
+        self.config, self.decoding = config, decoding
+        options: dict[str, Any] = {"timeout": int(config.timeout_s * 1000)}
+        if config.base_url:
+            options["base_url"] = config.base_url
+        if http_client is not None:  # tests: an httpx2.AsyncClient with a mock transport
+            options["httpx_async_client"] = http_client
+        self.client = genai.Client(api_key=read_api_key(config.api_key_env),
+                                   http_options=types.HttpOptions(**options))
+        self._errors = _transport_errors()
+
+    def image_tokens(self, png: bytes) -> int:
+        w, h = png_size(png)
+        if max(w, h) <= 384:
+            return GEMINI_TOKENS_PER_TILE
+        return GEMINI_TOKENS_PER_TILE * math.ceil(w / GEMINI_IMAGE_TILE) * math.ceil(h / GEMINI_IMAGE_TILE)
+
+    def generation_config(self, system: str | None, schema: dict[str, Any] | None, max_tokens: int):
+        from google.genai import types
+
+        kwargs: dict[str, Any] = {"system_instruction": system, "temperature": self.decoding.temperature,
+                                  "top_p": self.decoding.top_p, "max_output_tokens": max_tokens,
+                                  "seed": self.decoding.seed}
+        if schema is not None:
+            kwargs.update(response_mime_type="application/json", response_schema=gemini_schema(schema))
+        return types.GenerateContentConfig(**kwargs)
+
+    async def complete(self, messages: list[Message], schema: dict[str, Any] | None,
+                       max_tokens: int) -> Completion:
+        from google.genai import errors
+
+        system, contents = to_gemini_contents(messages)
+        try:
+            response = await self.client.aio.models.generate_content(
+                model=self.config.model, contents=contents,
+                config=self.generation_config(system, schema, max_tokens))
+        except errors.APIError as exc:
+            reason = f"HTTP {exc.code}: {exc.status or ''}".strip()
+            if exc.code in RETRY_STATUSES or (exc.code or 0) >= 500:
+                raise TransientError(reason) from exc
+            raise PermanentError(reason) from exc
+        except self._errors as exc:
+            raise TransientError(f"transport error: {type(exc).__name__}") from exc
+        usage = response.usage_metadata
+        text = response.text
+        if text is None:
+            reason = response.candidates[0].finish_reason if response.candidates else "no candidates"
+            raise TransientError(f"empty response ({reason})")
+        return Completion(text, int(getattr(usage, "prompt_token_count", 0) or 0),
+                          int(getattr(usage, "candidates_token_count", 0) or 0))
+
+    async def aclose(self) -> None:
+        try:
+            await self.client.aio.aclose()
+        except Exception:
+            pass
