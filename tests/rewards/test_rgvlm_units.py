@@ -151,3 +151,12 @@ def test_importing_the_labeller_loads_no_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("jobs/label_*.yaml")),
+                         ids=lambda p: p.name)
+def test_job_label_configs_validate(path: Path) -> None:
+    import yaml
+
+    method, config = load_label_config(yaml.safe_load(path.read_text()), source=str(path))
+    assert method.name == config.method

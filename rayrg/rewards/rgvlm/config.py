@@ -116,6 +116,7 @@ class VLLMBackendConfig(_BackendBase):
     enable_prefix_caching: bool = Field(True, description="Turn 2 reuses turn 1's image prefix.")
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
     num_actors: int = Field(1, ge=1, description="Engine replicas (each tensor_parallel_size GPUs).")
+    device: Literal["cuda", "cpu"] = Field("cuda", description="'cpu' for a CPU build of vLLM (no GPUs asked).")
     batch_size: int = Field(64, ge=1, description="Windows per engine call (vLLM batches them).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine kwargs.")
 

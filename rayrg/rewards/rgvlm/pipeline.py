@@ -210,7 +210,8 @@ def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
     if b.type == "transformers":
         return {"compute": compute, "num_cpus": b.num_cpus, "num_gpus": b.num_gpus or None,
                 "batch_size": b.batch_size}
-    return {"compute": compute, "num_gpus": b.tensor_parallel_size, "num_cpus": 1, "batch_size": b.batch_size}
+    gpus = b.tensor_parallel_size if b.device == "cuda" else None
+    return {"compute": compute, "num_gpus": gpus, "num_cpus": 1, "batch_size": b.batch_size}
 
 
 def transition_rewards(labels: pa.Table, keys: pa.Table) -> np.ndarray:

@@ -1,0 +1,126 @@
+"""Self-hosted VLM on vLLM: ONE engine per actor runs both turns of every window.
+
+Why not two chained ``ray.data.llm`` processors: each ``vLLMEngineProcessorConfig``
+processor starts its own engine pool, so turn 1 and turn 2 would load the model twice (a
+72B model twice: FACTS). Here the labeller actor (``num_gpus = tensor_parallel_size``)
+owns one ``vllm.LLM``; for a batch of windows it runs turn 1 for all of them in one
+``LLM.chat`` call, then turn 2 (history + turn-1 answers) in a second call on the same
+engine. With ``enable_prefix_caching`` turn 2 reuses the KV cache of turn 1's prefix
+(system + image + analysis prompt), which is most of its tokens. Tensor parallelism stays
+inside the actor (vLLM's multiprocessing executor over the actor's GPUs), so one node
+serves a 72B model with TP 4 or 8.
+
+Images are capped by ``max_pixels`` (Qwen2-VL: ≈ pixels / 784 tokens). Turn 2 is
+constrained with ``structured_outputs={"json": schema}`` (vLLM removed ``guided_json``);
+the engine-level xgrammar config turns free whitespace off (the per-request switch had no
+effect in vLLM 0.32: FACTS).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, WindowAnswer, WindowQuery
+from rayrg.rewards.rgvlm.backends.openai_http import to_openai_messages
+from rayrg.rewards.rgvlm.config import Decoding, VLLMBackendConfig
+from rayrg.rewards.rgvlm.prompts import scores_schema
+
+
+def engine_kwargs(config: VLLMBackendConfig, decoding: Decoding) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` (the engine both turns share)."""
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "max_model_len": config.max_model_len,
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "limit_mm_per_prompt": {"image": 1},  # one grid image per window
+        "mm_processor_kwargs": {"max_pixels": config.max_pixels},
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
+    if decoding.seed is not None:
+        kwargs["seed"] = decoding.seed
+    if config.tensor_parallel_size > 1:
+        kwargs["distributed_executor_backend"] = "mp"  # workers on this actor's GPUs
+    kwargs.update(config.engine_kwargs)
+    return kwargs
+
+
+def sampling_kwargs(decoding: Decoding, max_tokens: int, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` for one turn."""
+    kwargs: dict[str, Any] = {"temperature": decoding.temperature, "top_p": decoding.top_p,
+                              "max_tokens": max_tokens, "seed": decoding.seed}
+    if schema is not None:
+        kwargs["structured_outputs"] = {"json": schema}
+    return kwargs
+
+
+def _sampling_params(kwargs: dict[str, Any]):
+    from vllm import SamplingParams
+
+    structured = kwargs.pop("structured_outputs", None)
+    if structured is not None:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        kwargs["structured_outputs"] = StructuredOutputsParams(**structured)
+    return SamplingParams(**kwargs)
+
+
+class VLLMBackend(Backend):
+    def __init__(self, config: VLLMBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
+                 share: float = 1.0) -> None:
+        from vllm import LLM
+
+        super().__init__(max_parse_attempts)
+        self.config, self.decoding = config, decoding
+        self.llm = LLM(**engine_kwargs(config, decoding))
+
+    def _chat(self, conversations: list[list[dict[str, Any]]], params: Any) -> list[Any]:
+        return self.llm.chat(conversations, params, use_tqdm=False)
+
+    def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
+        answers = [WindowAnswer() for _ in queries]
+        if not queries:
+            return answers
+        start = time.perf_counter()
+        try:
+            first = self._chat([to_openai_messages(q.turn1()) for q in queries],
+                               _sampling_params(sampling_kwargs(self.decoding, self.decoding.max_tokens_analysis, None)))
+            for a, out in zip(answers, first, strict=True):
+                a.backend_calls += 1
+                a.analysis_text = out.outputs[0].text
+                a.input_tokens += len(out.prompt_token_ids or [])
+                a.output_tokens += len(out.outputs[0].token_ids)
+            pending = list(range(len(queries)))
+            for _ in range(self.max_parse_attempts):
+                if not pending:
+                    break
+                by_steps: dict[int, list[int]] = {}
+                for i in pending:
+                    by_steps.setdefault(queries[i].num_steps, []).append(i)
+                still = []
+                for num_steps, idx in by_steps.items():  # one schema per window length
+                    params = _sampling_params(sampling_kwargs(
+                        self.decoding, self.decoding.max_tokens_scores, scores_schema(num_steps)))
+                    outs = self._chat([to_openai_messages(queries[i].turn2(answers[i].analysis_text))
+                                       for i in idx], params)
+                    for i, out in zip(idx, outs, strict=True):
+                        a = answers[i]
+                        a.backend_calls += 1
+                        a.input_tokens += len(out.prompt_token_ids or [])
+                        a.output_tokens += len(out.outputs[0].token_ids)
+                        if not self.finish_scores(a, queries[i], out.outputs[0].text):
+                            still.append(i)
+                pending = still
+        except Exception as exc:  # engine errors fail this batch's windows, not the dataset
+            for a in answers:
+                if a.scores is None:
+                    a.error = f"{type(exc).__name__}: {exc}"
+        elapsed = (time.perf_counter() - start) / len(queries)
+        for q, a in zip(queries, answers, strict=True):
+            a.latency_s = elapsed  # batched: the engine's time per window
+            if on_done is not None:
+                on_done(q, a)
+        return answers
