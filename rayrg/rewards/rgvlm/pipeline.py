@@ -125,6 +125,9 @@ def provenance(config: RGVLMConfig) -> dict[str, Any]:
     """How the labels were made: never secrets (configs hold env-var names, not keys)."""
     backend = config.backend.to_dict()
     backend.pop("extra_body", None)  # free-form: could carry credentials
+    for field in ("base_url",):  # a query string (?key=...) is no place for provenance
+        if backend.get(field):
+            backend[field] = backend[field].split("?", 1)[0]
     return {"method": "rgvlm", "backend": config.backend.type, "model": config.backend.model,
             "prompt_version": config.prompt_version, "decoding": config.decoding.to_dict(),
             "max_parse_attempts": config.max_parse_attempts, "max_image_side": config.max_image_side,
@@ -160,10 +163,13 @@ class _WindowLabeller:
             hit = self.cache.get(q.key)
             if hit is not None:
                 hit.pop("window_id", None)
-                answers[q.key] = (WindowAnswer(**hit), True)
-            else:
-                answers[q.key] = (WindowAnswer(), False)
-                todo.append(q)
+                try:
+                    answers[q.key] = (WindowAnswer(**hit), True)
+                    continue
+                except TypeError:  # an entry from an incompatible rayrg version: ask again
+                    pass
+            answers[q.key] = (WindowAnswer(), False)
+            todo.append(q)
         for q, answer in zip(todo, self.backend.label_batch(todo, on_done=self._store), strict=True):
             answers[q.key] = (answer, False)
         out = []
