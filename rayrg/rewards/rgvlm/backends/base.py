@@ -175,17 +175,19 @@ class AsyncChatBackend(Backend):
     on a persistent event loop in a background thread, at most ``max_in_flight`` at once.
     """
 
-    def __init__(self, *, max_in_flight: int, max_retries: int, backoff_initial_s: float,
-                 backoff_max_s: float, requests_per_minute: float | None,
-                 tokens_per_minute: float | None, max_tokens_analysis: int, max_tokens_scores: int,
-                 max_parse_attempts: int = 3, seed: int | None = None) -> None:
+    def __init__(self, config: Any, decoding: Any, max_parse_attempts: int = 3, share: float = 1.0) -> None:
+        """``config``: a remote backend config (concurrency, retries, limits); ``share``: this
+        actor's fraction of the rate limits (the limits are for all actors together)."""
         super().__init__(max_parse_attempts)
-        self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
-        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
-        self.max_tokens_analysis, self.max_tokens_scores = max_tokens_analysis, max_tokens_scores
-        self._rng = random.Random(seed)
+        self.config, self.decoding = config, decoding
+        self.max_in_flight = config.max_in_flight
+        self.max_retries = config.max_retries
+        self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
+        self.limiter = RateLimiter(config.requests_per_minute and config.requests_per_minute * share,
+                                   config.tokens_per_minute and config.tokens_per_minute * share)
+        self.max_tokens_analysis = decoding.max_tokens_analysis
+        self.max_tokens_scores = decoding.max_tokens_scores
+        self._rng = random.Random(decoding.seed)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rgvlm-io", daemon=True)
         self._thread.start()

@@ -87,14 +87,7 @@ class GeminiBackend(AsyncChatBackend):
         from google import genai
         from google.genai import types
 
-        super().__init__(
-            max_in_flight=config.max_in_flight, max_retries=config.max_retries,
-            backoff_initial_s=config.backoff_initial_s, backoff_max_s=config.backoff_max_s,
-            requests_per_minute=config.requests_per_minute and config.requests_per_minute * share,
-            tokens_per_minute=config.tokens_per_minute and config.tokens_per_minute * share,
-            max_tokens_analysis=decoding.max_tokens_analysis, max_tokens_scores=decoding.max_tokens_scores,
-            max_parse_attempts=max_parse_attempts, seed=decoding.seed)
-        self.config, self.decoding = config, decoding
+        super().__init__(config, decoding, max_parse_attempts, share)
         options: dict[str, Any] = {"timeout": int(config.timeout_s * 1000)}
         if config.base_url:
             options["base_url"] = config.base_url

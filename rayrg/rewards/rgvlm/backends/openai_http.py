@@ -57,15 +57,7 @@ def read_api_key(env_name: str | None) -> str | None:
 class OpenAIBackend(AsyncChatBackend):
     def __init__(self, config: OpenAIBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
-        super().__init__(
-            max_in_flight=config.max_in_flight, max_retries=config.max_retries,
-            backoff_initial_s=config.backoff_initial_s, backoff_max_s=config.backoff_max_s,
-            requests_per_minute=config.requests_per_minute and config.requests_per_minute * share,
-            tokens_per_minute=config.tokens_per_minute and config.tokens_per_minute * share,
-            max_tokens_analysis=decoding.max_tokens_analysis,
-            max_tokens_scores=decoding.max_tokens_scores,
-            max_parse_attempts=max_parse_attempts, seed=decoding.seed)
-        self.config, self.decoding = config, decoding
+        super().__init__(config, decoding, max_parse_attempts, share)
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         key = read_api_key(config.api_key_env)
         # The key lives only in this header dict; it is never logged or stored.
