@@ -160,3 +160,14 @@ def test_job_label_configs_validate(path: Path) -> None:
 
     method, config = load_label_config(yaml.safe_load(path.read_text()), source=str(path))
     assert method.name == config.method
+
+
+def test_missing_api_key_is_a_config_error_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    from rayrg.rewards.rgvlm.pipeline import label_rgvlm
+
+    monkeypatch.delenv("RAYRG_TEST_ABSENT_KEY", raising=False)
+    config = RGVLMConfig.from_dict({"backend": {"type": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                                "model": "m", "api_key_env": "RAYRG_TEST_ABSENT_KEY"}})
+    with pytest.raises(ConfigError, match="RAYRG_TEST_ABSENT_KEY is not set"):
+        label_rgvlm(config, tmp_path / "data", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -101,7 +101,7 @@ class TransformersBackendConfig(_BackendBase):
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0', 'auto'.")
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     num_actors: int = Field(1, ge=1)
-    num_cpus: float = Field(1.0, gt=0, description="CPUs per actor (fractional allowed).")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs per actor (fractional: whole CPUs can hang a 2-CPU pool).")
     num_gpus: float = Field(0.0, ge=0)
     batch_size: int = Field(4, ge=1, description="Windows per map_batches call.")
 
