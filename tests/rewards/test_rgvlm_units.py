@@ -171,3 +171,18 @@ def test_missing_api_key_is_a_config_error_before_any_work(tmp_path: Path, monke
     with pytest.raises(ConfigError, match="RAYRG_TEST_ABSENT_KEY is not set"):
         label_rgvlm(config, tmp_path / "data", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_label_cli_runs_any_registered_method(make_toy_dataset, tmp_path: Path, capsys) -> None:
+    from rayrg.cli import main
+    from rayrg.data.schema import read_trajectories
+
+    source = make_toy_dataset()
+    (tmp_path / "sparse.yaml").write_text("method: sparse\n")
+    assert main(["label", "--config", str(tmp_path / "sparse.yaml"), "--dataset", str(source),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "reward_sparse" in read_trajectories(tmp_path / "out").column_names
+    (tmp_path / "bad.yaml").write_text("method: gpt\n")
+    assert main(["label", "--config", str(tmp_path / "bad.yaml"), "--dataset", str(source),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown label method 'gpt'" in capsys.readouterr().err
