@@ -14,8 +14,10 @@ import sys
 # Modules that define ``add_commands(subparsers)``; each sub-command sets ``func``.
 COMMAND_MODULES = (
     "rayrg.data.cli",
+    "rayrg.data.alfred_cli",
     "rayrg.windows.cli",
     "rayrg.rewards.cli",
+    "rayrg.rewards.similarity.cli",
     "rayrg.experiments.cli",
 )
 

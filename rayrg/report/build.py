@@ -124,34 +124,28 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: 
     return "\n".join(md), numbers
 
 
-def _reward_table(out: Path, labelled: Path | None) -> tuple[str, dict]:
+def _reward_table(out: Path, labelled: Path | None) -> tuple[str, list]:
+    title = "## Reward accuracy (Table-I analogue)"
     if labelled is None:
-        return "## Reward accuracy (Table-I analogue)\n\nNo labelled dataset.\n", {}
-    try:
-        from rayrg.rewards.report import reward_report
-    except ImportError as exc:  # the RG-VLM report module is part of the labeller
-        return f"## Reward accuracy (Table-I analogue)\n\nUnavailable: {exc}\n", {}
-    report = reward_report(labelled)
-    rows = report.get("rows", [])
-    header = ["reward", "model", "accuracy", "precision", "recall", "s/query", "tokens/1k transitions",
-              "cost/1k transitions ($)"]
-    body = [[r.get("column"), r.get("model", "-"), r.get("accuracy", math.nan), r.get("precision", math.nan),
-             r.get("recall", math.nan), r.get("seconds_per_query", "-"),
-             r.get("tokens_per_1k_transitions", "-"), r.get("cost_per_1k_transitions", "-")] for r in rows]
-    md = ["## Reward accuracy (Table-I analogue)", "",
-          report.get("definition", ""), "", _md_table(header, body), ""]
-    return "\n".join(md), report
+        return f"{title}\n\nNo labelled dataset.\n", []
+    from rayrg.rewards.report import format_table, reward_report
+
+    rows = reward_report([labelled])
+    definition = ("A transition is *good* when its action is the expert's or it completes a sub-task "
+                  "(`rayrg.rewards.truth`); a reward predicts *good* when it is >= 0.5 (an RG-VLM score "
+                  ">= 5/10). Accuracy, precision and recall are over labelled transitions; cover = "
+                  "labelled / all. Definitions: `rayrg/rewards/report.py`.")
+    md = [title, "", definition, "", "```", format_table(rows), "```", ""]
+    return "\n".join(md), rows
 
 
 def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
     if labelled is None:
         return ""
-    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories, reward_columns
-    from rayrg.rewards.truth import subtask_advanced
-
     import pyarrow.parquet as pq
 
-    from rayrg.data.schema import shard_files
+    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories, reward_columns, shard_files
+    from rayrg.rewards.truth import subtask_advanced
 
     columns = reward_columns(pq.read_schema(shard_files(labelled)[0]).names)
     table = read_trajectories(labelled, columns=[*SCALAR_COLUMNS, *columns], decode_images=False)
@@ -173,12 +167,12 @@ def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
 def _window_picture(out: Path, report_dir: Path) -> str:
     import pyarrow.parquet as pq
 
-    label_files = sorted((out / "labels").glob("*-rgvlm/labels/*.parquet"))
-    windows_dirs = sorted((out / "labels").glob("*-rgvlm/windows"))
+    label_files = sorted((out / "labels").glob("*-rgvlm/_labels/*.parquet"))
+    windows_dirs = sorted((out / "labels").glob("*-rgvlm/_windows"))
     if not label_files or not windows_dirs:
         return ""
     labels = pq.read_table(label_files).to_pylist()
-    scored = [r for r in labels if r.get("scores") and not r.get("error")]
+    scored = [r for r in labels if r.get("status") == "ok" and r.get("scores")]
     if not scored:
         return "## A labelled window\n\nNo window was labelled successfully.\n"
     row = max(scored, key=lambda r: (len(r["scores"]), r["window_id"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():  # noqa: ANN202 - pyplot module
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")

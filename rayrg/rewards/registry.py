@@ -19,6 +19,10 @@ LABEL_METHODS: dict[str, str] = {
     "sparse": "rayrg.rewards.simple:SPARSE",
     "simulated": "rayrg.rewards.simple:SIMULATED",
     "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
+    "clip": "rayrg.rewards.similarity.clip:CLIP",
+    "vlmrm": "rayrg.rewards.similarity.clip:VLMRM",
+    "blip2": "rayrg.rewards.similarity.blip2:BLIP2",
+    "roboclip": "rayrg.rewards.similarity.roboclip:ROBOCLIP",
 }
 
 

@@ -306,7 +306,9 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     for old in labels_dir.glob("*.parquet"):
         old.unlink()
     labelled.write_parquet(str(labels_dir))
-    labels = pq.read_table(labels_dir, schema=LABELS_SCHEMA)
+    files = sorted(labels_dir.glob("*.parquet"))
+    labels = (pq.read_table(files, schema=LABELS_SCHEMA) if files
+              else LABELS_SCHEMA.empty_table())
 
     keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
     dense = transition_rewards(labels, keys)

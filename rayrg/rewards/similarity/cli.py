@@ -1,0 +1,99 @@
+"""``rayrg pr-report``, ``rayrg scaling-report``, ``rayrg prompt-report``.
+
+Labelling itself is ``rayrg label --config X.yaml`` (the config's ``method`` picks clip,
+vlmrm, blip2 or roboclip); these commands score rewards against ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from rayrg.cli import add_ray_args
+
+    p = sub.add_parser("pr-report", help="precision-recall of reward columns vs goal / sub-task truth (PNG + JSON)")
+    p.add_argument("--dataset", type=Path, action="append", required=True,
+                   help="labelled dataset directory (repeat for several)")
+    p.add_argument("--column", action="append", default=None, help="reward column(s) (default: all reward_*)")
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.set_defaults(func=_pr)
+
+    p = sub.add_parser("scaling-report", help="PR-AUC per checkpoint of one model family, in one run")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML (clip/vlmrm/blip2/roboclip)")
+    p.add_argument("--model", action="append", required=True,
+                   help="LABEL=MODEL or MODEL (hub id or directory); repeat per size")
+    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    add_ray_args(p)
+    p.set_defaults(func=_scaling)
+
+    p = sub.add_parser("prompt-report", help="PR-AUC per prompt template")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML (clip/vlmrm/blip2/roboclip)")
+    p.add_argument("--template", action="append", default=None,
+                   help="LABEL::TEMPLATE or TEMPLATE with '{instruction}'; repeat (default: a built-in set)")
+    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    add_ray_args(p)
+    p.set_defaults(func=_prompts)
+
+
+def _load(path: Path) -> dict:
+    import yaml
+
+    from rayrg.config import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def _init(args: argparse.Namespace) -> None:
+    if args.address is None and args.num_cpus is not None:
+        from rayrg.runtime import init_ray
+
+        init_ray(None, num_cpus=args.num_cpus)
+
+
+def _print(report: dict, key: str, out: Path) -> None:
+    for row in report[key]:
+        ap = {t: row["truth"][t]["average_precision"] for t in ("goal", "subtask")}
+        name = row.get("label") or row.get("column")
+        print(f"{name:<28} params={row.get('num_parameters') or '-':<10} "
+              f"AP goal={ap['goal']:.3f}  AP sub-task={ap['subtask']:.3f}")
+    print(f"report: {out}")
+
+
+def _pr(args: argparse.Namespace) -> int:
+    from rayrg.rewards.similarity.reports import pr_report
+
+    report = pr_report(args.dataset, args.out, columns=args.column)
+    _print(report, "columns", args.out)
+    return 0
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from rayrg.rewards.similarity.reports import scaling_report
+
+    models = [tuple(m.split("=", 1)) if "=" in m else (Path(m).name or m, m) for m in args.model]
+    _init(args)
+    report = scaling_report(_load(args.config), models, args.dataset, args.out, address=args.address)
+    _print(report, "models", args.out)
+    return 0
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    from rayrg.rewards.similarity.reports import DEFAULT_TEMPLATES, prompt_report
+
+    if args.template:
+        templates = [tuple(t.split("::", 1)) if "::" in t else (f"t{i}", t) for i, t in enumerate(args.template)]
+    else:
+        templates = list(DEFAULT_TEMPLATES.items())
+    _init(args)
+    report = prompt_report(_load(args.config), templates, args.dataset, args.out, address=args.address)
+    _print(report, "templates", args.out)
+    return 0

@@ -1,0 +1,399 @@
+"""Ray Data stages of the similarity labellers: actors that load a model once and score batches.
+
+::
+
+    shards ─read_parquet─► map_batches(FrameScorer)  ─► one score per observation
+                                                       └─► transition t gets obs t+1 (or t)
+    shards ─from_items(paths)─► map_batches(read_episode_videos) ─► map_batches(VideoScorer)
+                                                       └─► one score per episode, on its last step
+
+Actors run on the GPU when the cluster has one (``num_gpus`` None: 1 per actor) and on
+CPU otherwise, in an autoscaling pool of 1..``max_actors`` with fractional CPUs (FACTS:
+fixed pools asking for more CPUs than exist hang on 2-core machines). Scores are small,
+so they are gathered on the driver and joined onto the dataset by
+:func:`rayrg.rewards.base.write_labelled_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayrg.data.schema import SCALAR_COLUMNS, decode_png, read_trajectories, shard_files
+from rayrg.rewards.base import write_labelled_dataset
+from rayrg.rewards.similarity import math as sim
+from rayrg.rewards.similarity.config import (
+    AnySimilarityConfig,
+    Blip2Config,
+    ClipConfig,
+    PerFrameConfig,
+    RoboClipConfig,
+    VLMRMConfig,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_CLASSES: dict[str, type[AnySimilarityConfig]] = {
+    "clip": ClipConfig, "vlmrm": VLMRMConfig, "blip2": Blip2Config, "roboclip": RoboClipConfig}
+
+_FRAME_INPUT = ["episode_id", "step", "instruction", "frame", "final_frame"]
+OBS_SCHEMA = pa.schema([
+    pa.field("variant", pa.int32()),  # index into the configs scored in this pass
+    pa.field("episode_id", pa.string()),
+    pa.field("obs_index", pa.int32()),  # o_t: the frame of row t; o_T: final_frame of the last row
+    pa.field("score", pa.float64()),  # clip: p(goal); vlmrm: reward; blip2: P(match) or ITC cosine
+    pa.field("cosine", pa.float64()),  # cos(frame, goal prompt); NaN where the method has none
+    pa.field("num_parameters", pa.int64()),
+])
+EPISODE_SCHEMA = pa.schema([
+    pa.field("variant", pa.int32()),
+    pa.field("episode_id", pa.string()),
+    pa.field("last_step", pa.int32()),
+    pa.field("score", pa.float64()),
+    pa.field("num_parameters", pa.int64()),
+])
+
+
+def config_from_dict(data: dict[str, Any]) -> AnySimilarityConfig:
+    return CONFIG_CLASSES[data["method"]].from_dict(data)
+
+
+class FrameScorer:
+    """``map_batches`` actor: per-frame scores of CLIP (Baumli), VLM-RMs or BLIP-2.
+
+    Scores one or more *variants* (configs of one method that differ in model, prompt or
+    math) per batch, so a report sweep decodes each frame once and loads each model once.
+    """
+
+    def __init__(self, configs: list[dict[str, Any]], negatives: list[dict[str, list[str]]],
+                 episodes: list[str] | None = None) -> None:
+        self.configs = [config_from_dict(c) for c in configs]
+        self.negatives = negatives
+        self.episodes = set(episodes) if episodes is not None else None
+        self.observation = self.configs[0].observation  # type: ignore[union-attr]
+        self.models: dict[str, Any] = {}
+        for c in self.configs:
+            if c.model in self.models:
+                continue
+            if isinstance(c, Blip2Config):
+                from rayrg.rewards.similarity.blip2 import Blip2Scorer
+
+                self.models[c.model] = Blip2Scorer(c.model, c.device, c.dtype, c.score)
+            else:
+                from rayrg.rewards.similarity.clip import ClipEncoder
+
+                self.models[c.model] = ClipEncoder(c.model, c.device, c.dtype)
+
+    def _observations(self, batch: pa.Table) -> tuple[list[str], list[int], list[bytes], list[str]]:
+        episodes, index, pngs, instructions = [], [], [], []
+        rows = zip(*(batch.column(c).to_pylist() for c in _FRAME_INPUT), strict=True)
+        for episode, step, instruction, frame, final_frame in rows:
+            if self.episodes is not None and episode not in self.episodes:
+                continue
+            wanted = [(step, frame)] if self.observation == "current" or step > 0 else []
+            if self.observation == "next" and final_frame is not None:
+                wanted.append((step + 1, final_frame))
+            for i, png in wanted:
+                episodes.append(episode)
+                index.append(i)
+                pngs.append(png)
+                instructions.append(instruction)
+        return episodes, index, pngs, instructions
+
+    def _score(self, variant: int, images: list[np.ndarray], instructions: list[str],
+               embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from rayrg.rewards.similarity.clip import clip_scores, vlmrm_scores
+
+        c = self.configs[variant]
+        model = self.models[c.model]
+        if isinstance(c, Blip2Config):
+            return model(images, [c.prompt(i) for i in instructions])
+        if c.model not in embeddings:  # one image pass per model, shared by its variants
+            embeddings[c.model] = model.encode_images(images)
+        if isinstance(c, ClipConfig):
+            return clip_scores(model, embeddings[c.model], instructions, c, self.negatives[variant])
+        return vlmrm_scores(model, embeddings[c.model], instructions, c)  # type: ignore[arg-type]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        episodes, index, pngs, instructions = self._observations(batch)
+        if not pngs:
+            return OBS_SCHEMA.empty_table()
+        images = [decode_png(p) for p in pngs]
+        embeddings: dict[str, np.ndarray] = {}
+        tables = []
+        for variant, c in enumerate(self.configs):
+            scores = self._score(variant, images, instructions, embeddings)
+            tables.append(pa.table({
+                "variant": pa.array([variant] * len(pngs), pa.int32()),
+                "episode_id": pa.array(episodes, pa.string()), "obs_index": pa.array(index, pa.int32()),
+                "score": pa.array(scores["score"], pa.float64()),
+                "cosine": pa.array(scores["cosine"], pa.float64()),
+                "num_parameters": pa.array([self.models[c.model].num_parameters] * len(pngs), pa.int64()),
+            }, schema=OBS_SCHEMA))
+        return pa.concat_tables(tables)
+
+
+def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None = None) -> pa.Table:
+    """Task: read whole shards (episodes never span shards) -> one row per episode with all
+    its observations' PNGs (o_0 .. o_T) in order."""
+    keep = set(episodes) if episodes is not None else None
+    out: dict[str, list[Any]] = {"episode_id": [], "instruction": [], "last_step": [], "frames": []}
+    for path in batch["path"]:
+        table = pq.read_table(str(path), columns=_FRAME_INPUT)
+        rows = zip(*(table.column(c).to_pylist() for c in _FRAME_INPUT), strict=True)
+        current: str | None = None
+        for episode, step, instruction, frame, final_frame in rows:
+            if keep is not None and episode not in keep:
+                continue
+            if episode != current:
+                current = episode
+                for k, v in (("episode_id", episode), ("instruction", instruction), ("last_step", step),
+                             ("frames", [])):
+                    out[k].append(v)
+            out["frames"][-1].append(frame)
+            out["last_step"][-1] = step
+            if final_frame is not None:
+                out["frames"][-1].append(final_frame)
+    return pa.table({"episode_id": pa.array(out["episode_id"], pa.string()),
+                     "instruction": pa.array(out["instruction"], pa.string()),
+                     "last_step": pa.array(out["last_step"], pa.int32()),
+                     "frames": pa.array(out["frames"], pa.list_(pa.binary()))})
+
+
+class VideoScorer:
+    """``map_batches`` actor: RoboCLIP's video–text similarity, one per episode and variant."""
+
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        from rayrg.rewards.similarity.roboclip import build_video_encoder
+
+        self.configs: list[RoboClipConfig] = [config_from_dict(c) for c in configs]  # type: ignore[misc]
+        self.models: dict[str, Any] = {}
+        for c in self.configs:
+            if c.model not in self.models:
+                self.models[c.model] = build_video_encoder(c)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from rayrg.rewards.similarity.roboclip import subsample_indices
+
+        frames = [[decode_png(png) for png in episode] for episode in batch.column("frames").to_pylist()]
+        instructions = batch.column("instruction").to_pylist()
+        tables = []
+        for variant, c in enumerate(self.configs):
+            model = self.models[c.model]
+            num_frames = c.num_frames or model.num_frames
+            videos = [[f[i] for i in subsample_indices(len(f), num_frames)] for f in frames]
+            score = model.similarity(videos, [c.prompt(i) for i in instructions]) if videos else np.zeros(0)
+            tables.append(pa.table({
+                "variant": pa.array([variant] * len(videos), pa.int32()),
+                "episode_id": batch.column("episode_id"), "last_step": batch.column("last_step"),
+                "score": pa.array(score, pa.float64()),
+                "num_parameters": pa.array([model.num_parameters] * len(videos), pa.int64())},
+                schema=EPISODE_SCHEMA))
+        return pa.concat_tables(tables)
+
+
+def _actor_kwargs(config: AnySimilarityConfig) -> dict[str, Any]:
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    gpus = config.num_gpus
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    kwargs: dict[str, Any] = {"compute": ActorPoolStrategy(min_size=1, max_size=config.max_actors),
+                              "num_cpus": config.num_cpus, "batch_size": config.batch_size,
+                              "batch_format": "pyarrow"}
+    if gpus:
+        kwargs["num_gpus"] = gpus
+    return kwargs
+
+
+def _gather(ds: Any, schema: pa.Schema) -> pa.Table:
+    import ray
+
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables else schema.empty_table()
+
+
+@dataclass
+class Scored:
+    """Scores of one config on one dataset, per transition (rows of ``keys``)."""
+
+    keys: pa.Table  # SCALAR_COLUMNS of the dataset, in dataset order
+    score: np.ndarray  # float64; NaN where not scored
+    cosine: np.ndarray  # float64; NaN where the method has none
+    num_parameters: int | None
+    granularity: str  # "transition" | "episode_end"
+    negatives: dict[str, list[str]]
+    wall_s: float  # of the whole pass (shared by variants scored together)
+
+
+def _selected_episodes(keys: pa.Table, max_episodes: int | None) -> list[str] | None:
+    if max_episodes is None:
+        return None
+    return list(dict.fromkeys(keys.column("episode_id").to_pylist()))[:max_episodes]
+
+
+def _keyed(keys: pa.Table) -> list[tuple[str, int]]:
+    return list(zip(keys.column("episode_id").to_pylist(), keys.column("step").to_pylist(), strict=True))
+
+
+def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, *,
+                   address: str | None = None) -> list[Scored]:
+    """Score ``dataset`` with every config in ONE Ray Data pass; scores per transition each.
+
+    The configs must share the method and, for per-frame methods, the observation choice;
+    they may differ in model, prompt and math (the scaling and prompt reports). Actor
+    resources and the batch size come from the first config.
+    """
+    import ray
+
+    from rayrg.rewards.similarity.negatives import build_negatives
+    from rayrg.runtime import init_ray, quiet_ray_data
+
+    first = configs[0]
+    if len({(c.method, getattr(c, "observation", None), c.max_episodes) for c in configs}) != 1:
+        raise ValueError("variants scored in one pass must share method, observation and max_episodes")
+    start = time.perf_counter()
+    dataset = Path(dataset)
+    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), validate=False)
+    episodes = _selected_episodes(keys, first.max_episodes)
+    init_ray(address)
+    quiet_ray_data()
+    files = [str(f) for f in shard_files(dataset)]
+    config_dicts = [c.to_dict() for c in configs]
+    negatives: list[dict[str, list[str]]] = [
+        build_negatives(keys.column("instruction").to_pylist(), c.negatives) if isinstance(c, ClipConfig) else {}
+        for c in configs]
+
+    if isinstance(first, RoboClipConfig):
+        ds = ray.data.from_items([{"path": f} for f in files])
+        ds = ds.map_batches(read_episode_videos, fn_kwargs={"episodes": episodes}, batch_size=1,
+                            batch_format="numpy", num_cpus=0.25)
+        ds = ds.map_batches(VideoScorer, fn_constructor_args=(config_dicts,), **_actor_kwargs(first))
+        table = _gather(ds, EPISODE_SCHEMA)
+    else:
+        ds = ray.data.read_parquet(files, columns=_FRAME_INPUT)
+        ds = ds.map_batches(FrameScorer, fn_constructor_args=(config_dicts, negatives, episodes),
+                            **_actor_kwargs(first))
+        table = _gather(ds, OBS_SCHEMA)
+    wall_s = time.perf_counter() - start
+
+    keyed = _keyed(keys)
+    variant_column = np.asarray(table.column("variant").to_numpy())
+    results = []
+    for v, config in enumerate(configs):
+        part = table.filter(pa.array(variant_column == v))
+        score, cosine = np.full(keys.num_rows, np.nan), np.full(keys.num_rows, np.nan)
+        if isinstance(config, RoboClipConfig):
+            by_end = dict(zip(zip(part.column("episode_id").to_pylist(), part.column("last_step").to_pylist(),
+                                  strict=True), part.column("score").to_pylist(), strict=True))
+            done = {e for e, _ in by_end}
+            for i, (e, s) in enumerate(keyed):
+                if e in done:
+                    score[i] = by_end.get((e, s), 0.0)  # RoboCLIP: 0 before the episode's end
+            granularity = "episode_end"
+        else:
+            obs = {(e, i): (s, c) for e, i, s, c in zip(
+                *(part.column(k).to_pylist() for k in ("episode_id", "obs_index", "score", "cosine")), strict=True)}
+            shift = 1 if config.observation == "next" else 0  # type: ignore[union-attr]
+            for i, (e, s) in enumerate(keyed):
+                if (e, s + shift) in obs:
+                    score[i], cosine[i] = obs[(e, s + shift)]
+            granularity = "transition"
+        params = part.column("num_parameters").to_pylist()
+        results.append(Scored(keys=keys, score=score, cosine=cosine, num_parameters=params[0] if params else None,
+                              granularity=granularity, negatives=negatives[v], wall_s=wall_s))
+    return results
+
+
+def score_dataset(config: AnySimilarityConfig, dataset: str | Path, *, address: str | None = None) -> Scored:
+    """Run the config's Ray Data stage over ``dataset``; scores per transition."""
+    return score_variants([config], dataset, address=address)[0]
+
+
+def is_tiny_random(model: str) -> bool:
+    """A checkpoint built by rayrg.models.tiny_* (random weights: scores check plumbing only)."""
+    path = Path(model)
+    return (path / "rayrg_tiny.json").exists() or (path.is_file() and (path.parent / "rayrg_tiny.json").exists())
+
+
+def provenance(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
+    """How the column was made (model, prompts, math parameters); never secrets."""
+    instructions = sorted(scored.negatives) or sorted(set(scored.keys.column("instruction").to_pylist()))
+    example = instructions[0] if instructions else "<instruction>"
+    prov: dict[str, Any] = {
+        "method": config.method, "model": config.model, "num_parameters": scored.num_parameters,
+        "template": config.template, "example_prompt": config.prompt(example),
+        "granularity": scored.granularity, "config": config.to_dict(),
+        "tiny_random_weights": is_tiny_random(config.model),
+    }
+    if isinstance(config, PerFrameConfig):
+        prov["observation"] = config.observation
+    if isinstance(config, ClipConfig):
+        prov.update(temperature=config.temperature, threshold=config.threshold,
+                    negatives={"source": config.negatives.source, "max_negatives": config.negatives.max_negatives,
+                               "per_goal_mean": float(np.mean([len(v) for v in scored.negatives.values()])),
+                               "example": scored.negatives.get(example, [])[:8]})
+    if isinstance(config, VLMRMConfig):
+        prov.update(alpha=config.alpha, baseline=config.baseline)
+    if isinstance(config, Blip2Config):
+        prov["score"] = config.score
+    if isinstance(config, RoboClipConfig):
+        prov.update(encoder=config.encoder, num_frames=config.num_frames)
+    return prov
+
+
+def summary(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
+    valid = ~np.isnan(scored.score)
+    return {"method": config.method, "model": config.model, "transitions": len(scored.score),
+            "labelled": int(valid.sum()), "wall_s": round(scored.wall_s, 3),
+            "score_mean": float(np.nanmean(scored.score)) if valid.any() else None,
+            "score_min": float(np.nanmin(scored.score)) if valid.any() else None,
+            "score_max": float(np.nanmax(scored.score)) if valid.any() else None}
+
+
+def _write(config: AnySimilarityConfig, scored: Scored, columns: dict[str, np.ndarray],
+           provenances: dict[str, dict[str, Any]], dataset: Path, out: Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / f"_{config.method}.yaml")
+    rewards = pa.table({"episode_id": scored.keys.column("episode_id"), "step": scored.keys.column("step"),
+                        **{k: pa.array(v.astype(np.float32), pa.float32()) for k, v in columns.items()}})
+    write_labelled_dataset(dataset, rewards, out, provenance=provenances)
+    info = summary(config, scored)
+    (out / f"_{config.method}_summary.json").write_text(json.dumps(info, indent=2))
+    log.info("%s: %d/%d transitions labelled with %s in %.1f s", config.method, info["labelled"],
+             info["transitions"], config.model, scored.wall_s)
+    return out
+
+
+def label_per_frame(config: PerFrameConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    """CLIP (binary + probability), VLM-RMs or BLIP-2 columns per transition."""
+    scored = score_dataset(config, dataset, address=address)
+    prov = provenance(config, scored)  # type: ignore[arg-type]
+    if isinstance(config, ClipConfig):
+        binary = sim.threshold_rewards(scored.score, config.threshold)
+        columns = {config.column: binary, config.prob_column: scored.score}
+        provenances = {config.column: {**prov, "value": f"1[p(goal) >= {config.threshold}]"},
+                       config.prob_column: {**prov, "value": "p(goal) over goal + negatives"}}
+    else:
+        columns = {config.column: scored.score}
+        value = "VLM-RMs goal-baseline reward" if isinstance(config, VLMRMConfig) else f"BLIP-2 {prov['score']}"
+        provenances = {config.column: {**prov, "value": value}}
+    return _write(config, scored, columns, provenances, Path(dataset), out)  # type: ignore[arg-type]
+
+
+def label_episodes(config: RoboClipConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    """RoboCLIP column: the episode's video–text similarity on its last transition, else 0."""
+    scored = score_dataset(config, dataset, address=address)
+    prov = {**provenance(config, scored), "value": "video-text cosine on the last transition, 0 elsewhere"}
+    return _write(config, scored, {config.column: scored.score}, {config.column: prov}, Path(dataset), out)
