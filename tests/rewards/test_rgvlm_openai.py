@@ -100,9 +100,11 @@ def test_client_errors_are_not_retried(monkeypatch) -> None:
 
 # -- the pipeline on Ray Data --------------------------------------------------------------
 
-def _write_config(path: Path, server: LoopbackServer, **extra) -> Path:
+def _write_config(path: Path, server: LoopbackServer, num_actors: int = 1, max_in_flight: int = 64,
+                  **extra) -> Path:
     config = {"method": "rgvlm", "backend": {"type": "openai", "base_url": server.base_url, "model": "loopback-vlm",
                                              "api_key_env": KEY_ENV, "backoff_initial_s": 0.01,
+                                             "num_actors": num_actors, "max_in_flight": max_in_flight,
                                              "price_input_per_mtok": 1.0, "price_output_per_mtok": 4.0}, **extra}
     path.write_text(yaml.safe_dump(config))
     return path
@@ -113,7 +115,7 @@ def test_pipeline_labels_joins_caches_and_keeps_the_key_secret(make_toy_dataset,
                                                                 capfd) -> None:
     source = make_toy_dataset(num_episodes=3, steps=(5, 9, 12), frame_size=16)
     with LoopbackServer(Faults(error_rate=0.2, malformed_rate=0.05, seed=7)) as server:
-        config_path = _write_config(tmp_path / "label.yaml", server,
+        config_path = _write_config(tmp_path / "label.yaml", server, num_actors=2, max_in_flight=4,
                                     windows={"window_size": 4, "stride": 2})
         from rayrg.cli import main
 

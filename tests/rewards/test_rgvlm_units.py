@@ -114,6 +114,25 @@ def test_cache_is_atomic_under_concurrent_writers(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("**/*.tmp"))
 
 
+def _write_entries(directory: str, seed: int) -> int:
+    cache = AnswerCache(directory)
+    for i in range(30):
+        cache.put(cache_key(bytes([i]), ("v1",), "openai", "m", {}), {"scores": [seed] * 200, "i": i})
+    return seed
+
+
+def test_cache_is_atomic_across_processes(tmp_path: Path) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:  # fork is unsafe beside Ray threads
+        assert sorted(pool.starmap(_write_entries, [(str(tmp_path), s) for s in range(4)])) == [0, 1, 2, 3]
+    cache = AnswerCache(tmp_path)
+    assert len(cache) == 30 and not list(tmp_path.glob("**/*.tmp"))
+    for i in range(30):
+        entry = cache.get(cache_key(bytes([i]), ("v1",), "openai", "m", {}))
+        assert entry["i"] == i and len(set(entry["scores"])) == 1  # one writer's whole entry, never a mix
+
+
 def test_rate_limiter_holds_requests_per_minute() -> None:
     async def run() -> list[float]:
         limiter = RateLimiter(requests_per_minute=3, tokens_per_minute=None)
