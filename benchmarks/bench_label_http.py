@@ -51,22 +51,29 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="L: seconds per request")
     parser.add_argument("--concurrency", type=int, default=64, help="C: windows in flight")
     parser.add_argument("--windows", type=int, default=2048, help="ideal time 2L·windows/C: 32 s by default")
+    parser.add_argument("--slow-rate", type=float, default=0.0,
+                        help="fraction of requests answered after --slow-delay instead of L (stragglers)")
+    parser.add_argument("--slow-delay", type=float, default=2.5)
     args = parser.parse_args()
 
     from rayrg.runtime import init_ray
 
     init_ray(num_cpus=2)
     rows = [window_row(i, size=56) for i in range(args.windows)]
-    with LoopbackServer(Faults(latency_s=args.latency)) as server, tempfile.TemporaryDirectory() as tmp:
+    faults = Faults(latency_s=args.latency, timeout_rate=args.slow_rate, timeout_delay_s=args.slow_delay)
+    with LoopbackServer(faults) as server, tempfile.TemporaryDirectory() as tmp:
         config = RGVLMConfig.from_dict({"backend": {
             "type": "openai", "base_url": server.base_url, "model": "loopback", "max_in_flight": args.concurrency}})
         label_once(config, [window_row(10**6 + i, size=56) for i in range(8)], Path(tmp) / "warm")
         server.stats.first_request_at = None
         elapsed, ok = label_once(config, rows, Path(tmp) / "cache")
         steady = server.stats.last_answer_at - server.stats.first_request_at
-    bound = args.concurrency / (2 * args.latency)
+    # mean request latency: L, plus the stragglers' extra delay (answered after L + slow_delay)
+    latency = args.latency + args.slow_rate * args.slow_delay
+    bound = args.concurrency / (2 * latency)
     rate = args.windows / elapsed
     print(f"windows={args.windows} labelled={ok} C={args.concurrency} L={args.latency}s "
+          f"stragglers={args.slow_rate:.0%}x{args.slow_delay}s "
           f"time={elapsed:.2f}s windows/s={rate:.1f} bound C/(2L)={bound:.1f}")
     print(f"RG-VLM labelling vs the concurrency bound C/(2L): {rate / bound:.2f} (goal >= 0.9), "
           f"steady state (first request to last answer, {steady:.2f}s): {args.windows / steady / bound:.2f}")

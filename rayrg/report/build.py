@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from rayrg.experiments.backends import PIPELINE_CHECK_NOTE
 from rayrg.report import plots
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: 
     return "\n".join(md), numbers
 
 
-def _reward_table(out: Path, labelled: Path | None) -> tuple[str, list]:
+def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, list]:
     title = "## Reward accuracy (Table-I analogue)"
     if labelled is None:
         return f"{title}\n\nNo labelled dataset.\n", []
@@ -136,6 +137,10 @@ def _reward_table(out: Path, labelled: Path | None) -> tuple[str, list]:
                   ">= 5/10). Accuracy, precision and recall are over labelled transitions; cover = "
                   "labelled / all. Definitions: `rayrg/rewards/report.py`.")
     md = [title, "", definition, "", "```", format_table(rows), "```", ""]
+    if any(PIPELINE_CHECK_NOTE in n for n in notes):
+        md += ["**The RG-VLM rows above come from an untrained tiny checkpoint (pipeline check): "
+               "their accuracy only reflects how often it says 'good' against the base rate of good "
+               "actions, not the quality of any VLM.**", ""]
     return "\n".join(md), rows
 
 
@@ -206,7 +211,7 @@ def build_report(out: str | Path, notes: Sequence[str] = ()) -> Path:
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]
     labelled = _latest_labelled(out)
-    md, numbers["rewards"] = _reward_table(out, labelled)
+    md, numbers["rewards"] = _reward_table(labelled, all_notes)
     sections.append(md)
     sections.append(_window_picture(out, report_dir))
     sections.append(_reward_curves(labelled, report_dir))

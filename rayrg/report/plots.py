@@ -57,18 +57,22 @@ def reward_curves(
     title: str,
     out: Path,
 ) -> Path:
-    """Each method's reward along one episode; vertical lines where a sub-task completed."""
+    """Each reward column along one episode, one small panel per column (shared step axis);
+    dotted lines where a sub-task was completed."""
+    import textwrap
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    for name, values in rewards.items():
-        ax.plot(steps, values, label=name, linewidth=1.2, drawstyle="steps-mid")
-    for i, s in enumerate(subtask_steps):
-        ax.axvline(s, color="k", linestyle=":", alpha=0.5, label="sub-task completed" if i == 0 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
-    ax.grid(alpha=0.3)
+    n = max(1, len(rewards))
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.9 * n + 1.2), sharex=True, squeeze=False)
+    for ax, (name, values) in zip(axes[:, 0], rewards.items(), strict=False):
+        ax.plot(steps, values, linewidth=1.0, drawstyle="steps-mid", color="tab:blue")
+        for s in subtask_steps:
+            ax.axvline(s, color="k", linestyle=":", alpha=0.6)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step (dotted: a sub-task completed)")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
