@@ -3,7 +3,7 @@
 A window is two sequential requests (turn 1, then turn 2), each answered after an
 injected latency L, so one window occupies one of the C in-flight slots for 2L: the best
 any client can do is C / (2L) windows per second. This benchmark runs the real path — Ray
-Data ``read → map_batches(_WindowLabeller) → materialize`` with the OpenAI-compatible
+Data ``label_windows`` (repartition → map_batches(labeller) → materialize) with the OpenAI-compatible
 backend, cache writes included — on synthetic grid windows and prints
 
     RG-VLM labelling vs the concurrency bound C/(2L): R (goal >= 0.9)
@@ -35,12 +35,11 @@ from tests.rewards._rgvlm_helpers import window_row
 def label_once(config: RGVLMConfig, rows: list[dict], cache_dir: Path) -> tuple[float, int]:
     import ray
 
-    from rayrg.rewards.rgvlm.pipeline import _map_kwargs, _WindowLabeller
+    from rayrg.rewards.rgvlm.pipeline import label_windows
 
     ds = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA))
     start = time.perf_counter()
-    labelled = ds.map_batches(_WindowLabeller, fn_constructor_args=(config.to_dict(), str(cache_dir), 1.0),
-                              batch_format="pyarrow", **_map_kwargs(config)).materialize()
+    labelled = label_windows(ds, config, cache_dir).materialize()
     elapsed = time.perf_counter() - start
     statuses = [s for t in ray.get(labelled.to_arrow_refs()) for s in t.column("status").to_pylist()]
     return elapsed, statuses.count("ok")

@@ -47,7 +47,7 @@ from pydantic import Field
 from rayrg.config import ConfigError, StageConfig
 from rayrg.data.schema import DatasetError, DatasetMetadata, encode_png, write_shard
 from rayrg.envs.base import EvalTask
-from rayrg.envs.thor_config import ACTION_NAMES, ENV_NAME, INTERACT_ACTIONS, action_id
+from rayrg.envs.thor_config import ACTION_NAMES, ENV_NAME, INTERACT_ACTIONS, action_id, object_type
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ class AlfredImportConfig(StageConfig):
     use_ray: bool = Field(True, description="Convert shards in parallel Ray tasks (False: in this process).")
     eval_split: str | None = Field(
         None, description="Split whose trials become evaluation tasks (e.g. valid_seen); None: the imported split.")
-    eval_max_tasks: int | None = Field(None, ge=1, description="At most this many evaluation tasks.")
+    eval_max_tasks: int | None = Field(
+        100, ge=1, description="At most this many evaluation tasks (SPRINT evaluates 100); None: all.")
 
     @property
     def split_dir(self) -> Path:
@@ -84,6 +85,17 @@ class AlfredImportConfig(StageConfig):
 
 class BrokenTrial(Exception):
     """A trial that cannot be imported; the message is the reason shown in the report."""
+
+
+# What a traj_data.json of the wrong shape raises while it is read (a list where a dict
+# belongs, a missing key): reported as a broken trial like the named failures.
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def broken_reason(exc: Exception) -> str:
+    if isinstance(exc, BrokenTrial):
+        return str(exc)
+    return f"malformed {TRAJ_FILE}: {type(exc).__name__}: {exc}"
 
 
 # -- layout ---------------------------------------------------------------------------------
@@ -133,14 +145,6 @@ def subgoals_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     if not subgoals:
         raise BrokenTrial("plan.high_pddl has no sub-goals")
     return subgoals
-
-
-def object_type(object_id: str) -> str:
-    """``"Apple|-01.2|+00.9|+01.0"`` -> ``Apple``; slices (``...|AppleSliced_1``) -> ``AppleSliced``."""
-    parts = object_id.split("|")
-    if len(parts) > 4:
-        return parts[-1].split("_")[0]
-    return parts[0]
 
 
 def low_actions_of(data: dict[str, Any], num_subtasks: int) -> list[tuple[int, str, int]]:
@@ -345,8 +349,8 @@ def import_shard(trials: list[str], config_dict: dict[str, Any], path: str) -> d
     for trial in map(Path, trials):
         try:
             episode = trial_rows(trial, config.split, config)
-        except BrokenTrial as exc:
-            stats["broken"].append({"trial": trial_key(trial), "reason": str(exc)})
+        except (BrokenTrial, *MALFORMED) as exc:
+            stats["broken"].append({"trial": trial_key(trial), "reason": broken_reason(exc)})
             continue
         rows.extend(episode)
         stats["trials"] += 1
@@ -371,8 +375,8 @@ def build_eval_tasks(config: AlfredImportConfig, split: str | None = None) -> tu
     for trial in find_trials(config.root, split):
         try:
             tasks.extend(trial_eval_tasks(trial, config))
-        except BrokenTrial as exc:
-            broken.append({"trial": trial_key(trial), "reason": str(exc)})
+        except (BrokenTrial, *MALFORMED) as exc:
+            broken.append({"trial": trial_key(trial), "reason": broken_reason(exc)})
         if config.eval_max_tasks and len(tasks) >= config.eval_max_tasks:
             tasks = tasks[:config.eval_max_tasks]
             break

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from rayrg.config import StageConfig
 
-ENV_NAME = "alfred"
+ENV_NAME = "alfred-thor"  # the key of rayrg.envs.registry.ENVIRONMENTS
 
 NAV_ACTIONS: tuple[str, ...] = (
     "MoveAhead_25", "RotateLeft_90", "RotateRight_90", "LookDown_15", "LookUp_15",
@@ -68,6 +68,14 @@ EXECUTABLE_ENV = "RAYRG_THOR_EXECUTABLE"
 def action_id(name: str) -> int:
     """Vocabulary id of an ALFRED action name (discrete or API spelling); KeyError if unknown."""
     return ACTION_IDS[ACTION_ALIASES.get(name, name)]
+
+
+def object_type(object_id: str) -> str:
+    """``"Apple|-01.2|+00.9|+01.0"`` -> ``Apple``; slices (``...|AppleSliced_1``) -> ``AppleSliced``."""
+    parts = object_id.split("|")
+    if len(parts) > 4:
+        return parts[-1].split("_")[0]
+    return parts[0]
 
 
 class ThorConfig(StageConfig):

@@ -24,24 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from rayrg.evaluation.metrics import mean_ci
 from rayrg.experiments.backends import PIPELINE_CHECK_NOTE
 from rayrg.report import plots
 
 log = logging.getLogger(__name__)
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a Student-t confidence interval (half-width 0 for a single value)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, mean, mean
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
 
 
 def load_episode_results(out: Path) -> list[dict[str, Any]]:

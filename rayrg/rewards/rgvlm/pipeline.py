@@ -151,6 +151,11 @@ class _WindowLabeller:
             self.cache.put(query.key, {"window_id": query.window_id, **answer.to_dict()})
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        rows, queries, answers, todo = self._lookup(batch)
+        done = self.backend.label_batch(todo, on_done=self._store)
+        return self._rows(rows, queries, answers, todo, done)
+
+    def _lookup(self, batch: pa.Table):
         from rayrg.rewards.rgvlm.backends.base import WindowAnswer
 
         rows = batch.to_pylist()
@@ -170,7 +175,10 @@ class _WindowLabeller:
                     pass
             answers[q.key] = (WindowAnswer(), False)
             todo.append(q)
-        for q, answer in zip(todo, self.backend.label_batch(todo, on_done=self._store), strict=True):
+        return rows, queries, answers, todo
+
+    def _rows(self, rows, queries, answers, todo, done) -> pa.Table:
+        for q, answer in zip(todo, done, strict=True):
             answers[q.key] = (answer, False)
         out = []
         for row, q in zip(rows, queries, strict=True):
@@ -203,6 +211,20 @@ class _WindowLabeller:
             pass
 
 
+class _AsyncWindowLabeller(_WindowLabeller):
+    """For the HTTP backends: an async UDF, so Ray Data runs several batches of one actor at
+    once. A batch is done only when its slowest window is (a straggler retrying a 429 can take
+    a minute); with several batches in flight, the others keep the shared in-flight slots busy
+    meanwhile instead of letting them idle."""
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        import asyncio
+
+        rows, queries, answers, todo = self._lookup(batch)
+        done = await asyncio.wrap_future(self.backend.submit(todo, on_done=self._store))
+        return self._rows(rows, queries, answers, todo, done)
+
+
 def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
     """Actor resources per backend (fractional CPUs: FACTS says whole ones can hang 2-CPU pools)."""
     b = config.backend
@@ -210,9 +232,10 @@ def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
 
     compute = ActorPoolStrategy(size=b.num_actors)
     if b.type in ("openai", "gemini"):
-        # I/O bound: a quarter CPU each. A batch is labelled as a whole, so the in-flight slots
-        # idle between batches; batches of 4x the in-flight limit keep that gap small.
-        return {"compute": compute, "num_cpus": 0.25, "batch_size": 4 * b.max_in_flight}
+        # I/O bound: a quarter CPU each. Several calls per actor at once (async UDF), each a
+        # batch of max_in_flight windows, so ~4x max_in_flight windows queue for the slots.
+        compute = ActorPoolStrategy(size=b.num_actors, max_concurrent_calls_per_actor=4)
+        return {"compute": compute, "num_cpus": 0.25, "batch_size": b.max_in_flight}
     if b.type == "transformers":
         return {"compute": compute, "num_cpus": b.num_cpus, "num_gpus": b.num_gpus or None,
                 "batch_size": b.batch_size}
@@ -273,6 +296,18 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
     }
 
 
+def label_windows(ds, config: RGVLMConfig, cache_dir: Path):
+    """Windows (a Ray Dataset with the WINDOW_SCHEMA columns) → labels (LABELS_SCHEMA), lazily."""
+    kwargs = _map_kwargs(config)
+    # Blocks of one batch each, so every actor (and every concurrent call of one) gets work;
+    # a small windows file would otherwise be one block, one task, one actor.
+    ds = ds.repartition(target_num_rows_per_block=kwargs["batch_size"])
+    labeller = _AsyncWindowLabeller if config.backend.type in ("openai", "gemini") else _WindowLabeller
+    share = 1.0 / config.backend.num_actors
+    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share),
+                          batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
+
+
 def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
     import ray
 
@@ -298,10 +333,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     ds = ray.data.read_parquet(str(windows), columns=_WINDOW_INPUT)
     if config.max_windows:
         ds = ds.limit(config.max_windows)
-    kwargs = _map_kwargs(config)
-    share = 1.0 / config.backend.num_actors
-    labelled = ds.map_batches(_WindowLabeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share),
-                              batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
+    labelled = label_windows(ds, config, cache_dir)
     labels_dir.mkdir(parents=True, exist_ok=True)
     for old in labels_dir.glob("*.parquet"):
         old.unlink()

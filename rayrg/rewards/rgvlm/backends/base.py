@@ -266,10 +266,14 @@ class AsyncChatBackend(Backend):
             self._semaphore = asyncio.Semaphore(self.max_in_flight)
         return list(await asyncio.gather(*(self._label(q, on_done) for q in queries)))
 
+    def submit(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None):
+        """Start labelling on the backend's loop; a ``concurrent.futures.Future`` of the answers."""
+        return asyncio.run_coroutine_threadsafe(self._label_all(queries, on_done), self._loop)
+
     def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
         if not queries:
             return []
-        return asyncio.run_coroutine_threadsafe(self._label_all(queries, on_done), self._loop).result()
+        return self.submit(queries, on_done).result()
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -1,0 +1,191 @@
+"""Evaluation on Ray: a pool of actors, each with its environments and ONE policy copy.
+
+Work items are (task, mode, seed). An actor runs up to ``envs_per_actor`` items in lockstep
+so a learned policy is called once per step for all of them (batched; on GPU when the actor
+has one). Results are written per finished chunk as small Parquet files under
+``<out>/episodes/``; a re-run reads them and runs only the missing items (an interrupted
+evaluation resumes). ``<out>/summary.json`` holds the aggregate with 95 % CIs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayrg.config import ConfigError
+from rayrg.envs.base import EvalTask
+from rayrg.evaluation.config import EvalConfig
+from rayrg.evaluation.metrics import aggregate, episode_return
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = pa.schema([
+    ("task_id", pa.string()), ("env_name", pa.string()), ("num_subtasks", pa.int32()),
+    ("mode", pa.string()), ("seed", pa.int64()), ("return", pa.float64()),
+    ("subtasks_completed", pa.int32()), ("success", pa.bool_()), ("steps", pa.int32()),
+    ("budget", pa.int32()), ("start_pos", pa.list_(pa.int32())), ("start_dir", pa.int32()),
+])
+
+
+def load_eval_tasks(path: str | Path) -> list[EvalTask]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"evaluation tasks file not found: {path}")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: expected a non-empty list of tasks")
+    tasks = []
+    for i, item in enumerate(raw):
+        try:
+            task = EvalTask(**item)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: task {i}: {exc}") from exc
+        if task.num_subtasks < 1 or task.expert_steps < 1:
+            raise ConfigError(f"{path}: task {i} ({task.task_id}): needs num_subtasks >= 1 and expert_steps >= 1")
+        tasks.append(task)
+    return tasks
+
+
+def item_key(task_id: str, mode: str, seed: int) -> str:
+    return f"{task_id}|{mode}|{seed}"
+
+
+def run_items(env_name: str, env_settings: dict[str, Any], policy: Any, items: list[tuple[EvalTask, str, int]],
+              config: EvalConfig, num_actions: int | None = None) -> list[dict[str, Any]]:
+    """Run episodes in lockstep (one env per item); returns one result row per item."""
+    import numpy as np
+
+    from rayrg.envs.registry import make_task_env
+
+    envs = [make_task_env(env_name, env_settings) for _ in items]
+    obs, budgets, results = [], [], []
+    for slot, (env, (task, mode, seed)) in enumerate(zip(envs, items, strict=True)):
+        o = env.reset(task, mode, rng_seed=seed)
+        policy.reset(slot, env, seed)
+        obs.append(o)
+        budgets.append(task.step_budget(config.budget_multiplier, config.min_budget))
+        results.append({"task_id": task.task_id, "env_name": task.env_name, "num_subtasks": task.num_subtasks,
+                        "mode": mode, "seed": seed, "subtasks_completed": 0, "success": False, "steps": 0,
+                        "budget": budgets[-1], "start_pos": list(o.info.get("agent_pos", ())),
+                        "start_dir": int(o.info.get("agent_dir", -1))})
+    active = list(range(len(items)))
+    prev: list[int | None] = [None] * len(items)
+    while active:
+        frames = np.stack([obs[i].frame for i in active])
+        actions = policy.act(active, [envs[i] for i in active], frames, [obs[i].instruction for i in active],
+                             [prev[i] for i in active])
+        still = []
+        for i, action in zip(active, actions, strict=True):
+            o = envs[i].step(int(action))
+            obs[i], prev[i] = o, int(action)
+            r = results[i]
+            r["steps"] += 1
+            r["subtasks_completed"] = max(r["subtasks_completed"], o.subtasks_completed)
+            r["success"] = bool(o.info.get("success", False))
+            if not o.done and r["steps"] < budgets[i]:
+                still.append(i)
+        active = still
+    for env, r in zip(envs, results, strict=True):
+        env.close()
+        r["return"] = episode_return(r["subtasks_completed"], r["num_subtasks"])
+    return results
+
+
+class EvalActor:
+    """Holds one policy copy (loaded once) and runs chunks of work items."""
+
+    def __init__(self, policy_spec: str, config_dict: dict[str, Any], num_actions: int) -> None:
+        from rayrg.evaluation.policies import load_episode_policy
+
+        self.config = EvalConfig.from_dict(config_dict)
+        self.policy = load_episode_policy(policy_spec, num_actions, self.config.policy_device)
+
+    def run(self, items: list[tuple[EvalTask, str, int]]) -> list[dict[str, Any]]:
+        env_name = items[0][0].env_name
+        return run_items(env_name, self.config.env_settings, self.policy, items, self.config)
+
+
+def _num_actions(env_name: str) -> int:
+    if env_name == "babyai-chain":
+        from rayrg.envs.babyai import NUM_ACTIONS
+
+        return NUM_ACTIONS
+    import importlib
+
+    from rayrg.envs.registry import ENVIRONMENTS
+
+    module = importlib.import_module(ENVIRONMENTS[env_name].split(":")[0])
+    return len(module.ACTION_NAMES)
+
+
+def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str | None = None,
+             tasks: list[EvalTask] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``policy_spec`` ('expert', 'random' or a checkpoint dir); returns the summary."""
+    import ray
+    from ray.util import ActorPool
+    from tqdm import tqdm
+
+    from rayrg.runtime import init_ray
+
+    out = Path(out)
+    episodes_dir = out / "episodes"
+    episodes_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / "eval_config.yaml")
+    if tasks is None:
+        if not config.tasks:
+            raise ConfigError("EvalConfig.tasks is not set (the evaluation tasks JSON)")
+        tasks = load_eval_tasks(config.tasks)
+    if config.max_tasks_per_count:
+        kept: dict[int, int] = {}
+        selected = []
+        for t in tasks:
+            if kept.get(t.num_subtasks, 0) < config.max_tasks_per_count:
+                kept[t.num_subtasks] = kept.get(t.num_subtasks, 0) + 1
+                selected.append(t)
+        tasks = selected
+    env_names = {t.env_name for t in tasks}
+    if len(env_names) != 1:
+        raise ConfigError(f"one environment per evaluation, got {sorted(env_names)}")
+
+    done_rows = pq.read_table(sorted(episodes_dir.glob("*.parquet"))).to_pylist() if any(
+        episodes_dir.glob("*.parquet")) else []
+    done = {item_key(r["task_id"], r["mode"], r["seed"]) for r in done_rows}
+    todo = [(t, m, s) for t in tasks for m in config.modes for s in config.seeds
+            if item_key(t.task_id, m, s) not in done]
+    if todo:
+        init_ray(address)
+        chunks = [todo[i:i + config.envs_per_actor] for i in range(0, len(todo), config.envs_per_actor)]
+        actor_cls = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)(EvalActor)
+        num_actions = _num_actions(next(iter(env_names)))
+        actors = [actor_cls.remote(policy_spec, config.to_dict(), num_actions)
+                  for _ in range(min(config.num_actors, len(chunks)))]
+        pool = ActorPool(actors)
+        bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="evaluate", unit="episode",
+                   disable=not progress)
+        for rows in pool.map_unordered(lambda a, chunk: a.run.remote(chunk), chunks):
+            name = hashlib.sha256("".join(item_key(r["task_id"], r["mode"], r["seed"]) for r in rows)
+                                  .encode()).hexdigest()[:16]
+            tmp = episodes_dir / f".{name}.parquet.tmp"
+            pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp)
+            tmp.replace(episodes_dir / f"{name}.parquet")
+            done_rows.extend(rows)
+            bar.update(len(rows))
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+    wanted = {item_key(t.task_id, m, s) for t in tasks for m in config.modes for s in config.seeds}
+    results = [r for r in done_rows if item_key(r["task_id"], r["mode"], r["seed"]) in wanted]
+    summary = {"policy": policy_spec, "episodes": len(results), "modes": aggregate(results),
+               "tasks": [asdict(t)["task_id"] for t in tasks]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
