@@ -11,6 +11,9 @@ backend, cache writes included — on synthetic grid windows and prints
 (R = measured windows/s ÷ C/(2L); equivalently requests/s ÷ C/L). An actor warm-up run is
 left out of the timing; materialisation is inside it.
 
+``--slow-rate p --slow-delay d`` answers a fraction p of requests after L + d instead
+(stragglers: a retried 429 behaves like this); the bound then uses the mean latency L + p·d.
+
     python benchmarks/bench_label_http.py [--latency 0.5] [--concurrency 64] [--windows 2048]
 """
 
