@@ -3,7 +3,8 @@
 ::
 
     trajectories ──make_windows──► windows (one grid PNG per window)
-        └─ read_parquet ─► map_batches(_WindowLabeller)  (actors: cache lookup, backend, cache write)
+        └─ read_parquet ─► map_batches(labeller)  (actors: cache lookup, backend, cache write;
+                              async calls for HTTP backends, one engine per actor for local models)
                               └─ write_parquet ─► <labels_dir>/*.parquet  (LABELS_SCHEMA)
     labels ──scores/10 per transition──► reward_rgvlm, fused variants ──► labelled dataset
 
