@@ -60,14 +60,12 @@ def item_key(task_id: str, mode: str, seed: int) -> str:
     return f"{task_id}|{mode}|{seed}"
 
 
-def run_items(env_name: str, env_settings: dict[str, Any], policy: Any, items: list[tuple[EvalTask, str, int]],
-              config: EvalConfig, num_actions: int | None = None) -> list[dict[str, Any]]:
-    """Run episodes in lockstep (one env per item); returns one result row per item."""
+def run_items(envs: list[Any], policy: Any, items: list[tuple[EvalTask, str, int]],
+              config: EvalConfig) -> list[dict[str, Any]]:
+    """Run episodes in lockstep, ``items[i]`` in ``envs[i]``; one result row per item."""
     import numpy as np
 
-    from rayrg.envs.registry import make_task_env
-
-    envs = [make_task_env(env_name, env_settings) for _ in items]
+    envs = envs[:len(items)]
     obs, budgets, results = [], [], []
     for slot, (env, (task, mode, seed)) in enumerate(zip(envs, items, strict=True)):
         o = env.reset(task, mode, rng_seed=seed)
@@ -95,8 +93,7 @@ def run_items(env_name: str, env_settings: dict[str, Any], policy: Any, items: l
             if not o.done and r["steps"] < budgets[i]:
                 still.append(i)
         active = still
-    for env, r in zip(envs, results, strict=True):
-        env.close()
+    for r in results:
         r["return"] = episode_return(r["subtasks_completed"], r["num_subtasks"])
     return results
 
@@ -109,10 +106,20 @@ class EvalActor:
 
         self.config = EvalConfig.from_dict(config_dict)
         self.policy = load_episode_policy(policy_spec, num_actions, self.config.policy_device)
+        # Environments live as long as the actor: a simulator such as THOR starts once per env.
+        self.envs: list[Any] = []
 
     def run(self, items: list[tuple[EvalTask, str, int]]) -> list[dict[str, Any]]:
-        env_name = items[0][0].env_name
-        return run_items(env_name, self.config.env_settings, self.policy, items, self.config)
+        from rayrg.envs.registry import make_task_env
+
+        while len(self.envs) < len(items):
+            self.envs.append(make_task_env(items[0][0].env_name, self.config.env_settings))
+        return run_items(self.envs, self.policy, items, self.config)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()  # simulator subprocesses must not outlive the actor
+        self.envs = []
 
 
 def _num_actions(env_name: str) -> int:
@@ -181,6 +188,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
             done_rows.extend(rows)
             bar.update(len(rows))
         bar.close()
+        ray.get([actor.close.remote() for actor in actors])
         for actor in actors:
             ray.kill(actor)
     wanted = {item_key(t.task_id, m, s) for t in tasks for m in config.modes for s in config.seeds}

@@ -74,7 +74,7 @@ def _tokenizer(vocab_size: int):
                          eos_token="<|im_end|>", pad_token="<|endoftext|>", errors="replace")
     tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
     tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return tok, model["vocab"], merges
 
 
 def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int = 400,
@@ -90,12 +90,12 @@ def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int =
     )
 
     directory = Path(directory)
-    recipe = {"seed": seed, "bpe_vocab": bpe_vocab, "version": 1}
+    recipe = {"seed": seed, "bpe_vocab": bpe_vocab, "version": 2}
     marker = directory / MARKER
     if not overwrite and marker.exists() and json.loads(marker.read_text()) == recipe:
         return directory
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(bpe_vocab)
+    tokenizer, vocab, merges = _tokenizer(bpe_vocab)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab_size = -(-len(tokenizer) // 64) * 64 + 64  # padded above the tokenizer, like the real one
     image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
@@ -123,6 +123,10 @@ def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int =
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    # The hub's flat files too (older loaders such as vLLM's read these, FACTS).
+    image_processor.to_json_file(directory / "preprocessor_config.json")
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     marker.write_text(json.dumps(recipe))
     log.info("tiny Qwen2-VL (%d parameters, random weights) written to %s",
              sum(p.numel() for p in model.parameters()), directory)
