@@ -33,7 +33,7 @@ def episodes_per_second(tasks, num_actors: int, seeds: list[int]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--actors", type=int, default=2, help="N (default: 2, the cores here)")
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=8)
     args = parser.parse_args()
     init_ray(None)
     config = GenerateConfig()
