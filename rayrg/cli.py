@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "rayrg.windows.cli",
     "rayrg.rewards.cli",
     "rayrg.rewards.similarity.cli",
+    "rayrg.rl.cli",
     "rayrg.evaluation.cli",
     "rayrg.experiments.cli",
 )

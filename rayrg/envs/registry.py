@@ -17,6 +17,21 @@ ENVIRONMENTS: dict[str, str] = {
 }
 
 
+# Action vocabularies (light modules: no simulator import).
+ACTION_SPACES: dict[str, str] = {
+    "babyai-chain": "rayrg.envs.babyai:ACTION_NAMES",
+    "alfred-thor": "rayrg.envs.thor_config:ACTION_NAMES",
+    "toy": "rayrg.envs.babyai:ACTION_NAMES",  # the test suite's synthetic datasets
+}
+
+
+def action_names(env_name: str) -> tuple[str, ...]:
+    if env_name not in ACTION_SPACES:
+        raise ConfigError(f"no action space for environment {env_name!r}; known: {sorted(ACTION_SPACES)}")
+    module, attr = ACTION_SPACES[env_name].split(":")
+    return tuple(getattr(importlib.import_module(module), attr))
+
+
 def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> TaskEnv:
     if env_name not in ENVIRONMENTS:
         raise ConfigError(f"no environment named {env_name!r}; known: {sorted(ENVIRONMENTS)}")

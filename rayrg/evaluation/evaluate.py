@@ -122,19 +122,6 @@ class EvalActor:
         self.envs = []
 
 
-def _num_actions(env_name: str) -> int:
-    if env_name == "babyai-chain":
-        from rayrg.envs.babyai import NUM_ACTIONS
-
-        return NUM_ACTIONS
-    import importlib
-
-    from rayrg.envs.registry import ENVIRONMENTS
-
-    module = importlib.import_module(ENVIRONMENTS[env_name].split(":")[0])
-    return len(module.ACTION_NAMES)
-
-
 def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str | None = None,
              tasks: list[EvalTask] | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``policy_spec`` ('expert', 'random' or a checkpoint dir); returns the summary."""
@@ -142,6 +129,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     from ray.util import ActorPool
     from tqdm import tqdm
 
+    from rayrg.envs.registry import action_names
     from rayrg.runtime import init_ray
 
     out = Path(out)
@@ -173,7 +161,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
         init_ray(address)
         chunks = [todo[i:i + config.envs_per_actor] for i in range(0, len(todo), config.envs_per_actor)]
         actor_cls = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)(EvalActor)
-        num_actions = _num_actions(next(iter(env_names)))
+        num_actions = len(action_names(next(iter(env_names))))
         actors = [actor_cls.remote(policy_spec, config.to_dict(), num_actions)
                   for _ in range(min(config.num_actors, len(chunks)))]
         pool = ActorPool(actors)
