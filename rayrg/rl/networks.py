@@ -23,7 +23,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 3
-        for i, ch in enumerate(channels):
+        for ch in channels:
             layers += [nn.Conv2d(in_ch, ch, 3, stride=2, padding=1), nn.ReLU()]
             in_ch = ch
         self.conv = nn.Sequential(*layers, nn.Flatten())

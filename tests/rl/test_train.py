@@ -19,7 +19,7 @@ SMALL = {"batch_size": 8, "channels": [4, 8, 8], "hidden": 32, "text_dim": 8, "r
 
 def test_data_next_frames_terminals_and_missing_columns(make_toy_dataset) -> None:
     d = make_toy_dataset(steps=(3, 4), num_episodes=2, shards=1)
-    data, featurizer, info = load_transitions(d, "reward_sparse")
+    data, _, _ = load_transitions(d, "reward_sparse")
     assert len(data) == 7 and data.frames.shape[0] == 7 + 2  # two final frames appended
     assert data.next_index.tolist() == [1, 2, 7, 4, 5, 6, 8]
     assert data.rewards.tolist() == [0, 0, 1, 0, 0, 0, 0]  # episode 0 succeeds, episode 1 does not
