@@ -31,6 +31,7 @@ class MethodSpec(StageConfig):
     """A policy-training variant: which reward column IQL learns from."""
 
     reward_column: str
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides for this method.")
     label: str | None = Field(None, description="Name in the report (default: the method key).")
     note: str | None = Field(None, description="Shown in the report, e.g. 'pipeline check, untrained model'.")
 
@@ -68,10 +69,13 @@ class ExperimentConfig(StageConfig):
             "rgvlm": MethodSpec(reward_column="reward_rgvlm", label="RG-VLM"),
             "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
         })
-    train: dict[str, Any] = Field(default_factory=lambda: {"num_steps": 1500, "num_workers": 1},
+    train: dict[str, Any] = Field(
+        default_factory=lambda: {"num_steps": 400, "batch_size": 32, "num_workers": 1, "torch_threads": 2,
+                                 "checkpoint_every": 200, "report_every": 100},
                                   description="TrainConfig fields shared by every method.")
     seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds (paper: 5).")
-    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    evaluation: EvaluationSection = Field(default_factory=lambda: EvaluationSection(
+        settings={"num_actors": 2, "envs_per_actor": 6}))
     report: dict[str, Any] = Field(default_factory=dict, description="Report options.")
 
     @field_validator("labels")
@@ -107,3 +111,11 @@ class ExperimentConfig(StageConfig):
             raise ConfigError(f"{self.name}: data.source=path needs data.trajectories")
         if not self.methods:
             raise ConfigError(f"{self.name}: no methods to train")
+        from rayrg.evaluation.config import EvalConfig
+        from rayrg.rl.config import TrainConfig
+
+        for name, spec in self.methods.items():
+            TrainConfig.from_dict({**self.train, **spec.train, "reward_column": spec.reward_column},
+                                  source=f"{self.name}: train ({name})")
+        EvalConfig.from_dict({**self.evaluation.settings, "modes": self.evaluation.modes,
+                              "seeds": self.evaluation.seeds}, source=f"{self.name}: evaluation")

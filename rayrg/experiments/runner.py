@@ -121,7 +121,7 @@ class ExperimentRunner:
         checkpoints = {}
         for name, spec in self.config.methods.items():
             for seed in self.config.seeds:
-                cfg = TrainConfig.from_dict({**self.config.train, "reward_column": spec.reward_column,
+                cfg = TrainConfig.from_dict({**self.config.train, **spec.train, "reward_column": spec.reward_column,
                                              "seed": seed}, source=f"train ({name})")
                 directory = self.out / "train" / _slug(name) / f"seed{seed}"
                 inputs = {"dataset": str(labelled), "config": cfg.to_dict()}
