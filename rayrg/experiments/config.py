@@ -70,8 +70,8 @@ class ExperimentConfig(StageConfig):
             "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
         })
     train: dict[str, Any] = Field(
-        default_factory=lambda: {"num_steps": 400, "batch_size": 32, "num_workers": 1, "torch_threads": 2,
-                                 "checkpoint_every": 200, "report_every": 100},
+        default_factory=lambda: {"num_steps": 1000, "batch_size": 32, "lr": 3e-4, "num_workers": 1,
+                                 "torch_threads": 2, "checkpoint_every": 500, "report_every": 100},
                                   description="TrainConfig fields shared by every method.")
     seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds (paper: 5).")
     evaluation: EvaluationSection = Field(default_factory=lambda: EvaluationSection(
