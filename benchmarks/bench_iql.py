@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from rayrg.data.generate import GenerateConfig, generate  # noqa: E402
-from rayrg.rl import math as iql_math  # noqa: E402
-from rayrg.rl.config import TrainConfig  # noqa: E402
-from rayrg.rl.data import load_transitions  # noqa: E402
-from rayrg.rl.iql import IQLLearner  # noqa: E402
+from rayrg.data.generate import GenerateConfig, generate
+from rayrg.rl import math as iql_math
+from rayrg.rl.config import TrainConfig
+from rayrg.rl.data import load_transitions
+from rayrg.rl.iql import IQLLearner
 
 
 def reference_loop(learner: IQLLearner, host: dict[str, np.ndarray], steps: int, device: str) -> float:
