@@ -152,8 +152,8 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     if len(env_names) != 1:
         raise ConfigError(f"one environment per evaluation, got {sorted(env_names)}")
 
-    done_rows = pq.read_table(sorted(episodes_dir.glob("*.parquet"))).to_pylist() if any(
-        episodes_dir.glob("*.parquet")) else []
+    finished = sorted(episodes_dir.glob("*.parquet"))
+    done_rows = pq.read_table(finished).to_pylist() if finished else []
     done = {item_key(r["task_id"], r["mode"], r["seed"]) for r in done_rows}
     todo = [(t, m, s) for t in tasks for m in config.modes for s in config.seeds
             if item_key(t.task_id, m, s) not in done]

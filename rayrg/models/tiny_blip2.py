@@ -9,15 +9,15 @@ fallback), and a ``BlipImageProcessor``; saved with ``save_pretrained`` and load
 
 from __future__ import annotations
 
-import json
 import logging
 import string
 from pathlib import Path
 from typing import Any
 
+from rayrg.models._tiny import finish, is_built
+
 log = logging.getLogger(__name__)
 
-MARKER = "rayrg_tiny.json"
 WEIGHT_STD = 0.2
 _WORDS = ("go to the a an then after you and put next pick up open door key ball box red green blue "
           "purple yellow grey gray agent grid world image of frame robot top down view with objects "
@@ -46,8 +46,7 @@ def build_tiny_blip2(directory: str | Path, *, seed: int = 0, image_size: int = 
 
     directory = Path(directory)
     recipe = {"kind": "blip2", "seed": seed, "image_size": image_size, "hidden": hidden, "version": 2}
-    marker = directory / MARKER
-    if not overwrite and marker.exists() and json.loads(marker.read_text()) == recipe:
+    if not overwrite and is_built(directory, recipe):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = bert_tokenizer()
@@ -73,10 +72,7 @@ def build_tiny_blip2(directory: str | Path, *, seed: int = 0, image_size: int = 
                                tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    marker.write_text(json.dumps(recipe))
-    log.info("tiny BLIP-2 (%d parameters, random weights) written to %s",
-             sum(p.numel() for p in model.parameters()), directory)
-    return directory
+    return finish(directory, recipe, "BLIP-2", model)
 
 
 if __name__ == "__main__":  # python -m rayrg.models.tiny_blip2 <dir>

@@ -13,14 +13,14 @@ so token ids equal the real model's. Weights are random: scores measure plumbing
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from rayrg.models._tiny import finish, is_built
+
 log = logging.getLogger(__name__)
 
-MARKER = "rayrg_tiny.json"
 # name -> (hidden size, layers) of both towers; projection dim = hidden size.
 TINY_CLIP_SIZES: dict[str, tuple[int, int]] = {"xs": (32, 1), "s": (48, 2), "m": (64, 3)}
 CLIP_VOCAB_SIZE = 49408  # 256 bytes x 2 + 48894 merges + 2 special tokens
@@ -49,11 +49,6 @@ def clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=merges)
 
 
-def _recipe_matches(directory: Path, recipe: dict[str, Any]) -> bool:
-    marker = directory / MARKER
-    return marker.exists() and json.loads(marker.read_text()) == recipe
-
-
 def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, image_size: int = 32,
                     overwrite: bool = False) -> Path:
     """Write a tiny CLIP checkpoint of family member ``size`` (reused if already built)."""
@@ -63,7 +58,7 @@ def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, i
     hidden, layers = TINY_CLIP_SIZES[size]
     directory = Path(directory)
     recipe = {"kind": "clip", "size": size, "seed": seed, "image_size": image_size, "version": 1}
-    if not overwrite and _recipe_matches(directory, recipe):
+    if not overwrite and is_built(directory, recipe):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     tower = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
@@ -82,10 +77,7 @@ def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, i
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    (directory / MARKER).write_text(json.dumps(recipe))
-    log.info("tiny CLIP %s (%d parameters, random weights) written to %s", size,
-             sum(p.numel() for p in model.parameters()), directory)
-    return directory
+    return finish(directory, recipe, f"CLIP {size}", model)
 
 
 def build_tiny_clip_family(directory: str | Path, sizes: tuple[str, ...] = tuple(TINY_CLIP_SIZES),

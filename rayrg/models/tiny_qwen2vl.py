@@ -22,6 +22,8 @@ import json
 import logging
 from pathlib import Path
 
+from rayrg.models._tiny import finish, is_built
+
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = [
@@ -55,7 +57,6 @@ _CORPUS = [
     "0123456789 t= step action score instruction grid image observation",
 ]
 
-MARKER = "rayrg_tiny.json"
 
 
 def _tokenizer(vocab_size: int):
@@ -91,8 +92,7 @@ def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int =
 
     directory = Path(directory)
     recipe = {"seed": seed, "bpe_vocab": bpe_vocab, "version": 2}
-    marker = directory / MARKER
-    if not overwrite and marker.exists() and json.loads(marker.read_text()) == recipe:
+    if not overwrite and is_built(directory, recipe):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer, vocab, merges = _tokenizer(bpe_vocab)
@@ -127,10 +127,7 @@ def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int =
     image_processor.to_json_file(directory / "preprocessor_config.json")
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    marker.write_text(json.dumps(recipe))
-    log.info("tiny Qwen2-VL (%d parameters, random weights) written to %s",
-             sum(p.numel() for p in model.parameters()), directory)
-    return directory
+    return finish(directory, recipe, "Qwen2-VL", model)
 
 
 if __name__ == "__main__":  # python -m rayrg.models.tiny_qwen2vl <dir>

@@ -14,13 +14,13 @@ Random weights: plumbing only.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from rayrg.models._tiny import finish, is_built
+
 log = logging.getLogger(__name__)
 
-MARKER = "rayrg_tiny.json"
 
 
 def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 32, num_frames: int = 8,
@@ -33,8 +33,7 @@ def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 
     directory = Path(directory)
     recipe = {"kind": "xclip", "seed": seed, "image_size": image_size, "num_frames": num_frames,
               "hidden": hidden, "version": 1}
-    marker = directory / MARKER
-    if not overwrite and marker.exists() and json.loads(marker.read_text()) == recipe:
+    if not overwrite and is_built(directory, recipe):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     tower = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 1,
@@ -55,10 +54,7 @@ def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 
     processor = XCLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    marker.write_text(json.dumps(recipe))
-    log.info("tiny X-CLIP (%d parameters, random weights) written to %s",
-             sum(p.numel() for p in model.parameters()), directory)
-    return directory
+    return finish(directory, recipe, "X-CLIP", model)
 
 
 def build_tiny_torchscript_video(path: str | Path, *, seed: int = 0, dim: int = 16, buckets: int = 257) -> Path:

@@ -41,7 +41,7 @@ def load_episode_results(out: Path) -> list[dict[str, Any]]:
         files = sorted(run_dir.rglob("*.parquet"))
         if not files:
             continue
-        for row in pq.read_table(files).to_pylist() if len(files) > 1 else pq.read_table(files[0]).to_pylist():
+        for row in pq.read_table(files).to_pylist():
             rows.append({"method": method, "train_seed": int(run_dir.name[4:]),
                          "mode": row["mode"], "num_subtasks": int(row["num_subtasks"]),
                          "task_id": row["task_id"], "return": float(row["return"])})

@@ -84,6 +84,10 @@ class TransitionTensors:
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
+    def subset(self, keep: torch.Tensor) -> TransitionTensors:
+        """The transitions at ``keep`` (frames are shared, not copied)."""
+        return TransitionTensors(frames=self.frames, **{k: v[keep] for k, v in self.__dict__.items() if k != "frames"})
+
     def to(self, device: torch.device | str) -> TransitionTensors:
         return TransitionTensors(**{k: v.to(device) for k, v in self.__dict__.items()})
 

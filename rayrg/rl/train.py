@@ -60,10 +60,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     data, featurizer, info = load_transitions(loop_config["dataset"], config.reward_column, config.nan_policy,
                                               featurizer, config.instruction_encoder)
     if world > 1:  # each worker keeps every world-th transition: disjoint shards
-        keep = torch.arange(rank, len(data), world)
-        data.obs_index, data.next_index = data.obs_index[keep], data.next_index[keep]
-        data.actions, data.rewards = data.actions[keep], data.rewards[keep]
-        data.terminals, data.text = data.terminals[keep], data.text[keep]
+        data = data.subset(torch.arange(rank, len(data), world))
     data = data.to(device)
 
     feature_dim = int(data.text.shape[-1]) if featurizer.kind != "tokens" else 0

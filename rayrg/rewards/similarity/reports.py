@@ -161,7 +161,8 @@ def _tiny_note(rows: Sequence[dict[str, Any]]) -> str:
 def _sweep(base: dict[str, Any], variants: Sequence[tuple[str, dict[str, Any]]], dataset: Path,
            address: str | None) -> list[dict[str, Any]]:
     """Score ``dataset`` with every variant (``base`` updated with its overrides) in one pass."""
-    from rayrg.rewards.similarity.stages import config_from_dict, is_tiny_random, score_variants
+    from rayrg.models._tiny import is_tiny_random
+    from rayrg.rewards.similarity.stages import config_from_dict, score_variants
 
     configs = [config_from_dict({**base, **overrides}) for _, overrides in variants]
     rows = []

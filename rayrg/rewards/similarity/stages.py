@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayrg.data.schema import SCALAR_COLUMNS, decode_png, read_trajectories, shard_files
+from rayrg.models._tiny import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.similarity import math as sim
 from rayrg.rewards.similarity.config import (
@@ -320,10 +321,6 @@ def score_dataset(config: AnySimilarityConfig, dataset: str | Path, *, address: 
     return score_variants([config], dataset, address=address)[0]
 
 
-def is_tiny_random(model: str) -> bool:
-    """A checkpoint built by rayrg.models.tiny_* (random weights: scores check plumbing only)."""
-    path = Path(model)
-    return (path / "rayrg_tiny.json").exists() or (path.is_file() and (path.parent / "rayrg_tiny.json").exists())
 
 
 def provenance(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
