@@ -199,17 +199,7 @@ def scaling_report(base: dict[str, Any], models: Sequence[tuple[str, str]], data
         ax.annotate(r["label"], (r["num_parameters"], r["truth"]["goal"]["average_precision"]), fontsize=8)
     ax.set(xscale="log", xlabel="parameters", ylabel="PR-AUC (average precision)")
     ax.set_title(f"{base['method']} reward quality vs model size{_tiny_note(rows)}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "scaling.png", dpi=110)
-    plt.close(fig)
-    plot_pr_curves({r["label"]: r["truth"] for r in rows}, out / "scaling_pr_curves.png",
-                   f"{base['method']}: precision–recall per model size{_tiny_note(rows)}")
-    report = {"method": base["method"], "dataset": str(dataset), "base_config": base, "models": rows,
-              "plots": [str(out / "scaling.png"), str(out / "scaling_pr_curves.png")]}
-    _write_json(report, out / "scaling_report.json")
-    return report
+    return _save_sweep(fig, base, rows, dataset, out, "scaling", "models", "model size")
 
 
 def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], dataset: str | Path,
@@ -229,14 +219,21 @@ def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], da
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     ax.set(ylabel="PR-AUC (average precision)", ylim=(0, 1))
     ax.set_title(f"{base['method']}: prompt variants{_tiny_note(rows)}", fontsize=9)
-    ax.legend()
+    return _save_sweep(fig, base, rows, dataset, out, "prompts", "templates", "prompt", report_name="prompt_report")
+
+
+def _save_sweep(fig: Any, base: dict[str, Any], rows: list[dict[str, Any]], dataset: Path, out: Path, stem: str,
+                rows_key: str, per: str, report_name: str | None = None) -> dict[str, Any]:
+    """Write a sweep's summary plot ``<stem>.png``, its PR curves and its JSON report."""
+    plt = _plt()
+    fig.axes[0].legend()
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "prompts.png", dpi=110)
+    fig.savefig(out / f"{stem}.png", dpi=110)
     plt.close(fig)
-    plot_pr_curves({r["label"]: r["truth"] for r in rows}, out / "prompts_pr_curves.png",
-                   f"{base['method']}: precision–recall per prompt{_tiny_note(rows)}")
-    report = {"method": base["method"], "dataset": str(dataset), "base_config": base, "templates": rows,
-              "plots": [str(out / "prompts.png"), str(out / "prompts_pr_curves.png")]}
-    _write_json(report, out / "prompt_report.json")
+    plot_pr_curves({r["label"]: r["truth"] for r in rows}, out / f"{stem}_pr_curves.png",
+                   f"{base['method']}: precision–recall per {per}{_tiny_note(rows)}")
+    report = {"method": base["method"], "dataset": str(dataset), "base_config": base, rows_key: rows,
+              "plots": [str(out / f"{stem}.png"), str(out / f"{stem}_pr_curves.png")]}
+    _write_json(report, out / f"{report_name or stem + '_report'}.json")
     return report
