@@ -10,7 +10,7 @@ Same networks, same data, same batch size, in one run:
 Prints "IQL update, rayrg vs eager reference: N.N×" (the issue's goal: ≥ 3× on CPU) and
 the share of the reference's time spent on host sampling and copies, which bounds what
 any removal of them can buy. On CPU the convolutions are the whole step (the reference's
-host work is ~1%), so the ratio stays near 1×; on a GPU the host round trips and syncs
+host work is under 1 %), so the ratio stays near 1×; on a GPU the host round trips and syncs
 are what the small kernels wait on, which is where the device-resident path pays.
 """
 

@@ -9,14 +9,11 @@ fallback), and a ``BlipImageProcessor``; saved with ``save_pretrained`` and load
 
 from __future__ import annotations
 
-import logging
 import string
 from pathlib import Path
 from typing import Any
 
 from rayrg.models._tiny import finish, is_built
-
-log = logging.getLogger(__name__)
 
 WEIGHT_STD = 0.2
 _WORDS = ("go to the a an then after you and put next pick up open door key ball box red green blue "

@@ -13,13 +13,10 @@ so token ids equal the real model's. Weights are random: scores measure plumbing
 from __future__ import annotations
 
 import gzip
-import logging
 from pathlib import Path
 from typing import Any
 
 from rayrg.models._tiny import finish, is_built
-
-log = logging.getLogger(__name__)
 
 # name -> (hidden size, layers) of both towers; projection dim = hidden size.
 TINY_CLIP_SIZES: dict[str, tuple[int, int]] = {"xs": (32, 1), "s": (48, 2), "m": (64, 3)}

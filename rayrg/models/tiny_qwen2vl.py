@@ -19,12 +19,9 @@ What it is made of (shared/FACTS.md, "Tiny checkpoints"):
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from rayrg.models._tiny import finish, is_built
-
-log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -56,7 +53,6 @@ _CORPUS = [
     "go to the red ball, then pick up the blue key, put the box next to the green door",
     "0123456789 t= step action score instruction grid image observation",
 ]
-
 
 
 def _tokenizer(vocab_size: int):

@@ -14,13 +14,9 @@ Random weights: plumbing only.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from rayrg.models._tiny import finish, is_built
-
-log = logging.getLogger(__name__)
-
 
 
 def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 32, num_frames: int = 8,

@@ -32,6 +32,7 @@ from rayrg.data.schema import (
     reward_columns,
     shard_files,
 )
+from rayrg.models._tiny import is_tiny_random
 from rayrg.rewards.base import PROVENANCE_KEY
 from rayrg.rewards.similarity.math import pr_summary
 from rayrg.rewards.truth import subtask_advanced
@@ -161,7 +162,6 @@ def _tiny_note(rows: Sequence[dict[str, Any]]) -> str:
 def _sweep(base: dict[str, Any], variants: Sequence[tuple[str, dict[str, Any]]], dataset: Path,
            address: str | None) -> list[dict[str, Any]]:
     """Score ``dataset`` with every variant (``base`` updated with its overrides) in one pass."""
-    from rayrg.models._tiny import is_tiny_random
     from rayrg.rewards.similarity.stages import config_from_dict, score_variants
 
     configs = [config_from_dict({**base, **overrides}) for _, overrides in variants]
@@ -199,7 +199,7 @@ def scaling_report(base: dict[str, Any], models: Sequence[tuple[str, str]], data
         ax.annotate(r["label"], (r["num_parameters"], r["truth"]["goal"]["average_precision"]), fontsize=8)
     ax.set(xscale="log", xlabel="parameters", ylabel="PR-AUC (average precision)")
     ax.set_title(f"{base['method']} reward quality vs model size{_tiny_note(rows)}", fontsize=9)
-    return _save_sweep(fig, base, rows, dataset, out, "scaling", "models", "model size")
+    return _save_sweep(fig, base, rows, dataset, out, "scaling", "models", "model size", "scaling_report.json")
 
 
 def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], dataset: str | Path,
@@ -219,12 +219,12 @@ def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], da
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     ax.set(ylabel="PR-AUC (average precision)", ylim=(0, 1))
     ax.set_title(f"{base['method']}: prompt variants{_tiny_note(rows)}", fontsize=9)
-    return _save_sweep(fig, base, rows, dataset, out, "prompts", "templates", "prompt", report_name="prompt_report")
+    return _save_sweep(fig, base, rows, dataset, out, "prompts", "templates", "prompt", "prompt_report.json")
 
 
 def _save_sweep(fig: Any, base: dict[str, Any], rows: list[dict[str, Any]], dataset: Path, out: Path, stem: str,
-                rows_key: str, per: str, report_name: str | None = None) -> dict[str, Any]:
-    """Write a sweep's summary plot ``<stem>.png``, its PR curves and its JSON report."""
+                rows_key: str, per: str, report_file: str) -> dict[str, Any]:
+    """Write a sweep's summary plot ``<stem>.png``, its PR curves and its JSON ``report_file``."""
     plt = _plt()
     fig.axes[0].legend()
     fig.tight_layout()
@@ -235,5 +235,5 @@ def _save_sweep(fig: Any, base: dict[str, Any], rows: list[dict[str, Any]], data
                    f"{base['method']}: precision–recall per {per}{_tiny_note(rows)}")
     report = {"method": base["method"], "dataset": str(dataset), "base_config": base, rows_key: rows,
               "plots": [str(out / f"{stem}.png"), str(out / f"{stem}_pr_curves.png")]}
-    _write_json(report, out / f"{report_name or stem + '_report'}.json")
+    _write_json(report, out / report_file)
     return report

@@ -321,8 +321,6 @@ def score_dataset(config: AnySimilarityConfig, dataset: str | Path, *, address: 
     return score_variants([config], dataset, address=address)[0]
 
 
-
-
 def provenance(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
     """How the column was made (model, prompts, math parameters); never secrets."""
     instructions = sorted(scored.negatives) or sorted(set(scored.keys.column("instruction").to_pylist()))
