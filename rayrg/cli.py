@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 # Modules that define ``add_commands(subparsers)``; each sub-command sets ``func``.
 COMMAND_MODULES = (
@@ -43,20 +44,41 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local cluster")
 
 
+def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: redo a stage whose output directory was made from other inputs."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="if --out holds outputs made from other inputs (another config or dataset), delete "
+             "them and redo the stage; without it such a re-run is refused (same inputs: skipped)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from rayrg.config import ConfigError
-    from rayrg.data.schema import DatasetError
+    from rayrg.errors import unwrap_user_error
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
-        print(f"rayrg {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # Errors the user can fix are one line, whichever process raised them (a reader in
+        # a Ray Data task, a Train worker, an actor): Ray's wrappers are peeled off here.
+        found = unwrap_user_error(exc)
+        if found is None:
+            raise
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"rayrg {args.command}: error: {one_line(found)}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The message on one line (a multi-line message is joined; Ray's tracebacks are not in it)."""
+    text = str(exc) if not isinstance(exc, OSError) or not exc.filename else (
+        f"{exc.filename}: {exc.strerror}" if exc.strerror else str(exc))
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -2,12 +2,19 @@
 
 Every stage has one config class deriving from :class:`StageConfig`. Unknown keys are
 rejected (a typo in a YAML file is an error, not a silently ignored setting).
+
+Whatever leaves the process (a YAML next to an output, provenance in ``metadata.json``, a
+log line) goes through :func:`scrub_secrets` / :meth:`StageConfig.to_public_dict`;
+``to_dict`` keeps every value and is only for handing a config to a worker.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -17,6 +24,117 @@ C = TypeVar("C", bound="StageConfig")
 
 class ConfigError(ValueError):
     """A config file or value that cannot be used; the message says which and why."""
+
+
+REDACTED = "<redacted>"
+# Fields whose every value is redacted: free-form request parts where providers put
+# credentials under names no rule can foresee (``Authorization``, ``x-goog-api-key``, ...).
+OPAQUE_FIELDS = frozenset({"extra_body", "headers"})
+# A name whose words include one of these holds a credential (``api_key``, ``hf_token``,
+# ``client_secret``, ``x-api-key``, ``Authorization``); matched by word so ``max_tokens``
+# or ``cache_key_version`` style counters ("tokens", "keys") are not caught by accident.
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd",
+                           "passphrase", "auth", "authorization", "credential", "credentials",
+                           "cookie", "signature", "bearer"})
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _words(name: str) -> list[str]:
+    # camelCase, snake_case, kebab-case and dotted names alike: "xApiKey" -> x, api, key
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a field name that says it holds a credential (key/token/secret/password...)."""
+    words = _words(name)
+    return any(w in _SECRET_WORDS for w in words) or "apikey" in "".join(words)
+
+
+def scrub_url(url: str) -> str:
+    """``url`` without credentials: user:password@ and the query string and fragment are
+    redacted (``?key=...`` is how several APIs take keys)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, REDACTED if parts.query else "",
+                       REDACTED if parts.fragment else ""))
+
+
+def _is_env_name_field(name: str, value: Any) -> bool:
+    # ``api_key_env: GEMINI_API_KEY`` names a variable; the name is provenance, not a secret
+    return name.lower().endswith("_env") and isinstance(value, str) and bool(_ENV_NAME.fullmatch(value))
+
+
+def scrub_secrets(obj: Any, opaque: Collection[str] = OPAQUE_FIELDS) -> Any:
+    """A copy of ``obj`` (JSON-like: dicts, lists, scalars) safe to write or log.
+
+    Redacted: every value under a field named in ``opaque`` (keys kept, so provenance still
+    shows *which* extra fields were sent), every field whose name says key/token/secret/
+    password (at any depth), and credentials in URLs (userinfo, query string, fragment).
+    ``opaque=()`` redacts by name only: what the answer cache key hashes, so a rotated
+    credential is still a cache hit while ``extra_body: {top_k: 5}`` is not.
+    """
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for name, value in obj.items():
+            key = str(name)
+            if key in opaque:
+                out[name] = _redact_all(value)
+            elif is_secret_name(key) and value is not None and not _is_env_name_field(key, value):
+                out[name] = REDACTED
+            else:
+                out[name] = scrub_secrets(value, opaque)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [scrub_secrets(v, opaque) for v in obj]
+    if isinstance(obj, str) and _URL.match(obj):
+        return scrub_url(obj)
+    return obj
+
+
+def secret_values(obj: Any) -> set[str]:
+    """The credential strings inside ``obj`` (what :func:`scrub_secrets` would redact), for
+    blanking them out of free text such as error messages."""
+    found: set[str] = set()
+
+    def walk(raw: Any, public: Any) -> None:
+        if isinstance(raw, dict) and isinstance(public, dict):
+            for k, v in raw.items():
+                walk(v, public.get(k))
+        elif isinstance(raw, (list, tuple)) and isinstance(public, list):
+            for r, p in zip(raw, public, strict=False):
+                walk(r, p)
+        elif isinstance(raw, str) and raw != public:
+            found.add(raw)
+            if _URL.match(raw):
+                parts = urlsplit(raw)
+                found.update(x for x in (parts.query, parts.fragment, parts.netloc.rpartition("@")[0]) if x)
+        # numbers and booleans under opaque fields are settings (top_k: 5), not credentials
+
+    walk(obj, scrub_secrets(obj))
+    return found
+
+
+def redact_text(text: str, secrets: Collection[str]) -> str:
+    # longest first, so a key inside a longer secret (a URL) goes with it
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # redacting "1" or "on" out of every message would garble it
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_all(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _redact_all(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_all(v) for v in obj]
+    return None if obj is None else REDACTED
 
 
 class StageConfig(BaseModel):
@@ -41,14 +159,23 @@ class StageConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"{source}: invalid {cls.__name__}:\n{exc}") from exc
+            # Without the offending values: a key pasted into the wrong field would otherwise
+            # be printed (pydantic's message quotes every input) and end up in logs.
+            lines = [f"  {'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg']} [{e['type']}]"
+                     for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+            raise ConfigError(f"{source}: invalid {cls.__name__}:\n" + "\n".join(lines)) from None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every value, credentials included: for handing the config to a worker, never to disk."""
         return self.model_dump(mode="json")
 
+    def to_public_dict(self) -> dict[str, Any]:
+        """The config as written to disk or logged: :func:`scrub_secrets` applied."""
+        return scrub_secrets(self.to_dict())
+
     def to_yaml(self, path: str | Path) -> Path:
-        """Write the config (never secrets: configs hold env-var *names*, not keys)."""
+        """Write the public config (a scrubbed copy does not load back where secrets were)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=True))
+        path.write_text(yaml.safe_dump(self.to_public_dict(), sort_keys=True))
         return path

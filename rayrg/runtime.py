@@ -22,9 +22,17 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     """
     import ray
 
+    from rayrg.config import ConfigError, is_secret_name
+
+    runtime_env = kwargs.pop("runtime_env", {}) or {}
+    # Ray writes runtime_env into its session logs and job records: keys must reach workers
+    # through the environment of the nodes instead (locally: inherited from this process).
+    keys = sorted(name for name in runtime_env.get("env_vars", {}) if is_secret_name(name))
+    if keys:
+        raise ConfigError(f"runtime_env env_vars {keys} look like credentials, which Ray would log; "
+                          "export them on the nodes instead")
     if ray.is_initialized():
         return
-    runtime_env = kwargs.pop("runtime_env", {}) or {}
     env_vars = {**_WORKER_ENV, **runtime_env.get("env_vars", {})}
     runtime_env = {**runtime_env, "env_vars": env_vars}
     if address in (None, "", "local"):

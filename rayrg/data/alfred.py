@@ -44,10 +44,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from rayrg.config import ConfigError, StageConfig
+from rayrg.config import StageConfig
 from rayrg.data.schema import DatasetError, DatasetMetadata, encode_png, write_shard
 from rayrg.envs.base import EvalTask
 from rayrg.envs.thor_config import ACTION_NAMES, ENV_NAME, INTERACT_ACTIONS, action_id, object_type
+from rayrg.provenance import OnChange, claim, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,7 @@ def build_eval_tasks(config: AlfredImportConfig, split: str | None = None) -> tu
 
 
 def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, on_change: OnChange = "refuse") -> Path:
     """Import ``config.split`` under ``out``::
 
         trajectories/        the trajectory dataset (rows as in the module docstring)
@@ -392,17 +393,25 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
         import_report.json   counts and every skipped trial with its reason
         alfred_import.yaml   this config
 
-    Shards already written by an interrupted run are kept (resume).
+    Shards already written by an interrupted run are kept (resume). ``out`` is keyed to the
+    config and to the trial files' names, sizes and modification times (hashing every
+    ALFRED JSON would read gigabytes): an import of other inputs is refused or redone.
     """
     from dataclasses import asdict
 
     out = Path(out)
-    data_dir = out / "trajectories"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "alfred_import.yaml")
     trials = [str(t) for t in find_trials(config.root, config.split)]
     if config.max_trials:
         trials = trials[:config.max_trials]
+    listing = [(str(Path(t).relative_to(config.root)), p.stat().st_size, p.stat().st_mtime_ns)
+               for t in trials for p in [Path(t) / TRAJ_FILE] if p.exists()]
+    claimed = claim(out, "alfred-import", {"config": config.to_dict(), "trials": fingerprint({"files": listing})},
+                    on_change=on_change)
+    if claimed.done:
+        return out
+    data_dir = out / "trajectories"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / "alfred_import.yaml")
     chunks = [trials[i:i + config.trials_per_shard] for i in range(0, len(trials), config.trials_per_shard)]
     todo = []
     for i, chunk in enumerate(chunks):
@@ -453,7 +462,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
               "broken": totals["broken"], "eval_tasks": len(tasks), "eval_broken": broken_eval}
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
     DatasetMetadata(
-        generator="rayrg.data.alfred:import", env_name=ENV_NAME,
+        generator="rayrg.data.alfred:import", env_name=ENV_NAME, fingerprint=claimed.fingerprint,
         num_episodes=totals["episodes"], num_transitions=totals["transitions"],
         seeds=[], noise=0.0,
         extra={"config": config.to_dict(), "action_names": list(ACTION_NAMES),
@@ -462,17 +471,5 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     ).write(data_dir)
     log.info("imported %d ALFRED trials (%d episodes, %d transitions, %d broken) into %s",
              totals["trials"], totals["episodes"], totals["transitions"], len(totals["broken"]), data_dir)
+    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / "eval_tasks.json"))
     return out
-
-
-def import_alfred_experiment(cfg: dict[str, Any], directory: str | Path) -> tuple[Path, Path]:
-    """The experiment runner's ``data.source: alfred`` stage: ``cfg`` holds
-    :class:`AlfredImportConfig` fields; returns (trajectories, eval_tasks.json)."""
-    from rayrg.experiments.runner import run_stage
-
-    if not cfg.get("root"):
-        raise ConfigError("data.alfred.root is required for data.source=alfred (the ALFRED data folder)")
-    config = AlfredImportConfig.from_dict(cfg, source="data.alfred")
-    directory = Path(directory)
-    run_stage("alfred-import", directory, config.to_dict(), lambda: str(import_alfred(config, directory)))
-    return directory / "trajectories", directory / "eval_tasks.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("alfred-import",
                        help="import ALFRED traj_data.json + images as a trajectory dataset")
@@ -23,6 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trials", type=int, help="import at most N trials")
     p.add_argument("--frame-size", type=int, help="resize frames to N x N")
     p.add_argument("--no-ray", action="store_true", help="convert in this process instead of Ray tasks")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_import)
 
@@ -42,7 +43,8 @@ def _import(args: argparse.Namespace) -> int:
         from rayrg.runtime import init_ray
 
         init_ray(None, num_cpus=args.num_cpus)
-    out = import_alfred(config, args.out, address=args.address)
+    out = import_alfred(config, args.out, address=args.address,
+                       on_change="redo" if args.overwrite else "refuse")
     report = json.loads((out / REPORT_FILE).read_text())
     print(f"dataset: {out / 'trajectories'} ({report['episodes']} episodes, "
           f"{report['transitions']} transitions)\neval tasks: {out / 'eval_tasks.json'} "

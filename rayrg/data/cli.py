@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("generate", help="generate a BabyAI offline dataset (+ held-out eval tasks)")
     p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")
@@ -17,6 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-tasks-per-count", type=int, help="override: eval tasks per sub-task count")
     p.add_argument("--noise", type=float, help="override: ε of random actions")
     p.add_argument("--seed", type=int, help="override: base seed")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_generate)
 
@@ -37,7 +38,7 @@ def _generate(args: argparse.Namespace) -> int:
         config = GenerateConfig.from_yaml(args.config, **overrides)
     else:
         config = GenerateConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
-    out = generate(config, args.out, address=args.address)
+    out = generate(config, args.out, address=args.address, on_change="redo" if args.overwrite else "refuse")
     print(f"dataset: {out / 'trajectories'}\neval tasks: {out / 'eval_tasks.json'}")
     return 0
 

@@ -39,14 +39,17 @@ from rayrg.envs.babyai import (
     mission_succeeded,
     reset_env,
     step_env,
+    symbolic_state,
 )
 from rayrg.envs.base import EvalTask
+from rayrg.provenance import OnChange, claim
 
 log = logging.getLogger(__name__)
 
 # Seeds: train episode i of an n-sub-task mission uses seed_base + n * SEED_STRIDE + i,
 # evaluation tasks seed_base + n * SEED_STRIDE + EVAL_OFFSET + i: disjoint by construction.
 SEED_STRIDE = 1_000_000
+GENERATOR = "rayrg.data.generate:babyai-bot"
 EVAL_OFFSET = 500_000
 
 
@@ -101,6 +104,7 @@ def rollout_episode(num_subtasks: int, seed: int, noise: float, max_steps: int,
     """
     env = make_env(num_subtasks, env_config, max_steps=max_steps)
     frame, instruction = reset_env(env, seed)
+    state = symbolic_state(env)
     bot = make_bot(env)
     noise_rng = np.random.default_rng([seed, 0xB0B])
     episode_id = f"{ENV_NAME}-n{num_subtasks}-s{seed}"
@@ -139,12 +143,15 @@ def rollout_episode(num_subtasks: int, seed: int, noise: float, max_steps: int,
             "truncated": truncated,
             "subtasks_completed": completed,
             "success": False,
+            "state": state.tobytes(),
+            "final_state": None,
         })
-        frame, prev_action = next_frame, action
+        frame, prev_action, state = next_frame, action, symbolic_state(env)
         if terminal or truncated:
             break
     if rows:
         rows[-1]["final_frame"] = encode_png(frame)
+        rows[-1]["final_state"] = state.tobytes()
         if not (rows[-1]["terminal"] or rows[-1]["truncated"]):
             rows[-1]["truncated"] = True  # stopped by a bot failure
         success = mission_succeeded(env)
@@ -192,14 +199,22 @@ def make_eval_task(config: GenerateConfig, num_subtasks: int, index: int) -> Eva
 
 
 def generate(config: GenerateConfig, out: str | Path, address: str | None = None,
-             progress: bool = True) -> Path:
-    """Generate the dataset and evaluation tasks under ``out`` (see module docstring)."""
+             progress: bool = True, on_change: OnChange = "refuse") -> Path:
+    """Generate the dataset and evaluation tasks under ``out`` (see module docstring).
+
+    ``out`` is keyed to the config (:mod:`rayrg.provenance`): a finished dataset of the same
+    config is kept, an interrupted one resumes, one of another config is refused
+    (``on_change="refuse"``) or regenerated (``"redo"``).
+    """
     import ray
     from tqdm import tqdm
 
     from rayrg.runtime import init_ray
 
     out = Path(out)
+    claimed = claim(out, "generate", {"generator": GENERATOR, "config": config.to_dict()}, on_change=on_change)
+    if claimed.done:
+        return out
     data_dir = out / "trajectories"
     data_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "generate_config.yaml")
@@ -241,7 +256,8 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     (out / "eval_tasks.json").write_text(json.dumps([asdict(t) for t in tasks], indent=1))
 
     DatasetMetadata(
-        generator="rayrg.data.generate:babyai-bot",
+        generator=GENERATOR,
+        fingerprint=claimed.fingerprint,
         env_name=ENV_NAME,
         num_episodes=totals.get("episodes", 0),
         num_transitions=totals.get("transitions", 0),
@@ -253,4 +269,6 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     log.info("generated %s episodes (%s transitions, %s bot failures) and %d eval tasks in %s",
              totals.get("episodes"), totals.get("transitions"), totals.get("bot_failures"),
              len(tasks), out)
+    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / "eval_tasks.json"),
+                   episodes=totals.get("episodes", 0), eval_task_count=len(tasks))
     return out

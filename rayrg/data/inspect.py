@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from rayrg.data.schema import (
     SCALAR_COLUMNS,
     DatasetMetadata,
+    read_shard_schema,
     read_trajectories,
     reward_columns,
     shard_files,
@@ -23,10 +24,8 @@ def summarize(directory: str | Path, validate_images: bool = False) -> dict[str,
 
     Reads only scalar columns unless ``validate_images`` (then every frame is decoded).
     """
-    import pyarrow.parquet as pq
-
     meta = DatasetMetadata.read(directory)
-    names = pq.read_schema(shard_files(directory)[0]).names
+    names = read_shard_schema(shard_files(directory)[0]).names
     rewards = reward_columns(names)
     table = read_trajectories(directory, columns=[*SCALAR_COLUMNS, *rewards],
                               decode_images=validate_images)

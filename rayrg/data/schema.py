@@ -39,7 +39,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+# Version 2 added the optional symbolic-state columns (OPTIONAL_SCHEMA); version-1 datasets
+# lack them and still read.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 METADATA_FILE = "metadata.json"
 REWARD_PREFIX = "reward_"
 
@@ -65,6 +68,16 @@ TRANSITION_SCHEMA = pa.schema(
     ]
 )
 TRANSITION_COLUMNS: tuple[str, ...] = tuple(TRANSITION_SCHEMA.names)
+# Schema version 2: BabyAI's symbolic egocentric grid (``gen_obs()["image"]``, 7x7x3 uint8,
+# C-order raw bytes) before the action, and after it on an episode's last row (like
+# ``final_frame``). Optional: version-1 datasets and environments without one lack them.
+OPTIONAL_SCHEMA = pa.schema(
+    [
+        pa.field("state", pa.binary(), nullable=True),
+        pa.field("final_state", pa.binary(), nullable=True),
+    ]
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(OPTIONAL_SCHEMA.names)
 # Columns the image-free tools (inspect, reward reports, IQL indices) read.
 SCALAR_COLUMNS: tuple[str, ...] = tuple(
     n for n in TRANSITION_COLUMNS if n not in ("frame", "final_frame")
@@ -88,6 +101,8 @@ class DatasetMetadata:
     noise: float = 0.0
     created_unix: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
+    # What made it (rayrg.provenance): the stage's fingerprint; downstream stages key on it.
+    fingerprint: str | None = None
 
     def write(self, directory: str | Path) -> Path:
         path = Path(directory) / METADATA_FILE
@@ -104,7 +119,7 @@ class DatasetMetadata:
             meta = cls(**raw)
         except (json.JSONDecodeError, TypeError) as exc:
             raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
-        if meta.schema_version != SCHEMA_VERSION:
+        if meta.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise DatasetError(
                 f"{path}: schema version {meta.schema_version}, this rayrg reads {SCHEMA_VERSION}"
             )
@@ -150,12 +165,13 @@ def validate_schema(schema: pa.Schema, source: str) -> None:
     missing = [c for c in TRANSITION_COLUMNS if c not in names]
     if missing:
         raise DatasetError(f"{source}: missing columns {missing}")
-    extra = [n for n in schema.names if n not in TRANSITION_COLUMNS and not n.startswith(REWARD_PREFIX)]
+    extra = [n for n in schema.names if n not in TRANSITION_COLUMNS and n not in OPTIONAL_COLUMNS
+             and not n.startswith(REWARD_PREFIX)]
     if extra:
         raise DatasetError(
             f"{source}: unexpected columns {extra} (only '{REWARD_PREFIX}*' columns may be added)"
         )
-    for f in TRANSITION_SCHEMA:
+    for f in [*TRANSITION_SCHEMA, *(o for o in OPTIONAL_SCHEMA if o.name in names)]:
         actual = schema.field(f.name).type
         if actual != f.type:
             raise DatasetError(f"{source}: column '{f.name}' has type {actual}, expected {f.type}")
@@ -206,8 +222,33 @@ def validate_table(table: pa.Table, source: str, decode_images: bool = True) -> 
                 except Exception as exc:  # PIL raises several types for corrupt data
                     raise DatasetError(
                         f"{source}: row {row} (episode '{episodes[row]}', step {steps[row]}): "
-                        f"column '{column}' is not a decodable image: {exc}"
+                        f"column '{column}' is not a decodable image: {_first_line(exc)}"
                     ) from exc
+
+
+def read_shard_schema(path: str | Path) -> pa.Schema:
+    """The Parquet schema of one shard; a truncated or non-Parquet file is a DatasetError."""
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
+
+
+def read_shard(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """One shard (or some of its columns); unreadable or missing columns name the file."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        if columns is not None and isinstance(exc, (KeyError, pa.ArrowInvalid)):
+            missing = [c for c in columns if c not in read_shard_schema(path).names]
+            if missing:
+                raise DatasetError(f"{path}: missing columns {missing}") from exc
+        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_trajectories(
@@ -219,18 +260,14 @@ def read_trajectories(
     """Read (and by default fully validate) a trajectory dataset into one Arrow table."""
     tables = []
     for path in shard_files(directory):
-        try:
-            schema = pq.read_schema(path)
-        except Exception as exc:
-            raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
-        validate_schema(schema, str(path))
+        validate_schema(read_shard_schema(path), str(path))
         if validate:
-            table = pq.read_table(path)
+            table = read_shard(path)
             validate_table(table, str(path), decode_images=decode_images)
             if columns is not None:
                 table = table.select(list(columns))
         else:
-            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+            table = read_shard(path, columns=list(columns) if columns is not None else None)
         tables.append(table)
     return pa.concat_tables(tables, promote_options="default")
 
@@ -247,7 +284,11 @@ def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
 
 def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path) -> Path:
     """Write transitions (dicts in TRANSITION_SCHEMA order or a table) as one zstd shard."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=TRANSITION_SCHEMA)
+    if isinstance(rows, pa.Table):
+        table = rows
+    else:
+        optional = [f for f in OPTIONAL_SCHEMA if rows and f.name in rows[0]]
+        table = pa.Table.from_pylist(rows, schema=pa.schema([*TRANSITION_SCHEMA, *optional]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")

@@ -110,6 +110,14 @@ def reset_env(env: Any, seed: int) -> tuple[np.ndarray, str]:
     return obs["image"], env.unwrapped.mission
 
 
+STATE_SHAPE = (7, 7, 3)  # BabyAI's egocentric view: (object, colour, state) index per cell
+
+
+def symbolic_state(env: Any) -> np.ndarray:
+    """BabyAI's symbolic egocentric grid of the current state (what ``gen_obs`` shows an agent)."""
+    return np.ascontiguousarray(env.unwrapped.gen_obs()["image"], dtype=np.uint8)
+
+
 def completed_subtasks(env: Any) -> int:
     """Sub-tasks completed so far, read from the mission verifier's state (monotone)."""
     from minigrid.envs.babyai.core.verifier import BeforeInstr

@@ -14,6 +14,7 @@ from rayrg.envs.babyai import (
     randomize_agent,
     reset_env,
     step_env,
+    symbolic_state,
 )
 from rayrg.envs.base import EvalTask, InitMode, Observation, TaskEnv
 
@@ -57,6 +58,10 @@ class BabyAITaskEnv(TaskEnv):
         frame, completed, terminal, _ = step_env(self.env, int(action))
         return Observation(frame=frame, instruction=self.env.unwrapped.mission, subtasks_completed=completed,
                            done=terminal, info={"success": mission_succeeded(self.env)})
+
+    def state_observation(self) -> np.ndarray:
+        """BabyAI's symbolic egocentric grid now (the dataset's ``state`` column), for policies."""
+        return symbolic_state(self.env)
 
     def agent_state(self) -> dict[str, Any]:
         base = self.env.unwrapped

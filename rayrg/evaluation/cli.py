@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("evaluate", help="evaluate a policy on held-out tasks (fixed and randomized starts)")
     p.add_argument("--policy", required=True, help="'expert', 'random' or an IQL checkpoint directory")
@@ -16,6 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="EvalConfig YAML")
     p.add_argument("--out", type=Path, required=True, help="output directory (resumes if it has results)")
     p.add_argument("--num-actors", type=int, help="override: evaluation actors")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_evaluate)
 
@@ -27,6 +28,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     overrides = {"tasks": str(args.tasks) if args.tasks else None, "num_actors": args.num_actors}
     config = (EvalConfig.from_yaml(args.config, **overrides) if args.config
               else EvalConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
-    summary = evaluate(config, args.policy, args.out, address=args.address)
+    summary = evaluate(config, args.policy, args.out, address=args.address,
+                       on_change="redo" if args.overwrite else "refuse")
     print(json.dumps(summary["modes"], indent=2))
     return 0

@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 
 from rayrg.config import ConfigError
 from rayrg.envs.base import EvalTask
+from rayrg.errors import stage_errors_iter
 from rayrg.evaluation.config import EvalConfig
 from rayrg.evaluation.metrics import aggregate, episode_return
+from rayrg.provenance import OnChange
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +124,71 @@ class EvalActor:
         self.envs = []
 
 
+def check_policy(policy_spec: str) -> None:
+    """Load the policy once on the driver, so a missing or incompatible checkpoint is one line
+    here, before anything is written, rather than an actor dying in its constructor."""
+    if policy_spec in ("expert", "random"):
+        return
+    from rayrg.evaluation.policies import load_episode_policy
+
+    try:
+        load_episode_policy(policy_spec, num_actions=0, device="cpu")
+    except (FileNotFoundError, ConfigError):
+        raise
+    except Exception as exc:  # torch/pickle/shape errors of a checkpoint from elsewhere
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"policy '{policy_spec}': not a checkpoint this rayrg can load "
+                          f"({type(exc).__name__}: {first})") from exc
+
+
+def policy_fingerprint(policy_spec: str) -> str:
+    """'expert' / 'random' by name; a checkpoint by the hash of its files (whatever made it)."""
+    from rayrg.provenance import file_fingerprint
+
+    if policy_spec in ("expert", "random"):
+        return policy_spec
+    path = Path(policy_spec)
+    if not path.is_dir():
+        raise FileNotFoundError(f"policy '{policy_spec}': not 'expert', 'random' or an existing checkpoint directory")
+    return file_fingerprint(path)
+
+
+# EvalConfig fields that change how an evaluation runs, not its episodes' results. Modes and
+# seeds are left out too: they select work items, and more of them extends the results.
+RUNTIME_FIELDS = ("tasks", "modes", "seeds", "num_actors", "cpus_per_actor", "gpus_per_actor",
+                  "envs_per_actor", "policy_device")
+
+
 def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str | None = None,
-             tasks: list[EvalTask] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate ``policy_spec`` ('expert', 'random' or a checkpoint dir); returns the summary."""
+             tasks: list[EvalTask] | None = None, progress: bool = True,
+             on_change: OnChange = "refuse") -> dict[str, Any]:
+    """Evaluate ``policy_spec`` ('expert', 'random' or a checkpoint dir); returns the summary.
+
+    ``out`` is keyed to the policy's fingerprint, the tasks and the result-relevant settings
+    (:mod:`rayrg.provenance`): finished episodes of the same inputs are kept and only missing
+    (task, mode, seed) items run; episodes of another policy or other tasks are never reused.
+    """
     import ray
     from ray.util import ActorPool
     from tqdm import tqdm
 
     from rayrg.envs.registry import action_names
+    from rayrg.provenance import claim, fingerprint
     from rayrg.runtime import init_ray
 
     out = Path(out)
-    episodes_dir = out / "episodes"
-    episodes_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "eval_config.yaml")
     if tasks is None:
         if not config.tasks:
             raise ConfigError("EvalConfig.tasks is not set (the evaluation tasks JSON)")
         tasks = load_eval_tasks(config.tasks)
+    check_policy(policy_spec)
+    inputs = {"policy": policy_fingerprint(policy_spec),
+              "tasks": fingerprint({"tasks": [asdict(t) for t in tasks]}),
+              "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}}
+    claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
+    episodes_dir = out / "episodes"
+    episodes_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out / "eval_config.yaml")
     if config.max_tasks_per_count:
         kept: dict[int, int] = {}
         selected = []
@@ -157,17 +206,26 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     done = {item_key(r["task_id"], r["mode"], r["seed"]) for r in done_rows}
     todo = [(t, m, s) for t in tasks for m in config.modes for s in config.seeds
             if item_key(t.task_id, m, s) not in done]
+    if done and progress:
+        print(f"[rayrg] evaluate: {len(done)} episodes done earlier in {out}; {len(todo)} to run", flush=True)
     if todo:
         init_ray(address)
         chunks = [todo[i:i + config.envs_per_actor] for i in range(0, len(todo), config.envs_per_actor)]
-        actor_cls = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)(EvalActor)
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        # placement_group=None: never inherit a caller's placement group (a Tune trial or a Train
+        # controller evaluating a checkpoint), whose bundles have no room for these actors.
+        actor_cls = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)(EvalActor).options(
+            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
         num_actions = len(action_names(next(iter(env_names))))
         actors = [actor_cls.remote(policy_spec, config.to_dict(), num_actions)
                   for _ in range(min(config.num_actors, len(chunks)))]
         pool = ActorPool(actors)
         bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="evaluate", unit="episode",
                    disable=not progress)
-        for rows in pool.map_unordered(lambda a, chunk: a.run.remote(chunk), chunks):
+        # An actor that fails (its policy, env or tasks) fails the stage as one user line;
+        # chunks finished before it stay written.
+        for rows in stage_errors_iter(pool.map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)):
             name = hashlib.sha256("".join(item_key(r["task_id"], r["mode"], r["seed"]) for r in rows)
                                   .encode()).hexdigest()[:16]
             tmp = episodes_dir / f".{name}.parquet.tmp"
@@ -184,4 +242,5 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     summary = {"policy": policy_spec, "episodes": len(results), "modes": aggregate(results),
                "tasks": [asdict(t)["task_id"] for t in tasks]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    claimed.finish(episodes=len(results))
     return summary

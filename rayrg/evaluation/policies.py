@@ -9,13 +9,18 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 import numpy as np
 
 
 class Policy(Protocol):
-    def act(self, frames: np.ndarray, instructions: list[str]) -> np.ndarray: ...
+    history: int
+
+    def observe(self, envs: list[Any], frames: np.ndarray) -> np.ndarray: ...
+
+    def act(self, observations: np.ndarray, instructions: list[str]) -> np.ndarray: ...
 
 
 class EpisodePolicy:
@@ -68,13 +73,31 @@ class RandomPolicy(EpisodePolicy):
 
 
 class LearnedPolicy(EpisodePolicy):
-    """A trained policy: one batched ``act`` call for all lockstep episodes."""
+    """A trained policy: one batched ``act`` call for all lockstep episodes.
 
-    def __init__(self, policy: Policy) -> None:
+    Builds the observation the policy was trained on from the live env (``policy.observe``)
+    and keeps each episode's last ``policy.history`` observations; at an episode's start
+    the first observation fills the history, as in training.
+    """
+
+    def __init__(self, policy: Any) -> None:
         self.policy = policy
+        self.history: dict[int, deque] = {}
+
+    def reset(self, slot: int, env: Any, seed: int) -> None:
+        self.history[slot] = deque(maxlen=self.policy.history)
 
     def act(self, slots, envs, frames, instructions, prev_actions) -> np.ndarray:
-        return np.asarray(self.policy.act(frames, instructions), dtype=np.int64)
+        current = self.policy.observe(envs, frames)
+        stacked = []
+        for slot, obs in zip(slots, current, strict=True):
+            past = self.history.setdefault(slot, deque(maxlen=self.policy.history))
+            if not past:
+                past.extend([obs] * self.policy.history)
+            else:
+                past.append(obs)
+            stacked.append(np.stack(past))
+        return np.asarray(self.policy.act(np.stack(stacked), instructions), dtype=np.int64)
 
 
 def load_episode_policy(spec: str, num_actions: int, device: str = "cpu") -> EpisodePolicy:

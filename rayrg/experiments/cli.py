@@ -12,11 +12,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
     p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
     p.add_argument("--out", type=Path, help="override the config's output directory")
+    p.add_argument("--dry-run", action="store_true", help="check what the config needs and print the plan; run nothing")
     add_ray_args(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("quickstart", help="the whole pipeline on a small BabyAI slice, local mode")
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
+    p.add_argument("--dry-run", action="store_true", help="check what the run needs and print the plan; run nothing")
     add_ray_args(p)
     p.set_defaults(func=_quickstart)
 
@@ -27,18 +29,36 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from rayrg.experiments.config import ExperimentConfig
-    from rayrg.experiments.runner import run_experiment
 
-    config = ExperimentConfig.from_yaml(args.config).with_out(args.out)
-    run_experiment(config, address=args.address)
-    return 0
+    return _checked_run(ExperimentConfig.from_yaml(args.config).with_out(args.out), args)
 
 
 def _quickstart(args: argparse.Namespace) -> int:
     from rayrg.experiments.config import ExperimentConfig
+
+    return _checked_run(ExperimentConfig().with_out(args.out), args)
+
+
+def _checked_run(config, args: argparse.Namespace) -> int:
+    """Preflight (before Ray starts or a file is written), the plan, then the run."""
+    import sys
+
+    from rayrg.experiments.preflight import plan, preflight
     from rayrg.experiments.runner import run_experiment
 
-    run_experiment(ExperimentConfig().with_out(args.out), address=args.address)
+    problems = preflight(config, address=args.address, num_cpus=args.num_cpus)
+    for problem in problems:
+        print(f"rayrg {args.command}: error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print(plan(config, address=args.address), flush=True)
+    if args.dry_run:
+        return 0
+    if args.num_cpus is not None and args.address is None:
+        from rayrg.runtime import init_ray
+
+        init_ray(None, num_cpus=args.num_cpus)
+    run_experiment(config, address=args.address)
     return 0
 
 

@@ -1,7 +1,12 @@
 """One YAML describes a whole experiment matrix: data, labels, methods, IQL, seeds, evaluation.
 
-Stage sections hold the stage's own config (validated by the stage's config class when the
-stage runs, so a typo fails before any work starts — :meth:`ExperimentConfig.validate_stages`).
+Its sections are the stages' own config types, validated once when the file is loaded (a
+typo fails before any work starts): ``data.generate`` is a
+:class:`~rayrg.data.generate.GenerateConfig`, ``data.alfred`` an
+:class:`~rayrg.data.alfred.AlfredImportConfig`, every entry of ``labels`` the config class
+its ``method`` registers, ``train`` a :class:`~rayrg.rl.config.TrainConfig` (a method's
+``train`` holds overrides of it), ``evaluation`` an
+:class:`~rayrg.evaluation.config.EvalConfig` (its ``tasks`` come from the data stage).
 The defaults are the quickstart: a small BabyAI slice that runs on a 2-core laptop.
 """
 
@@ -10,21 +15,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayrg.config import ConfigError, StageConfig
+from rayrg.data.alfred import AlfredImportConfig
+from rayrg.data.generate import GenerateConfig
+from rayrg.evaluation.config import EvalConfig
+from rayrg.rl.config import TrainConfig
+
+# An rgvlm label whose backend is picked from the environment at run time
+# (rayrg.experiments.backends): the only label entry that stays a mapping until then.
+AUTO_BACKEND = "auto_backend"
 
 
 class DataSection(StageConfig):
     """Where trajectories and evaluation tasks come from."""
 
     source: Literal["babyai", "alfred", "path"] = "babyai"
-    generate: dict[str, Any] = Field(
-        default_factory=lambda: {"episodes_per_count": 12, "eval_tasks_per_count": 3, "noise": 0.2},
-        description="GenerateConfig fields (source=babyai).")
-    alfred: dict[str, Any] = Field(default_factory=dict, description="ALFRED import fields (source=alfred).")
-    trajectories: str | None = Field(None, description="An existing trajectory dataset (source=path).")
-    eval_tasks: str | None = Field(None, description="Evaluation tasks JSON (source=path/alfred).")
+    generate: GenerateConfig = Field(
+        default_factory=lambda: GenerateConfig(episodes_per_count=12, eval_tasks_per_count=3, noise=0.2),
+        description="source=babyai: the generator's config.")
+    alfred: AlfredImportConfig | None = Field(None, description="source=alfred: the import's config.")
+    trajectories: str | None = Field(None, description="source=path: an existing trajectory dataset.")
+    eval_tasks: str | None = Field(None, description="source=path: its evaluation tasks JSON.")
+
+    @model_validator(mode="after")
+    def _source_has_what_it_needs(self) -> DataSection:
+        if self.source == "alfred" and self.alfred is None:
+            raise ValueError("data.source=alfred needs data.alfred (with at least 'root')")
+        if self.source == "path" and not (self.trajectories and self.eval_tasks):
+            raise ValueError("data.source=path needs data.trajectories and data.eval_tasks")
+        return self
 
 
 class MethodSpec(StageConfig):
@@ -36,10 +57,34 @@ class MethodSpec(StageConfig):
     note: str | None = Field(None, description="Shown in the report, e.g. 'pipeline check, untrained model'.")
 
 
-class EvaluationSection(StageConfig):
-    modes: list[Literal["fixed", "randomized"]] = Field(default_factory=lambda: ["fixed", "randomized"])
-    seeds: list[int] = Field(default_factory=lambda: [0], description="Evaluation seeds per task.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="EvalConfig fields.")
+def _default_labels() -> list[Any]:
+    return [{"method": "sparse"},
+            {"method": "simulated", "accuracy": 0.934, "name": "acc934"},
+            {"method": "simulated", "accuracy": 0.742, "name": "acc742"},
+            {"method": "rgvlm", AUTO_BACKEND: True}]
+
+
+def _default_methods() -> dict[str, MethodSpec]:
+    return {
+        "sparse": MethodSpec(reward_column="reward_sparse", label="sparse"),
+        "simulated-93.4%+sparse": MethodSpec(
+            reward_column="reward_simulated_acc934_sparse", label="simulated 93.4% + sparse",
+            note="SIMULATED labels: ground truth corrupted to 93.4% accuracy (Gemini 1.5 Pro, Table I)"),
+        "simulated-74.2%+sparse": MethodSpec(
+            reward_column="reward_simulated_acc742_sparse", label="simulated 74.2% + sparse",
+            note="SIMULATED labels: ground truth corrupted to 74.2% accuracy (Gemini 1.5 Flash, Table I)"),
+        "rgvlm": MethodSpec(reward_column="reward_rgvlm", label="RG-VLM"),
+        "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
+    }
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(num_steps=1000, batch_size=32, lr=3e-4, num_workers=1, torch_threads=2,
+                       checkpoint_every=500, report_every=100)
+
+
+def _default_evaluation() -> EvalConfig:
+    return EvalConfig(num_actors=2, envs_per_actor=6)
 
 
 class ExperimentConfig(StageConfig):
@@ -48,43 +93,53 @@ class ExperimentConfig(StageConfig):
     name: str = "quickstart"
     out: str = Field("runs/quickstart", description="Output root; every stage writes under it.")
     data: DataSection = Field(default_factory=DataSection)
-    windows: dict[str, Any] = Field(default_factory=dict, description="WindowConfig fields.")
-    labels: list[dict[str, Any]] = Field(
-        default_factory=lambda: [
-            {"method": "sparse"},
-            {"method": "simulated", "accuracy": 0.934, "name": "acc934"},
-            {"method": "simulated", "accuracy": 0.742, "name": "acc742"},
-            {"method": "rgvlm", "auto_backend": True},
-        ],
-        description="Label configs applied in order onto one labelled dataset (each has 'method').")
-    methods: dict[str, MethodSpec] = Field(
-        default_factory=lambda: {
-            "sparse": MethodSpec(reward_column="reward_sparse", label="sparse"),
-            "simulated-93.4%+sparse": MethodSpec(
-                reward_column="reward_simulated_acc934_sparse", label="simulated 93.4% + sparse",
-                note="SIMULATED labels: ground truth corrupted to 93.4% accuracy (Gemini 1.5 Pro, Table I)"),
-            "simulated-74.2%+sparse": MethodSpec(
-                reward_column="reward_simulated_acc742_sparse", label="simulated 74.2% + sparse",
-                note="SIMULATED labels: ground truth corrupted to 74.2% accuracy (Gemini 1.5 Flash, Table I)"),
-            "rgvlm": MethodSpec(reward_column="reward_rgvlm", label="RG-VLM"),
-            "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
-        })
-    train: dict[str, Any] = Field(
-        default_factory=lambda: {"num_steps": 1000, "batch_size": 32, "lr": 3e-4, "num_workers": 1,
-                                 "torch_threads": 2, "checkpoint_every": 500, "report_every": 100},
-                                  description="TrainConfig fields shared by every method.")
+    labels: list[Any] = Field(
+        default_factory=_default_labels, validate_default=True,
+        description="Label configs applied in order onto one labelled dataset; each entry's "
+                    "'method' picks its config type. {method: rgvlm, auto_backend: true} picks "
+                    "the backend from the environment at run time.")
+    methods: dict[str, MethodSpec] = Field(default_factory=_default_methods)
+    train: TrainConfig = Field(default_factory=_default_train,
+                               description="IQL config shared by every method (methods override fields).")
     seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds (paper: 5).")
-    evaluation: EvaluationSection = Field(default_factory=lambda: EvaluationSection(
-        settings={"num_actors": 2, "envs_per_actor": 6}))
-    report: dict[str, Any] = Field(default_factory=dict, description="Report options.")
+    evaluation: EvalConfig = Field(default_factory=_default_evaluation,
+                                   description="Evaluation config; its tasks come from the data stage.")
+    reference_policies: list[Literal["expert", "random"]] = Field(
+        default_factory=lambda: ["expert", "random"],
+        description="Policies evaluated beside the learned ones, as reference rows of the report.")
 
-    @field_validator("labels")
+    @field_validator("labels", mode="before")
     @classmethod
-    def _labels_have_methods(cls, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _typed_labels(cls, labels: Any) -> list[Any]:
+        from rayrg.rewards.registry import load_label_config
+
+        if not isinstance(labels, list):
+            raise ValueError("labels must be a list of label configs")
+        typed: list[Any] = []
         for i, label in enumerate(labels):
-            if "method" not in label:
+            if isinstance(label, StageConfig):
+                typed.append(label)
+                continue
+            if not isinstance(label, dict) or "method" not in label:
                 raise ValueError(f"labels[{i}] has no 'method'")
-        return labels
+            if label.get(AUTO_BACKEND):
+                if label["method"] != "rgvlm":
+                    raise ValueError(f"labels[{i}]: auto_backend applies to method rgvlm only")
+                typed.append(dict(label))  # resolved at run time from the environment
+                continue
+            try:
+                typed.append(load_label_config(label, source=f"labels[{i}]")[1])
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return typed
+
+    @model_validator(mode="after")
+    def _methods_resolve(self) -> ExperimentConfig:
+        if not self.methods:
+            raise ValueError("no methods to train")
+        for name in self.methods:
+            self.train_config(name, self.seeds[0] if self.seeds else 0)
+        return self
 
     @property
     def out_dir(self) -> Path:
@@ -93,29 +148,14 @@ class ExperimentConfig(StageConfig):
     def with_out(self, out: str | Path | None) -> ExperimentConfig:
         return self if out is None else self.model_copy(update={"out": str(out)})
 
-    def validate_stages(self) -> None:
-        """Build every stage's typed config now, so errors surface before work starts."""
-        from rayrg.rewards.registry import load_label_config
-        from rayrg.windows.build import WindowConfig
+    def train_config(self, method: str, seed: int) -> TrainConfig:
+        """The one place a method's TrainConfig is resolved: shared config + its overrides."""
+        spec = self.methods[method]
+        return TrainConfig.from_dict({**self.train.to_dict(), **spec.train, "reward_column": spec.reward_column,
+                                      "seed": seed}, source=f"{self.name}: methods.{method}.train")
 
-        WindowConfig.from_dict(self.windows, source=f"{self.name}: windows")
-        for i, label in enumerate(self.labels):
-            if label.get("auto_backend"):
-                continue  # resolved at run time from the environment (see runner)
-            load_label_config(label, source=f"{self.name}: labels[{i}]")
-        if self.data.source == "babyai":
-            from rayrg.data.generate import GenerateConfig
+    def eval_config(self, tasks: str | Path) -> EvalConfig:
+        return self.evaluation.model_copy(update={"tasks": str(tasks)})
 
-            GenerateConfig.from_dict(self.data.generate, source=f"{self.name}: data.generate")
-        elif self.data.source == "path" and not self.data.trajectories:
-            raise ConfigError(f"{self.name}: data.source=path needs data.trajectories")
-        if not self.methods:
-            raise ConfigError(f"{self.name}: no methods to train")
-        from rayrg.evaluation.config import EvalConfig
-        from rayrg.rl.config import TrainConfig
-
-        for name, spec in self.methods.items():
-            TrainConfig.from_dict({**self.train, **spec.train, "reward_column": spec.reward_column},
-                                  source=f"{self.name}: train ({name})")
-        EvalConfig.from_dict({**self.evaluation.settings, "modes": self.evaluation.modes,
-                              "seeds": self.evaluation.seeds}, source=f"{self.name}: evaluation")
+    def label_name(self, method: str) -> str:
+        return self.methods[method].label or method

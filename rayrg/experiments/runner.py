@@ -1,24 +1,25 @@
-"""``rayrg run``: data → windows → labels → IQL per (method, seed) → evaluation → report.
+"""``rayrg run``: data → labels → IQL per (method, seed) → evaluation → report.
 
-Every stage writes under the experiment's ``out`` directory and leaves a ``_stage.json``
-marker holding a hash of its inputs when it finishes. A re-run skips every stage whose
-marker matches; an interrupted stage resumes through its own machinery (the generator
-skips written shards, the RG-VLM cache never pays for a window twice, training resumes
-from its last checkpoint, evaluation skips finished episodes).
+Every stage writes under the experiment's ``out`` directory and keys its output to its
+inputs (:mod:`rayrg.provenance`): a re-run skips what is done, resumes what was
+interrupted (written shards, the RG-VLM answer cache, checkpoints, finished episodes), and
+redoes a stage whose inputs changed — and with it everything downstream, because each
+downstream fingerprint contains its upstream ones. ``<out>/manifest.json`` lists every
+stage's paths, fingerprint and status; the report reads only that file.
 
 Layout::
 
-    <out>/experiment.yaml          the config as run
+    <out>/experiment.yaml          the config as run (credentials scrubbed)
+    <out>/manifest.json            what was made, from what
     <out>/data/                    trajectories/, eval_tasks.json
     <out>/labels/<i>-<method>/     labelled dataset after label step i (chained)
     <out>/train/<method>/seed<k>/  checkpoints
-    <out>/eval/<method>/seed<k>/   evaluation results
-    <out>/report/                  report.md, report.html, plots
+    <out>/eval/<method>/seed<k>/   evaluation results (reference policies: eval/_reference/<name>)
+    <out>/report/                  report.md, report.html, report.json, plots
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -26,147 +27,170 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rayrg.config import ConfigError
-from rayrg.experiments.config import ExperimentConfig
+import yaml
+
+from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
+from rayrg.provenance import dataset_fingerprint, public, read_record
 
 log = logging.getLogger(__name__)
 
-MARKER = "_stage.json"
+MANIFEST_FILE = "manifest.json"
+REDO = "redo"  # inside `rayrg run` a changed stage is redone, with everything downstream
 
 
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_stage(name: str, directory: Path, inputs: Any, fn: Callable[[], Any]) -> dict[str, Any]:
-    """Run ``fn`` unless ``directory`` holds a finished marker for the same ``inputs``."""
-    marker = directory / MARKER
-    digest = _digest(inputs)
-    if marker.exists():
-        done = json.loads(marker.read_text())
-        if done.get("inputs") == digest:
-            print(f"[rayrg] {name}: done earlier, skipping ({directory})", flush=True)
-            return done
-        print(f"[rayrg] {name}: inputs changed since the last run; running again", flush=True)
-    print(f"[rayrg] {name} ...", flush=True)
-    start = time.perf_counter()
-    result = fn()
-    record = {"stage": name, "inputs": digest, "seconds": round(time.perf_counter() - start, 2),
-              "result": result if isinstance(result, (dict, list, str, int, float)) else str(result)}
-    directory.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record, indent=2, default=str))
-    print(f"[rayrg] {name}: finished in {record['seconds']:.1f} s", flush=True)
-    return record
+def slug(name: str) -> str:
+    """A method name as a directory name (``rgvlm+sparse`` → ``rgvlm_plus_sparse``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("+", "_plus_"))
 
 
 class ExperimentRunner:
     def __init__(self, config: ExperimentConfig, address: str | None = None) -> None:
-        config.validate_stages()
         self.config = config
         self.address = address
         self.out = config.out_dir
         self.notes: list[str] = []  # prominent messages that also go into the report
+        self.manifest: dict[str, Any] = {
+            "name": config.name, "config": public(config), "stages": [], "labels": [], "train": [],
+            "evaluations": [], "methods": {
+                name: {"label": config.label_name(name), "note": spec.note, "reward_column": spec.reward_column,
+                       "slug": slug(name)} for name, spec in config.methods.items()},
+            "notes": self.notes,
+        }
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _stage(self, name: str, directory: Path, fn: Callable[[], Any]) -> dict[str, Any]:
+        """Run one stage and record it; 'skipped' when its output was complete with the same inputs."""
+        before = read_record(directory)
+        start = time.perf_counter()
+        fn()
+        seconds = round(time.perf_counter() - start, 2)
+        after = read_record(directory) or {}
+        skipped = bool(before and before.get("complete") and before.get("fingerprint") == after.get("fingerprint"))
+        if not skipped:
+            print(f"[rayrg] {name}: finished in {seconds:.1f} s", flush=True)
+        entry = {"stage": name, "path": str(directory), "fingerprint": after.get("fingerprint"),
+                 "status": "skipped" if skipped else "ran", "seconds": seconds}
+        self.manifest["stages"].append(entry)
+        self._write_manifest()
+        return entry
+
+    def _write_manifest(self) -> None:
+        path = self.out / MANIFEST_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str))
+        tmp.replace(path)
 
     # -- stages ---------------------------------------------------------------------------
     def data(self) -> tuple[Path, Path]:
         cfg = self.config.data
-        if cfg.source == "path":
-            if not cfg.eval_tasks:
-                raise ConfigError("data.source=path needs data.eval_tasks for evaluation")
-            return Path(cfg.trajectories or ""), Path(cfg.eval_tasks)
         directory = self.out / "data"
-        if cfg.source == "babyai":
-            from rayrg.data.generate import GenerateConfig, generate
+        if cfg.source == "path":
+            trajectories, tasks = Path(cfg.trajectories or ""), Path(cfg.eval_tasks or "")
+            if not tasks.exists():
+                raise FileNotFoundError(f"data.eval_tasks: evaluation tasks file not found: {tasks}")
+        elif cfg.source == "babyai":
+            from rayrg.data.generate import generate
 
-            gen = GenerateConfig.from_dict(cfg.generate)
-            run_stage("generate", directory, gen.to_dict(),
-                      lambda: str(generate(gen, directory, address=self.address)))
-            return directory / "trajectories", directory / "eval_tasks.json"
-        from rayrg.data.alfred import import_alfred_experiment  # ALFRED: optional, see jobs/
+            self._stage("generate", directory, lambda: generate(cfg.generate, directory, address=self.address,
+                                                                on_change=REDO))
+            trajectories, tasks = directory / "trajectories", directory / "eval_tasks.json"
+        else:
+            from rayrg.data.alfred import import_alfred
 
-        return import_alfred_experiment(cfg.alfred, directory)
+            assert cfg.alfred is not None  # checked by DataSection
+            self._stage("alfred-import", directory, lambda: import_alfred(
+                cfg.alfred, directory, address=self.address, on_change=REDO))
+            trajectories, tasks = directory / "trajectories", directory / "eval_tasks.json"
+        self.manifest["data"] = {"trajectories": str(trajectories), "eval_tasks": str(tasks),
+                                 "fingerprint": dataset_fingerprint(trajectories)}
+        return trajectories, tasks
 
     def labels(self, trajectories: Path) -> Path:
-        from rayrg.rewards.registry import load_label_config
+        from rayrg.rewards.registry import get_method, run_label
 
         current = trajectories
-        for i, raw in enumerate(self.config.labels):
-            raw = self._resolve_label(raw)
-            method, label_config = load_label_config(raw, source=f"labels[{i}]")
+        for i, label in enumerate(self.config.labels):
+            label = self._resolve_label(label)
+            method = get_method(label.method)
             directory = self.out / "labels" / f"{i}-{method.name}"
-            inputs = {"source": str(current), "config": label_config.to_dict()}
             source = current
-            run_stage(f"label[{i}] {method.name}", directory, inputs,
-                      lambda m=method, c=label_config, s=source, d=directory: str(
-                          m.run(c, s, d, address=self.address)))
+            self._stage(f"label[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
+                        run_label(m, c, s, d, address=self.address, on_change=REDO))
+            entry = {"index": i, "method": method.name, "path": str(directory),
+                     "fingerprint": dataset_fingerprint(directory)}
+            for side in ("_windows", "_labels"):
+                if (directory / side).is_dir():
+                    entry[side.strip("_")] = str(directory / side)
+            self.manifest["labels"].append(entry)
             current = directory
+        self.manifest["labelled"] = str(current)
         return current
 
-    def _resolve_label(self, raw: dict[str, Any]) -> dict[str, Any]:
-        if not raw.get("auto_backend"):
-            return raw
+    def _resolve_label(self, label: Any) -> Any:
+        if not isinstance(label, dict):
+            return label
         from rayrg.experiments.backends import auto_rgvlm_label
+        from rayrg.rewards.registry import load_label_config
 
-        resolved, note = auto_rgvlm_label(raw, self.out / "models")
+        resolved, note = auto_rgvlm_label({k: v for k, v in label.items() if k != AUTO_BACKEND},
+                                          self.out / "models")
         if note:
             self.notes.append(note)
             bar = "!" * 78
             print(f"\n{bar}\n{note}\n{bar}\n", flush=True)
-        return resolved
+        return load_label_config(resolved, source="labels (auto_backend)")[1]
 
     def train(self, labelled: Path) -> dict[tuple[str, int], Path]:
-        from rayrg.rl.config import TrainConfig
         from rayrg.rl.train import train
 
         checkpoints = {}
-        for name, spec in self.config.methods.items():
+        for name in self.config.methods:
             for seed in self.config.seeds:
-                cfg = TrainConfig.from_dict({**self.config.train, **spec.train, "reward_column": spec.reward_column,
-                                             "seed": seed}, source=f"train ({name})")
-                directory = self.out / "train" / _slug(name) / f"seed{seed}"
-                inputs = {"dataset": str(labelled), "config": cfg.to_dict()}
-                record = run_stage(f"train {name} seed {seed}", directory, inputs,
-                                   lambda c=cfg, d=directory: str(
-                                       train(c, labelled, d, address=self.address)))
-                checkpoints[(name, seed)] = Path(record["result"])
+                cfg = self.config.train_config(name, seed)
+                directory = self.out / "train" / slug(name) / f"seed{seed}"
+                self._stage(f"train {name} seed {seed}", directory, lambda c=cfg, d=directory: train(
+                    c, labelled, d, address=self.address, on_change=REDO))
+                final = directory / "final"
+                checkpoints[(name, seed)] = final
+                self.manifest["train"].append({"method": name, "seed": seed, "checkpoint": str(final),
+                                               "fingerprint": (read_record(directory) or {}).get("fingerprint")})
         return checkpoints
 
-    def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> dict[tuple[str, int], Path]:
-        from rayrg.evaluation.config import EvalConfig
+    def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> None:
         from rayrg.evaluation.evaluate import evaluate
 
-        ev = self.config.evaluation
-        results = {}
-        for (name, seed), checkpoint in checkpoints.items():
-            cfg = EvalConfig.from_dict({**ev.settings, "tasks": str(tasks), "modes": ev.modes,
-                                        "seeds": ev.seeds}, source=f"evaluation ({name})")
-            directory = self.out / "eval" / _slug(name) / f"seed{seed}"
-            inputs = {"checkpoint": str(checkpoint), "config": cfg.to_dict()}
-            run_stage(f"evaluate {name} seed {seed}", directory, inputs,
-                      lambda c=cfg, p=checkpoint, d=directory: evaluate(c, str(p), d, address=self.address))
-            results[(name, seed)] = directory
-        return results
+        cfg = self.config.eval_config(tasks)
+        runs: list[tuple[str, str, int | None, str, Path]] = [
+            (name, "learned", seed, str(checkpoint), self.out / "eval" / slug(name) / f"seed{seed}")
+            for (name, seed), checkpoint in checkpoints.items()]
+        runs += [(ref, "reference", None, ref, self.out / "eval" / "_reference" / ref)
+                 for ref in self.config.reference_policies]
+        for name, kind, seed, policy, directory in runs:
+            label = f"evaluate {name}" + (f" seed {seed}" if seed is not None else "")
+            self._stage(label, directory, lambda p=policy, d=directory: evaluate(
+                cfg, p, d, address=self.address, on_change=REDO, progress=True))
+            self.manifest["evaluations"].append({
+                "method": name, "kind": kind, "seed": seed, "policy": policy, "path": str(directory),
+                "label": self.config.label_name(name) if kind == "learned" else f"{name} (reference)",
+                "fingerprint": (read_record(directory) or {}).get("fingerprint")})
 
     # -- all ------------------------------------------------------------------------------
     def run(self) -> Path:
         from rayrg.runtime import init_ray
 
         self.out.mkdir(parents=True, exist_ok=True)
-        self.config.to_yaml(self.out / "experiment.yaml")
+        (self.out / "experiment.yaml").write_text(yaml.safe_dump(public(self.config), sort_keys=False))
         init_ray(self.address)
         trajectories, tasks = self.data()
         labelled = self.labels(trajectories)
         checkpoints = self.train(labelled)
         self.evaluate(checkpoints, tasks)
+        self._write_manifest()
         from rayrg.report.build import build_report
 
-        report = build_report(self.out, notes=self.notes)
+        report = build_report(self.out)
         print(f"\n[rayrg] report: {report}", flush=True)
         return report
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("+", "_plus_"))
 
 
 def run_experiment(config: ExperimentConfig, address: str | None = None) -> Path:

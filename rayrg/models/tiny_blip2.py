@@ -4,7 +4,7 @@
 ``use_qformer_text_input=True`` so the Q-Former reads the text, a BERT WordPiece
 tokenizer built here over BabyAI's vocabulary (plus single characters for WordPiece
 fallback), and a ``BlipImageProcessor``; saved with ``save_pretrained`` and loaded with
-``from_pretrained`` like the hub checkpoint (shared/FACTS.md). Random weights: plumbing only.
+``from_pretrained`` like the hub checkpoint. Random weights: plumbing only.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ For tests and pipeline checks of the CLIP-family rewards: ``CLIPModel`` + ``CLIP
 saved with ``save_pretrained`` and loaded back with ``from_pretrained`` exactly like
 ``openai/clip-vit-base-patch32``. The tokenizer is CLIP's own byte-level BPE: its merges
 ship inside the ``open_clip_torch`` wheel (``bpe_simple_vocab_16e6.txt.gz``) and the
-vocabulary is rebuilt from them the way CLIP's ``SimpleTokenizer`` does (shared/FACTS.md),
+vocabulary is rebuilt from them the way CLIP's ``SimpleTokenizer`` does (no PyPI package ships real CLIP weights usable offline),
 so token ids equal the real model's. Weights are random: scores measure plumbing only.
 
 ``TINY_CLIP_SIZES`` are a small "family" of widths/depths for the scaling report.

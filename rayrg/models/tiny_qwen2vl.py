@@ -5,7 +5,7 @@ configured: it exercises the exact code path of a hub checkpoint (``AutoProcesso
 ``AutoModelForImageTextToText.from_pretrained`` on a directory) with ≈ 1 M parameters.
 Its answers are noise — rewards from it measure plumbing, never reward quality.
 
-What it is made of (shared/FACTS.md, "Tiny checkpoints"):
+What it is made of (each choice was needed for transformers 5 to load it like the hub's):
 
 * a byte-level BPE trained here with ``tokenizers`` on a small corpus, the 14 Qwen2-VL
   special tokens appended in the real order (``<|endoftext|>`` … ``<|video_pad|>``), wrapped

@@ -25,41 +25,49 @@ from typing import Any
 import numpy as np
 
 from rayrg.evaluation.metrics import mean_ci
-from rayrg.experiments.backends import PIPELINE_CHECK_NOTE
 from rayrg.report import plots
 
 log = logging.getLogger(__name__)
 
 
-def load_episode_results(out: Path) -> list[dict[str, Any]]:
-    """Per-episode evaluation results of every (method, seed) under ``out/eval``."""
+def read_manifest(out: Path) -> dict[str, Any]:
+    """``<out>/manifest.json`` as written by ``rayrg run`` (the report's only input index)."""
+    from rayrg.config import ConfigError
+
+    path = out / "manifest.json"
+    if not path.exists():
+        raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: unreadable: {exc}") from None
+
+
+def load_episode_results(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-episode evaluation results of every evaluation the manifest lists."""
     import pyarrow.parquet as pq
 
     rows: list[dict[str, Any]] = []
-    for run_dir in sorted((out / "eval").glob("*/seed*")):
-        method = run_dir.parent.name
-        files = sorted(run_dir.rglob("*.parquet"))
+    for entry in manifest.get("evaluations", []):
+        files = sorted((Path(entry["path"]) / "episodes").glob("*.parquet"))
         if not files:
             continue
+        key = entry["method"] if entry.get("kind") != "reference" else f"reference:{entry['method']}"
+        seed = entry["seed"] if entry.get("seed") is not None else 0
         for row in pq.read_table(files).to_pylist():
-            rows.append({"method": method, "train_seed": int(run_dir.name[4:]),
-                         "mode": row["mode"], "num_subtasks": int(row["num_subtasks"]),
-                         "task_id": row["task_id"], "return": float(row["return"])})
+            rows.append({"method": key, "train_seed": int(seed), "mode": row["mode"],
+                         "num_subtasks": int(row["num_subtasks"]), "task_id": row["task_id"],
+                         "eval_seed": int(row["seed"]), "return": float(row["return"])})
     return rows
 
 
-def _method_labels(out: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """slug -> display label and slug -> note, from the experiment config as run."""
-    import yaml
-
-    from rayrg.experiments.runner import _slug
-
-    path = out / "experiment.yaml"
-    if not path.exists():
-        return {}, {}
-    methods = (yaml.safe_load(path.read_text()) or {}).get("methods", {})
-    labels = {_slug(k): (v.get("label") or k) for k, v in methods.items()}
-    notes = {_slug(k): v["note"] for k, v in methods.items() if v.get("note")}
+def _method_labels(manifest: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """method key -> display label and -> note (learned methods and reference policies)."""
+    labels = {name: m.get("label") or name for name, m in manifest.get("methods", {}).items()}
+    notes = {name: m["note"] for name, m in manifest.get("methods", {}).items() if m.get("note")}
+    for entry in manifest.get("evaluations", []):
+        if entry.get("kind") == "reference":
+            labels[f"reference:{entry['method']}"] = entry.get("label") or entry["method"]
     return labels, notes
 
 
@@ -70,11 +78,6 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _latest_labelled(out: Path) -> Path | None:
-    steps = sorted((out / "labels").glob("*-*"), key=lambda p: int(p.name.split("-")[0]))
-    return steps[-1] if steps else None
 
 
 def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: Path) -> tuple[str, dict]:
@@ -103,7 +106,7 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: 
           "Return = fraction of the mission's sub-tasks completed within the step budget; error bars "
           "are 95 % t-intervals over training seeds × evaluation seeds × tasks.", "",
           _md_table(["method", "fixed start", "randomized start", "relative drop"], rows), ""]
-    plain, fused = "rgvlm", "rgvlm_plus_sparse"
+    plain, fused = "rgvlm", "rgvlm+sparse"
     if plain in methods and fused in methods:
         md.append("**Gain of sparse + RG-VLM over RG-VLM alone:** " + ", ".join(
             f"{mode} {overall[mode][fused][0] - overall[mode][plain][0]:+.3f}"
@@ -116,7 +119,7 @@ def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, lis
     title = "## Reward accuracy (Table-I analogue)"
     if labelled is None:
         return f"{title}\n\nNo labelled dataset.\n", []
-    from rayrg.rewards.report import format_table, reward_report
+    from rayrg.rewards.report import format_table, reward_caveat, reward_report
 
     rows = reward_report([labelled])
     definition = ("A transition is *good* when its action is the expert's or it completes a sub-task "
@@ -124,10 +127,11 @@ def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, lis
                   ">= 5/10). Accuracy, precision and recall are over labelled transitions; cover = "
                   "labelled / all. Definitions: `rayrg/rewards/report.py`.")
     md = [title, "", definition, "", "```", format_table(rows), "```", ""]
-    if any(PIPELINE_CHECK_NOTE in n for n in notes):
-        md += ["**The RG-VLM rows above come from an untrained tiny checkpoint (pipeline check): "
-               "their accuracy only reflects how often it says 'good' against the base rate of good "
-               "actions, not the quality of any VLM.**", ""]
+    # Decided from the labels' checkpoints (rayrg.rewards.report.reward_caveat), not config notes.
+    caveat = reward_caveat(rows)
+    if caveat:
+        md += [f"**{caveat} Their accuracy only reflects how often the model says 'good' against "
+               "the base rate of good actions.**", ""]
     return "\n".join(md), rows
 
 
@@ -156,12 +160,15 @@ def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
     return "\n".join(["## Rewards along one episode", "", "![reward curves](reward_curves.png)", ""])
 
 
-def _window_picture(out: Path, report_dir: Path) -> str:
+def _window_picture(manifest: dict[str, Any], report_dir: Path) -> str:
     import pyarrow.parquet as pq
 
-    label_files = sorted((out / "labels").glob("*-rgvlm/_labels/*.parquet"))
-    windows_dirs = sorted((out / "labels").glob("*-rgvlm/_windows"))
-    if not label_files or not windows_dirs:
+    entries = [e for e in manifest.get("labels", []) if e.get("method") == "rgvlm" and e.get("labels")]
+    if not entries:
+        return ""
+    label_files = sorted(Path(entries[-1]["labels"]).glob("*.parquet"))
+    windows_dir = entries[-1].get("windows")
+    if not label_files or not windows_dir:
         return ""
     labels = pq.read_table(label_files).to_pylist()
     scored = [r for r in labels if r.get("status") == "ok" and r.get("scores")]
@@ -171,36 +178,36 @@ def _window_picture(out: Path, report_dir: Path) -> str:
     from rayrg.windows.preview import write_preview
 
     text = f"scores: {row['scores']}\n\nturn 1 (analysis):\n{(row.get('turn1_text') or '')[:900]}"
-    write_preview(windows_dirs[0], report_dir / "window_scores.png", window_id=row["window_id"], text=text)
+    write_preview(windows_dir, report_dir / "window_scores.png", window_id=row["window_id"], text=text)
     return "\n".join(["## A labelled window", "", f"Model `{row.get('model')}` ({row.get('backend')}), "
                       f"window `{row['window_id']}`.", "", "![window with scores](window_scores.png)", ""])
 
 
-def build_report(out: str | Path, notes: Sequence[str] = ()) -> Path:
+def build_report(out: str | Path) -> Path:
+    """Write ``<out>/report/report.{md,html,json}`` from ``<out>/manifest.json`` alone."""
     out = Path(out)
+    manifest = read_manifest(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    labels, method_notes = _method_labels(out)
-    stored_notes = out / "report" / "notes.json"
-    all_notes = list(dict.fromkeys([*notes, *(json.loads(stored_notes.read_text()) if stored_notes.exists() else [])]))
-    stored_notes.write_text(json.dumps(all_notes))
+    labels, method_notes = _method_labels(manifest)
+    all_notes = list(manifest.get("notes", []))
 
-    sections = [f"# rayrg report: {out.name}", ""]
+    sections = [f"# rayrg report: {manifest.get('name', out.name)}", ""]
     for note in all_notes:
         sections += [f"> **{note}**", ""]
     if method_notes:
         sections += ["Notes on methods:", ""] + [f"- {labels.get(k, k)}: {v}" for k, v in method_notes.items()] + [""]
-    numbers: dict[str, Any] = {"notes": all_notes}
-    results = load_episode_results(out)
+    numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / "manifest.json")}
+    results = load_episode_results(manifest)
     if results:
         md, numbers["evaluation"] = _figure4(results, labels, report_dir)
         sections.append(md)
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]
-    labelled = _latest_labelled(out)
+    labelled = Path(manifest["labelled"]) if manifest.get("labelled") else None
     md, numbers["rewards"] = _reward_table(labelled, all_notes)
     sections.append(md)
-    sections.append(_window_picture(out, report_dir))
+    sections.append(_window_picture(manifest, report_dir))
     sections.append(_reward_curves(labelled, report_dir))
 
     markdown = "\n".join(sections)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rayrg.config import scrub_secrets
 from rayrg.data.schema import (
     REWARD_PREFIX,
     DatasetError,
@@ -73,7 +74,8 @@ def write_labelled_dataset(
     Shards keep their names and episode grouping; a reward column already in ``source``
     is replaced. Transitions with no row in ``rewards`` get NaN (never a silent 0).
     ``provenance`` maps each new column to how it was made (method, model, prompt version,
-    config) and is stored in the metadata; it must not hold secrets.
+    config) and is stored in the metadata after :func:`~rayrg.config.scrub_secrets`
+    (every method's provenance passes here, so none can write a credential).
     """
     source, out = Path(source), Path(out)
     for key in KEY_COLUMNS:
@@ -114,7 +116,7 @@ def write_labelled_dataset(
     labels = dict(meta.extra.get(PROVENANCE_KEY, {}))
     for column in new_columns:
         labels[column] = dict((provenance or {}).get(column, {}))
-    meta.extra = {**meta.extra, PROVENANCE_KEY: json.loads(json.dumps(labels, default=str))}
+    meta.extra = {**meta.extra, PROVENANCE_KEY: scrub_secrets(json.loads(json.dumps(labels, default=str)))}
     if not same_dir:
         meta.extra["labelled_from"] = str(source)
     meta.write(out)

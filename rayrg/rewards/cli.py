@@ -7,12 +7,13 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory or labelled dataset directory")
     p.add_argument("--out", type=Path, required=True, help="labelled dataset to write")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_label)
 
@@ -33,7 +34,7 @@ def _label(args: argparse.Namespace) -> int:
     import yaml
 
     from rayrg.config import ConfigError
-    from rayrg.rewards.registry import load_label_config
+    from rayrg.rewards.registry import load_label_config, run_label
 
     if not args.config.exists():
         raise ConfigError(f"config file not found: {args.config}")
@@ -45,7 +46,8 @@ def _label(args: argparse.Namespace) -> int:
         from rayrg.runtime import init_ray
 
         init_ray(None, num_cpus=args.num_cpus)
-    out = method.run(config, args.dataset, args.out, address=args.address)
+    out = run_label(method, config, args.dataset, args.out, address=args.address,
+                    on_change="redo" if args.overwrite else "refuse")
     summary = Path(out) / f"_{method.name}_summary.json"
     if summary.exists():
         print(json.dumps(json.loads(summary.read_text()), indent=2))

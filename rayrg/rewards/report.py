@@ -9,6 +9,9 @@ Definitions (one place, used for every method):
   TP / (TP + FN); F1; the confusion counts; coverage = labelled / all transitions.
   Transitions whose reward is NaN (a failed window) are left out of those ratios and
   counted in ``coverage``, never scored as 0.
+* caveat: a column scored by a tiny randomly initialised checkpoint (decided from the
+  checkpoint's marker via its provenance, :func:`rayrg.models._tiny.provenance_is_tiny_random`)
+  is flagged ``tiny_random_weights`` and the table ends with the pipeline-check caveat.
 * cost: mean seconds per query, tokens and USD per 1,000 labelled transitions, from the
   labeller's provenance summary (methods that query no model report none).
 
@@ -34,6 +37,7 @@ from rayrg.data.schema import (
     reward_columns,
     shard_files,
 )
+from rayrg.models._tiny import pipeline_check_caveat, provenance_is_tiny_random
 from rayrg.rewards.base import PROVENANCE_KEY
 from rayrg.rewards.truth import good_actions
 
@@ -69,6 +73,7 @@ def column_report(dataset: Path, column: str, values: np.ndarray, truth: np.ndar
         "dataset": str(dataset), "column": column,
         "method": prov.get("method", "?"), "backend": prov.get("backend"), "model": prov.get("model"),
         "prompt_version": prov.get("prompt_version"), "simulated": bool(prov.get("simulated", False)),
+        "tiny_random_weights": provenance_is_tiny_random(prov),
         "transitions": len(values), "labelled": int(valid.sum()),
         "coverage": float(valid.mean()) if len(values) else float("nan"),
         "positive_rate_truth": float(truth[valid].mean()) if valid.any() else float("nan"),
@@ -111,9 +116,21 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         who = "/".join(x for x in (r["backend"], r["model"]) if x) or r["method"]
         if r["simulated"]:
             who += " (SIMULATED)"
+        if r.get("tiny_random_weights"):
+            who += " (RANDOM WEIGHTS)"
         lines.append([r["column"], who, _fmt(r["accuracy"], ".3f"), _fmt(r["precision"], ".3f"),
                       _fmt(r["recall"], ".3f"), _fmt(r["f1"], ".3f"), _fmt(r["coverage"], ".2f"),
                       _fmt(r["mean_seconds_per_query"], ".2f"), _fmt(r["tokens_per_1000_transitions"], ".0f"),
                       _fmt(r["cost_usd_per_1000_transitions"], ".4f"), _fmt(r["invalid_answer_rate"], ".3f")])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines)
+    caveat = reward_caveat(rows)
+    return f"{table}\n\n{caveat}" if caveat else table
+
+
+def reward_caveat(rows: Sequence[dict[str, Any]]) -> str | None:
+    """The pipeline-check caveat for report rows (from :func:`reward_report`), or ``None``.
+
+    ``rayrg report`` calls this too, so every report of these rows carries the same line.
+    """
+    return pipeline_check_caveat(rows, what="the rewards marked RANDOM WEIGHTS were")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
     p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_babyai.yaml)")
@@ -15,25 +15,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory (resumes if it has checkpoints)")
     p.add_argument("--reward-column", help="override: reward_* column to learn from")
     p.add_argument("--num-steps", type=int, help="override: gradient steps")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA)")
+    p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
     p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_babyai.yaml)")
     p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--eval-tasks", type=Path, help="override eval.tasks: eval_tasks.json of `rayrg generate`")
     p.add_argument("--out", type=Path, required=True)
     add_ray_args(p)
     p.set_defaults(func=_tune)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
     from rayrg.rl.config import TrainConfig
     from rayrg.rl.train import train
 
-    overrides = {"reward_column": args.reward_column, "num_steps": args.num_steps}
+    # The dataset's structure is checked here, on the driver, before any worker starts;
+    # frames are checked where the workers decode them.
+    read_trajectories(args.dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+    overrides = {"reward_column": args.reward_column, "num_steps": args.num_steps,
+                 "observation": args.observation, "history": args.history, "features_dir": args.features_dir}
     config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
               else TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
-    print(f"final checkpoint: {train(config, args.dataset, args.out, address=args.address)}")
+    final = train(config, args.dataset, args.out, address=args.address,
+                  on_change="redo" if args.overwrite else "refuse")
+    print(f"final checkpoint: {final}")
     return 0
 
 
@@ -42,6 +51,17 @@ def _tune(args: argparse.Namespace) -> int:
     from rayrg.rl.tune import sweep
 
     config = SweepConfig.from_yaml(args.config) if args.config else SweepConfig()
+    if args.eval_tasks:
+        config = config.model_copy(update={"eval": config.eval.model_copy(update={"tasks": str(args.eval_tasks)})})
     table = sweep(config, args.dataset, args.out, address=args.address)
     print(table)
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from rayrg.encode.stage import encode
+
+    out = encode(args.dataset, args.out, args.encoder, args.checkpoint, address=args.address,
+                 batch_size=args.batch_size)
+    print(f"features: {out}")
     return 0

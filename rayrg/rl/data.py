@@ -73,9 +73,9 @@ class TextFeaturizer:
 
 @dataclass
 class TransitionTensors:
-    frames: torch.Tensor  # uint8 [F, H, W, 3]
-    obs_index: torch.Tensor  # int64 [N]
-    next_index: torch.Tensor  # int64 [N]
+    observations: torch.Tensor  # [F, *obs_shape]: uint8 frames/states or float32 features
+    obs_index: torch.Tensor  # int64 [N, k]: the k last observations (oldest first) before the action
+    next_index: torch.Tensor  # int64 [N, k]: ... and after it
     actions: torch.Tensor  # int64 [N]
     rewards: torch.Tensor  # float32 [N]
     terminals: torch.Tensor  # float32 [N]
@@ -85,8 +85,9 @@ class TransitionTensors:
         return int(self.actions.shape[0])
 
     def subset(self, keep: torch.Tensor) -> TransitionTensors:
-        """The transitions at ``keep`` (frames are shared, not copied)."""
-        return TransitionTensors(frames=self.frames, **{k: v[keep] for k, v in self.__dict__.items() if k != "frames"})
+        """The transitions at ``keep`` (observations are shared, not copied)."""
+        return TransitionTensors(observations=self.observations,
+                                 **{k: v[keep] for k, v in self.__dict__.items() if k != "observations"})
 
     def to(self, device: torch.device | str) -> TransitionTensors:
         return TransitionTensors(**{k: v.to(device) for k, v in self.__dict__.items()})
@@ -95,13 +96,63 @@ class TransitionTensors:
         """A uniform minibatch, drawn and gathered on the tensors' device."""
         idx = torch.randint(len(self), (batch_size,), device=self.actions.device, generator=generator)
         return {
-            "frames": self.frames[self.obs_index[idx]],
-            "next_frames": self.frames[self.next_index[idx]],
+            "obs": self.observations[self.obs_index[idx]],
+            "next_obs": self.observations[self.next_index[idx]],
             "actions": self.actions[idx],
             "rewards": self.rewards[idx],
             "terminals": self.terminals[idx],
             "text": self.text[idx],
         }
+
+
+def history_indices(last: np.ndarray, final_slot: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the k last observations before and after each transition.
+
+    Rows are grouped by episode; observation ``i`` is row ``i``'s and an episode's last
+    observation sits at ``final_slot[row]`` of its last row. Before an episode's start the
+    first observation repeats (the same padding evaluation uses at reset).
+    """
+    n = len(last)
+    rows = np.arange(n)
+    first = np.ones(n, dtype=bool)
+    first[1:] = last[:-1]
+    start = np.maximum.accumulate(np.where(first, rows, 0))
+    end = np.empty(n, dtype=np.int64)  # the episode's last row, per row
+    end[::-1] = np.minimum.accumulate(np.where(last, rows, n)[::-1])
+    pos = rows - start
+    offsets = np.arange(history) - (history - 1)
+    obs = start[:, None] + np.maximum(pos[:, None] + offsets, 0)
+    nxt = start[:, None] + np.maximum(pos[:, None] + 1 + offsets, 0)
+    past_end = nxt > end[:, None]
+    nxt = np.where(past_end, final_slot[end][:, None], nxt)
+    return obs.astype(np.int64), nxt.astype(np.int64)
+
+
+def _feature_sidecar(features_dir: str | Path, keys: list[tuple[str, int]],
+                     last: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(features per row, final features per episode's last row, encoder record) of `rayrg encode`."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from rayrg.encode.stage import ENCODER_FILE
+
+    directory = Path(features_dir)
+    if not (directory / ENCODER_FILE).exists():
+        raise DatasetError(f"{directory}: no {ENCODER_FILE} (not a `rayrg encode` output)")
+    record = json.loads((directory / ENCODER_FILE).read_text())
+    table = pq.read_table(sorted(directory.glob("*.parquet")))
+    where = {(e, int(t)): i for i, (e, t) in enumerate(zip(table.column("episode_id").to_pylist(),
+                                                          table.column("step").to_pylist(), strict=True))}
+    missing = [k for k in keys if k not in where]
+    if missing:
+        raise DatasetError(f"{directory}: no features for {len(missing)} transitions (first: episode "
+                           f"{missing[0][0]!r} step {missing[0][1]}); re-run `rayrg encode` on this dataset")
+    order = np.asarray([where[k] for k in keys])
+    feats = np.asarray(table.column("feature").to_pylist(), dtype=np.float32)[order]
+    finals_raw = table.column("final_feature").to_pylist()
+    finals = np.asarray([finals_raw[order[r]] for r in np.flatnonzero(last)], dtype=np.float32)
+    return feats, finals, record
 
 
 def load_rewards(table: Any, column: str, nan_policy: str) -> np.ndarray:
@@ -121,32 +172,59 @@ def load_rewards(table: Any, column: str, nan_policy: str) -> np.ndarray:
     return rewards
 
 
+def _naming_shard(decode: Any, dataset: str | Path) -> Any:
+    """``decode`` whose failure is re-reported as `rayrg inspect` does: shard, row, column."""
+    def wrapped(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception:
+            read_trajectories(dataset, decode_images=True)  # raises the DatasetError naming it
+            raise
+    return wrapped
+
+
 def load_transitions(dataset: str | Path, reward_column: str, nan_policy: str = "error",
-                     featurizer: TextFeaturizer | None = None,
-                     text_kind: str = "tokens") -> tuple[TransitionTensors, TextFeaturizer, dict[str, Any]]:
-    """Read and decode a (labelled) trajectory dataset into CPU tensors."""
+                     featurizer: TextFeaturizer | None = None, text_kind: str = "tokens",
+                     observation: str = "frame", history: int = 1,
+                     features_dir: str | Path | None = None,
+                     ) -> tuple[TransitionTensors, TextFeaturizer, dict[str, Any]]:
+    """Read and decode a (labelled) trajectory dataset into CPU tensors of ``observation``s."""
     import pyarrow.parquet as pq
 
     from rayrg.data.schema import shard_files
 
     names = pq.read_schema(shard_files(dataset)[0]).names
     reward_cols = [c for c in names if c == reward_column]
-    table = read_trajectories(dataset, columns=[*SCALAR_COLUMNS, *reward_cols, "frame", "final_frame"],
-                              decode_images=False)
+    obs_cols = {"frame": ["frame", "final_frame"], "state": ["state", "final_state"], "features": []}[observation]
+    if observation == "state" and "state" not in names:
+        raise DatasetError(f"{dataset}: observation 'state' needs the 'state' column (schema version 2); "
+                           "this dataset predates it - regenerate it with `rayrg generate`")
+    if observation == "features" and not features_dir:
+        raise DatasetError("observation 'features' needs features_dir (the output of `rayrg encode`)")
+    table = read_trajectories(dataset, columns=[*SCALAR_COLUMNS, *reward_cols, *obs_cols], decode_images=False)
     n = table.num_rows
     rewards = load_rewards(table, reward_column, nan_policy)
     episodes = np.asarray(table.column("episode_id").to_pylist(), dtype=object)
     last = np.ones(n, dtype=bool)
     last[:-1] = episodes[:-1] != episodes[1:]
-    frames = [decode_png(b) for b in table.column("frame").to_pylist()]
-    finals = table.column("final_frame").to_pylist()
     final_rows = np.flatnonzero(last)
-    next_index = np.arange(1, n + 1, dtype=np.int64)
-    for k, row in enumerate(final_rows):
-        if finals[row] is None:
-            raise DatasetError(f"{dataset}: episode {episodes[row]!r} has no final_frame on its last row")
-        frames.append(decode_png(finals[row]))
-        next_index[row] = n + k
+    final_slot = np.zeros(n, dtype=np.int64)
+    final_slot[final_rows] = n + np.arange(len(final_rows))
+    image_encoder = None
+    if observation == "features":
+        keys = list(zip(episodes.tolist(), table.column("step").to_pylist(), strict=True))
+        feats, finals, image_encoder = _feature_sidecar(features_dir, keys, last)
+        observations = np.concatenate([feats, finals])
+    else:
+        decode = _naming_shard(decode_png, dataset) if observation == "frame" else decode_state
+        items = [decode(b) for b in table.column(obs_cols[0]).to_pylist()]
+        finals = table.column(obs_cols[1]).to_pylist()
+        for row in final_rows:
+            if finals[row] is None:
+                raise DatasetError(f"{dataset}: episode {episodes[row]!r} has no {obs_cols[1]} on its last row")
+            items.append(decode(finals[row]))
+        observations = np.stack(items)
+    obs_index, next_index = history_indices(last, final_slot, history)
     instructions = table.column("instruction").to_pylist()
     unique = sorted(set(instructions))
     if featurizer is None:
@@ -155,15 +233,34 @@ def load_transitions(dataset: str | Path, reward_column: str, nan_policy: str = 
     row_of = {text: i for i, text in enumerate(unique)}
     text = features[[row_of[t] for t in instructions]]
     tensors = TransitionTensors(
-        frames=torch.from_numpy(np.stack(frames)),
-        obs_index=torch.arange(n, dtype=torch.int64),
+        observations=torch.from_numpy(observations),
+        obs_index=torch.from_numpy(obs_index),
         next_index=torch.from_numpy(next_index),
         actions=torch.from_numpy(np.asarray(table.column("action").to_numpy(), dtype=np.int64)),
         rewards=torch.from_numpy(rewards),
         terminals=torch.from_numpy(np.asarray(table.column("terminal").to_pylist(), dtype=np.float32)),
         text=torch.from_numpy(text),
     )
-    info = {"transitions": n, "episodes": int(last.sum()), "frame_shape": tuple(frames[0].shape[:2]),
+    info = {"transitions": n, "episodes": int(last.sum()), "obs_shape": tuple(observations.shape[1:]),
             "num_actions": len(action_names(table.column("env_name")[0].as_py())),
-            "reward_mean": float(rewards.mean())}
+            "reward_mean": float(rewards.mean()), "image_encoder": image_encoder}
     return tensors, featurizer, info
+
+
+def decode_state(data: bytes) -> np.ndarray:
+    from rayrg.envs.babyai import STATE_SHAPE
+
+    return np.frombuffer(data, dtype=np.uint8).reshape(STATE_SHAPE)
+
+
+def network_spec(config: Any, info: dict[str, Any], featurizer: TextFeaturizer, text_width: int) -> Any:
+    """The NetworkSpec of ``config`` on data loaded by :func:`load_transitions`."""
+    from rayrg.rl.checkpoint import NetworkSpec
+    from rayrg.rl.networks import ObsSpec
+
+    obs = ObsSpec(kind=config.observation, shape=tuple(info["obs_shape"]), history=config.history,
+                  channels=list(config.channels))
+    return NetworkSpec(num_actions=info["num_actions"], obs=obs.to_dict(), text_kind=featurizer.kind,
+                       vocab_size=max(featurizer.vocab.values(), default=1) + 1,
+                       feature_dim=text_width if featurizer.kind != "tokens" else 0,
+                       image_encoder=info.get("image_encoder"))

@@ -47,5 +47,8 @@ def awr_policy_loss(logits: torch.Tensor, actions: torch.Tensor, advantage: torc
 
 @torch.no_grad()
 def polyak_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.lerp_(s, tau)
+    """target ← (1 − τ)·target + τ·source, parameter by parameter (one fused call)."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError("target and source networks differ in their parameters")
+    torch._foreach_lerp_(targets, sources, tau)

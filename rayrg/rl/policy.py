@@ -1,40 +1,55 @@
-"""A trained IQL policy for evaluation: argmax of the categorical policy's logits."""
+"""A trained IQL policy for evaluation: argmax of the categorical policy's logits.
+
+The policy observes what it was trained on (its checkpoint's ``spec``): frames, BabyAI's
+symbolic state read from the live environment, or frozen image-encoder features of the
+live frames; stacked over the last ``history`` steps by the caller
+(:class:`rayrg.evaluation.policies.LearnedPolicy`).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
 class IQLPolicy:
-    def __init__(self, checkpoint_dir: str | Path, device: str = "cpu") -> None:
-        import torch
+    def __init__(self, network: Any, encoder: Any, spec: Any, featurizer: Any, device: str = "cpu",
+                 step: int = 0) -> None:
+        from rayrg.rl.networks import ObsSpec
 
-        from rayrg.rl.config import TrainConfig
-        from rayrg.rl.data import TextFeaturizer
-        from rayrg.rl.networks import StateActionNet
-        from rayrg.rl.train import FEATURIZER_FILE, LEARNER_FILE
+        self.network, self.encoder, self.spec = network, encoder, spec
+        self.featurizer, self.device, self.step = featurizer, device, step
+        obs = ObsSpec.from_dict(spec.obs)
+        self.kind, self.history = obs.kind, obs.history
+        self.image_encoder = None
+        if self.kind == "features":
+            from rayrg.encode.encoders import load_image_encoder
 
-        directory = Path(checkpoint_dir)
-        if not (directory / LEARNER_FILE).exists():
-            raise FileNotFoundError(f"{directory}: no {LEARNER_FILE} (not an IQL checkpoint)")
-        state = torch.load(directory / LEARNER_FILE, map_location=device, weights_only=False)
-        raw = json.loads((directory / FEATURIZER_FILE).read_text())
-        self.featurizer = TextFeaturizer(raw["kind"], raw["vocab"])
-        config, spec = TrainConfig.from_dict(state["config"]), state["spec"]
-        self.network = StateActionNet(
-            num_actions=spec["num_actions"], heads=1, channels=config.channels,
-            frame_shape=tuple(spec["frame_shape"]), text_kind=spec["text_kind"], vocab_size=spec["vocab_size"],
-            text_dim=config.text_dim, feature_dim=spec["feature_dim"], hidden=config.hidden).to(device)
-        self.network.load_state_dict(state["policy"])
-        self.network.eval()
-        self.device = device
-        self.step = int(state["step"])
+            self.image_encoder = load_image_encoder(spec.image_encoder, device=device)
         self._text_cache: dict[str, np.ndarray] = {}
 
-    def act(self, frames: np.ndarray, instructions: list[str]) -> np.ndarray:
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: str | Path, device: str = "cpu") -> IQLPolicy:
+        from rayrg.rl.checkpoint import checkpoint_step, load_featurizer, load_policy_network
+
+        network, encoder, spec, _ = load_policy_network(checkpoint_dir, device)
+        return cls(network, encoder, spec, load_featurizer(checkpoint_dir), device, checkpoint_step(checkpoint_dir))
+
+    def observe(self, envs: list[Any], frames: np.ndarray) -> np.ndarray:
+        """One observation per env, of the kind the policy was trained on."""
+        if self.kind == "frame":
+            return frames
+        if self.kind == "state":
+            missing = [type(e).__name__ for e in envs if not hasattr(e, "state_observation")]
+            if missing:
+                raise ValueError(f"this policy observes symbolic states; {missing[0]} has none")
+            return np.stack([e.state_observation() for e in envs])
+        return self.image_encoder(frames)
+
+    def act(self, observations: np.ndarray, instructions: list[str]) -> np.ndarray:
+        """``observations``: ``[B, history, *obs_shape]`` (or ``[B, *obs_shape]`` when history is 1)."""
         import torch
 
         missing = [t for t in set(instructions) if t not in self._text_cache]
@@ -42,10 +57,15 @@ class IQLPolicy:
             for text, feature in zip(missing, self.featurizer(missing), strict=True):
                 self._text_cache[text] = feature
         text = torch.from_numpy(np.stack([self._text_cache[t] for t in instructions])).to(self.device)
+        obs = torch.from_numpy(np.ascontiguousarray(observations)).to(self.device)
+        if obs.dim() == len(self.spec.obs["shape"]) + 1:
+            obs = obs.unsqueeze(1)
         with torch.no_grad():
-            logits = self.network(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device), text)[0]
+            if self.encoder is not None:
+                obs = self.encoder(obs)
+            logits = self.network(obs, text)[0]
         return logits.argmax(-1).cpu().numpy()
 
 
 def load_policy(checkpoint_dir: str | Path, device: str = "cpu") -> IQLPolicy:
-    return IQLPolicy(checkpoint_dir, device)
+    return IQLPolicy.from_checkpoint(checkpoint_dir, device)

@@ -18,21 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rayrg.provenance import OnChange
+from rayrg.rl.checkpoint import (  # noqa: F401 - LEARNER_FILE is re-exported for callers
+    LEARNER_FILE,
+    STEP_FILE,
+    load_featurizer,
+    load_state,
+    save_checkpoint,
+)
 from rayrg.rl.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-LEARNER_FILE = "learner.pt"
-FEATURIZER_FILE = "featurizer.json"
 RUN_NAME = "iql"
-
-
-def save_checkpoint(directory: Path, learner: Any, featurizer: Any) -> None:
-    import torch
-
-    torch.save(learner.state_dict(), directory / LEARNER_FILE)
-    (directory / FEATURIZER_FILE).write_text(json.dumps({"kind": featurizer.kind, "vocab": featurizer.vocab}))
-    (directory / "step.txt").write_text(str(learner.step))
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
@@ -41,8 +39,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from rayrg.rl.data import TextFeaturizer, load_transitions
-    from rayrg.rl.iql import IQLLearner
+    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.iql import IQLLearner, unwrap
 
     config = TrainConfig.from_dict(loop_config["train"])
     context = ray.train.get_context()
@@ -53,24 +51,24 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
 
     resume = loop_config.get("resume_from")
-    featurizer = None
-    if resume:
-        raw = json.loads((Path(resume) / FEATURIZER_FILE).read_text())
-        featurizer = TextFeaturizer(raw["kind"], raw["vocab"])
-    data, featurizer, info = load_transitions(loop_config["dataset"], config.reward_column, config.nan_policy,
-                                              featurizer, config.instruction_encoder)
+    featurizer = load_featurizer(resume) if resume else None
+    data, featurizer, info = load_transitions(
+        loop_config["dataset"], config.reward_column, config.nan_policy, featurizer, config.instruction_encoder,
+        observation=config.observation, history=config.history, features_dir=config.features_dir)
     if world > 1:  # each worker keeps every world-th transition: disjoint shards
         data = data.subset(torch.arange(rank, len(data), world))
     data = data.to(device)
 
-    feature_dim = int(data.text.shape[-1]) if featurizer.kind != "tokens" else 0
-    learner = IQLLearner(config, info["num_actions"], info["frame_shape"], featurizer.kind,
-                         max(featurizer.vocab.values(), default=1) + 1, feature_dim, device=device)
+    learner = IQLLearner(config, network_spec(config, info, featurizer, int(data.text.shape[-1])), device=device)
     if resume:
-        learner.load_state_dict(torch.load(Path(resume) / LEARNER_FILE, map_location=device, weights_only=False))
+        learner.load_state_dict(load_state(resume, device))
     learner.q = ray.train.torch.prepare_model(learner.q)
     learner.v = ray.train.torch.prepare_model(learner.v)
     learner.policy = ray.train.torch.prepare_model(learner.policy)
+    if learner.encoder is not None:
+        learner.encoder = ray.train.torch.prepare_model(learner.encoder)
+    if not resume:  # DDP broadcast rank 0's weights; the target must start from those on every rank
+        learner.q_target.load_state_dict(unwrap(learner.q).state_dict())
 
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed * 7919 + rank * 104729 + learner.step)
@@ -94,6 +92,27 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(numbers, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(numbers)
+    if loop_config.get("dump_parameters_to"):  # tests: every rank's final parameters, to compare
+        torch.save(learner.state_dict(), Path(loop_config["dump_parameters_to"]) / f"rank{rank}.pt")
+
+
+def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | Path, name: str = RUN_NAME,
+                  resume_from: str | Path | None = None, callbacks: list[Any] | None = None,
+                  keep_checkpoints: int | None = 2) -> Any:
+    """The ``TorchTrainer`` of one IQL run; ``rayrg train`` and every Tune trial use this."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"train": config.to_dict(), "dataset": str(Path(dataset).resolve()),
+                           "resume_from": str(resume_from) if resume_from else None},
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=name, storage_path=str(storage_path), callbacks=callbacks or [],
+                             checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints)),
+    )
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -102,41 +121,78 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: str | None = None) -> Path:
-    """Train (or finish training) and return ``<out>/final``, the final checkpoint."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+# Settings that change how a run is executed, never its result; num_steps is special: more
+# steps of the same run is a legitimate resume (see `train`).
+RUNTIME_FIELDS = ("num_steps", "torch_threads", "cpus_per_worker", "use_gpu", "checkpoint_every",
+                  "report_every", "updates_per_call")
 
-    from rayrg.runtime import init_ray
+
+def train_inputs(config: TrainConfig, dataset: str | Path) -> dict[str, Any]:
+    """What a training run is keyed to: the dataset's fingerprint and the result-relevant config."""
+    from rayrg.provenance import dataset_fingerprint
+
+    return {"dataset": dataset_fingerprint(dataset),
+            "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}}
+
+
+def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: str | None = None,
+          on_change: OnChange = "refuse") -> Path:
+    """Train (or finish training) and return ``<out>/final``, the final checkpoint.
+
+    ``out`` is keyed to the dataset and config (:mod:`rayrg.provenance`). A finished run of
+    the same inputs is returned as it is; an interrupted one resumes from its newest
+    checkpoint; asking more steps of a finished run continues it from its last step. A run
+    of other inputs — or of more steps than now asked — is refused, or with
+    ``on_change="redo"`` deleted and trained again from step 0.
+    """
+    from rayrg.provenance import StaleOutputError, claim
 
     out = Path(out).resolve()
     final = out / "final"
-    if (final / LEARNER_FILE).exists():
-        log.info("training in %s is finished; reusing %s", out, final)
+    inputs = train_inputs(config, dataset)
+    claimed = claim(out, "train", inputs, on_change=on_change, quiet=True)
+    done_step = int((final / "step.txt").read_text()) if (final / "step.txt").exists() else None
+    if done_step is not None and done_step > config.num_steps:
+        what = f"it was trained to step {done_step}, the config asks for {config.num_steps}"
+        if on_change == "refuse":
+            raise StaleOutputError(f"train: {out}: {what}; rerun with --overwrite to train again from "
+                                   "step 0, or choose another --out")
+        print(f"[rayrg] train: {what}; training again from step 0 in {out}", flush=True)
+        shutil.rmtree(out)
+        claimed = claim(out, "train", inputs, on_change=on_change)
+        done_step = None
+    if done_step == config.num_steps and (final / LEARNER_FILE).exists():
+        print(f"[rayrg] train: finished earlier in {out} (step {done_step}), skipping", flush=True)
+        if not claimed.done:
+            claimed.finish(final=str(final), step=done_step)
         return final
+    if done_step is not None:  # more steps of the same run: continue from the last checkpoint
+        print(f"[rayrg] train: continuing the run in {out} from step {done_step} to {config.num_steps}",
+              flush=True)
+        shutil.rmtree(final)
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "train_config.yaml")
     resume = latest_checkpoint(out)
     if resume is not None:
         print(f"[rayrg] train: resuming from {resume} (step {(resume / 'step.txt').read_text()})", flush=True)
-    init_ray(address)
-    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
-    trainer = TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config={"train": config.to_dict(), "dataset": str(Path(dataset).resolve()),
-                           "resume_from": str(resume) if resume else None},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=RUN_NAME, storage_path=str(out),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"training in {out} ended without a checkpoint")
+    result = _fit(config, dataset, out, resume, address)
     tmp = out / "final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     with result.checkpoint.as_directory() as directory:
         shutil.copytree(directory, tmp)
     (tmp / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=str))
+    (tmp / "provenance.json").write_text(json.dumps({"fingerprint": claimed.fingerprint, "inputs": inputs},
+                                                    indent=2, default=str))
     tmp.replace(final)
+    claimed.finish(final=str(final), step=int((final / "step.txt").read_text()))
     return final
+
+
+def _fit(config: TrainConfig, dataset: str | Path, out: Path, resume: Path | None, address: str | None) -> Any:
+    from rayrg.runtime import init_ray
+
+    init_ray(address)
+    result = build_trainer(config, dataset, out, resume_from=resume).fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training in {out} ended without a checkpoint")
+    return result

@@ -1,72 +1,156 @@
-"""Ray Tune sweeps of IQL's expectile τ and temperature β, with ASHA early stopping.
+"""Ray Tune sweeps of IQL's expectile τ and temperature β, ranked by evaluation return.
 
-Each trial is a Tune function that builds and fits its own ``TorchTrainer``; the trainer's
-``TuneReportCallback`` forwards every ``ray.train.report`` to Tune (the supported Ray 2.60
-pattern — ``Tuner(trainer)`` is deprecated). Tune writes ``progress.csv``,
-``result.json`` and TensorBoard events per trial under ``<out>/sweep``; the summary table
-is ``<out>/sweep_results.csv`` and ``.md``.
+Why not a loss: the AWR policy loss is scaled by exp(β·A) and the value loss by τ, so a
+trial with a smaller loss is not a better policy, and losses are not comparable across the
+grid. Every checkpoint a trial saves (``train.checkpoint_every`` steps) is therefore
+evaluated by the evaluation actors of :mod:`rayrg.evaluation` on a small budget of
+held-out tasks (``SweepConfig.eval``), and ASHA and the best trial use ``eval/return_mean``
+(or ``eval/return_<mode>``).
+
+Each trial is a Tune function that builds its ``TorchTrainer`` with
+:func:`rayrg.rl.train.build_trainer` (the supported Ray 2.60 pattern; ``Tuner(trainer)`` is
+deprecated). An :class:`EvalReportCallback` on the Train controller evaluates each
+reported checkpoint and forwards that report, with its ``eval/*`` metrics, to Tune; reports
+without a checkpoint are not forwarded (Tune refuses results that lack the metric). Tune
+writes ``progress.csv``, ``result.json`` and TensorBoard events per trial under
+``<out>/sweep``; each trial's evaluations are under ``<trial>/eval/<checkpoint>``. The table
+of each trial's best evaluated checkpoint is ``<out>/sweep_results.csv`` and ``.md``, and the
+best trial is ``<out>/best.json``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+
+from rayrg.config import ConfigError
 from rayrg.rl.config import SweepConfig, TrainConfig
+
+
+def eval_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``eval/*`` metrics of an evaluation summary: the mean return over every episode and per mode."""
+    modes = summary["modes"]
+    episodes = sum(m["episodes"] for m in modes.values())
+    if not episodes:
+        raise RuntimeError("the evaluation ran no episodes")
+    metrics = {"eval/return_mean": sum(m["mean"] * m["episodes"] for m in modes.values()) / episodes,
+               "eval/episodes": float(episodes)}
+    for mode, m in modes.items():
+        metrics[f"eval/return_{mode}"] = m["mean"]
+        metrics[f"eval/return_{mode}_ci95_low"], metrics[f"eval/return_{mode}_ci95_high"] = m["ci95"]
+    return metrics
+
+
+class EvalReportCallback(TuneReportCallback):
+    """On the Train controller: evaluate each reported checkpoint, then forward to Tune."""
+
+    def __init__(self, eval_config: dict[str, Any], eval_dir: str) -> None:
+        super().__init__()
+        self.eval_config = eval_config
+        self.eval_dir = eval_dir
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        if checkpoint is None:
+            return
+        from rayrg.evaluation.config import EvalConfig
+        from rayrg.evaluation.evaluate import evaluate
+
+        name = Path(checkpoint.path).name
+        summary = evaluate(EvalConfig.from_dict(self.eval_config), checkpoint.path, Path(self.eval_dir) / name,
+                           progress=False, on_change="redo")
+        super().after_report(run_context, [{**metrics[0], **eval_metrics(summary)}], checkpoint)
 
 
 def _trial(trial_config: dict[str, Any]) -> None:
     import ray.tune
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from rayrg.rl.train import train_fn_per_worker
+    from rayrg.rl.train import build_trainer
 
     config = TrainConfig.from_dict({**trial_config["train"], "expectile": trial_config["expectile"],
                                     "beta": trial_config["beta"]})
-    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
-    trainer = TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config={"train": config.to_dict(), "dataset": trial_config["dataset"], "resume_from": None},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name="train", storage_path=ray.tune.get_context().get_trial_dir(),
-                             callbacks=[TuneReportCallback()]),
-    )
-    trainer.fit()
+    trial_dir = ray.tune.get_context().get_trial_dir()
+    callback = EvalReportCallback(trial_config["eval"], str(Path(trial_dir) / "eval"))
+    build_trainer(config, trial_config["dataset"], trial_dir, name="train",
+                  callbacks=[callback], keep_checkpoints=None).fit()
 
 
 def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: str | None = None) -> str:
     """Run the grid; returns the results table as markdown (also written under ``out``)."""
+    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from rayrg.evaluation.evaluate import load_eval_tasks
     from rayrg.runtime import init_ray
 
+    if not config.eval.tasks:
+        raise ConfigError("SweepConfig eval.tasks is not set: trials are ranked by evaluation return "
+                          "(give the eval_tasks.json of `rayrg generate`, or `rayrg tune --eval-tasks`)")
+    load_eval_tasks(config.eval.tasks)  # a bad tasks file fails here, not inside every trial
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "sweep_config.yaml")
     init_ray(address)
+    _check_fits(config, float(ray.cluster_resources().get("CPU", 0.0)))
+    train = config.train.to_dict()
+    for swept in ("expectile", "beta"):  # each hyperparameter appears once, as used
+        train.pop(swept)
     tuner = tune.Tuner(
         tune.with_resources(_trial, {"cpu": config.trial_cpus}),
-        param_space={"train": config.train.to_dict(), "dataset": str(Path(dataset).resolve()),
+        param_space={"train": train, "dataset": str(Path(dataset).resolve()),
+                     "eval": {**config.eval.to_dict(), "tasks": str(Path(config.eval.tasks).resolve())},
                      "expectile": tune.grid_search(config.expectiles), "beta": tune.grid_search(config.betas)},
         tune_config=tune.TuneConfig(
             metric=config.metric, mode=config.mode, max_concurrent_trials=config.max_concurrent_trials,
+            # one Tune result per evaluated checkpoint, so rungs are counted in checkpoints
             scheduler=ASHAScheduler(time_attr="step", max_t=config.train.num_steps,
-                                    grace_period=config.grace_period * config.train.report_every)),
+                                    grace_period=config.grace_period * config.train.checkpoint_every)),
         run_config=tune.RunConfig(name="sweep", storage_path=str(out)),
     )
     results = tuner.fit()
-    frame = results.get_dataframe()
-    columns = [c for c in ("config/expectile", "config/beta", "step", config.metric, "loss/q", "loss/value",
-                           "adv/weight_saturation") if c in frame.columns]
-    table = frame[columns].sort_values(config.metric, ascending=config.mode == "min")
+    errors = [str(e).strip().splitlines()[-1] for e in results.errors]
+    if errors:
+        raise RuntimeError(f"{len(errors)} trial(s) failed; first: {errors[0]} (logs under {out / 'sweep'})")
+    table = results_table(results.get_dataframe(filter_metric=config.metric, filter_mode=config.mode),
+                          config.metric, config.mode)
     table.to_csv(out / "sweep_results.csv", index=False)
+    best = table.iloc[0].to_dict()
+    (out / "best.json").write_text(json.dumps({"metric": config.metric, "mode": config.mode, **best},
+                                              indent=2, default=str))
     markdown = table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False)
     (out / "sweep_results.md").write_text(markdown + "\n")
-    return markdown + f"\n\nTensorBoard: tensorboard --logdir {out / 'sweep'}"
+    return (markdown + f"\n\nBest: expectile {best['expectile']}, beta {best['beta']} "
+            f"({config.metric} {best[config.metric]:.3f} at step {best['step']})"
+            f"\nTensorBoard: tensorboard --logdir {out / 'sweep'}")
+
+
+def results_table(frame: Any, metric: str, mode: str) -> Any:
+    """One row per trial (its best evaluated checkpoint), best first; swept values named once."""
+    frame = frame.rename(columns={"config/expectile": "expectile", "config/beta": "beta"})
+    evals = sorted(c for c in frame.columns if c.startswith("eval/") and c != metric)
+    losses = [c for c in ("loss/q", "loss/value", "loss/policy", "adv/weight_saturation") if c in frame.columns]
+    columns = ["trial_id", "expectile", "beta", "step", metric, *evals, *losses, CHECKPOINT_PATH_KEY]
+    table = frame[[c for c in columns if c in frame.columns]]
+    return table.sort_values(metric, ascending=mode == "min", kind="stable").reset_index(drop=True)
+
+
+def _check_fits(config: SweepConfig, cluster_cpus: float) -> None:
+    """Refuse a sweep whose concurrent trials cannot all run at once.
+
+    Train workers and evaluation actors are scheduled outside the trial's own resources; if
+    they cannot all start, a trial's controller waits for its evaluation actors while the
+    other trials hold the CPUs, and the sweep hangs.
+    """
+    trials = min(config.max_concurrent_trials, len(config.expectiles) * len(config.betas))
+    need = trials * config.trial_cpus_total()
+    if need > cluster_cpus + 1e-9:
+        raise ConfigError(
+            f"sweep needs {need:g} CPUs for {trials} concurrent trial(s) of {config.trial_cpus_total():g} "
+            f"(trial_cpus + train workers + eval actors) but the cluster has {cluster_cpus:g}: lower "
+            f"max_concurrent_trials, trial_cpus, train.cpus_per_worker or eval.cpus_per_actor")
 
 
 def _has_tabulate() -> bool:

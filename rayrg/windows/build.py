@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,13 +31,18 @@ from rayrg.config import StageConfig
 from rayrg.data.schema import (
     SCALAR_COLUMNS,
     TRANSITION_COLUMNS,
+    DatasetError,
     DatasetMetadata,
     decode_png,
     iter_episodes,
+    read_shard,
+    read_shard_schema,
     shard_files,
     validate_schema,
     validate_table,
 )
+from rayrg.errors import stage_errors
+from rayrg.provenance import OnChange, claim, dataset_fingerprint
 from rayrg.windows.grid import actions_text, compose_grid, png_bytes
 from rayrg.windows.schema import WINDOW_SCHEMA
 
@@ -136,20 +142,29 @@ class _ShardWindower:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows: list[dict[str, Any]] = []
         for path in batch["path"]:
-            table = pq.read_table(str(path), columns=_READ_COLUMNS)
-            validate_table(table.append_column("final_frame", pa.nulls(table.num_rows, pa.binary()))
-                           .select(list(TRANSITION_COLUMNS)), str(path), decode_images=False)
-            for episode in iter_episodes(table):
-                rows.extend(episode_windows(episode, self.config))
+            table = read_shard(str(path), columns=_READ_COLUMNS)
+            full = (table.append_column("final_frame", pa.nulls(table.num_rows, pa.binary()))
+                    .select(list(TRANSITION_COLUMNS)))
+            validate_table(full, str(path), decode_images=False)
+            try:
+                for episode in iter_episodes(table):
+                    rows.extend(episode_windows(episode, self.config))
+            except DatasetError:
+                raise
+            except Exception:
+                # Frames are decoded once, here; only on failure are they checked one by one,
+                # so a corrupt PNG is reported with its shard and row, as `rayrg inspect` does.
+                validate_table(full, str(path), decode_images=True)
+                raise
         return pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA)
 
 
 def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig | None = None,
-                 address: str | None = None) -> Path:
+                 address: str | None = None, on_change: OnChange = "refuse") -> Path:
     """Write the windows dataset of ``trajectories`` to ``out`` and a ``_windows.json`` summary.
 
-    If ``out`` already holds windows made with the same config from the same dataset, they
-    are reused (windows are cheap, but a labelling run should not rebuild them).
+    ``out`` is keyed to the dataset's fingerprint and the config (:mod:`rayrg.provenance`):
+    windows of the same inputs are reused, windows of other inputs refused or redone.
     """
     import ray
 
@@ -159,22 +174,34 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     trajectories, out = Path(trajectories), Path(out)
     files = shard_files(trajectories)
     for f in files:
-        validate_schema(pq.read_schema(f), str(f))
+        validate_schema(read_shard_schema(f), str(f))
     meta = DatasetMetadata.read(trajectories)
+    claimed = claim(out, "windows", {"dataset": dataset_fingerprint(trajectories), "config": config.to_dict()},
+                    on_change=on_change)
+    if claimed.done:
+        return out
     summary_path = out / SUMMARY_FILE
-    if summary_path.exists():
-        previous = json.loads(summary_path.read_text())
-        if previous.get("config") == config.to_dict() and previous.get("source") == str(trajectories.resolve()):
-            log.info("windows in %s are up to date; reusing them", out)
-            return out
     init_ray(address)
     windows = ray.data.from_items([{"path": str(f)} for f in files]).map_batches(
         _ShardWindower, fn_constructor_args=(config.to_dict(),), batch_size=1,
         num_cpus=0.5, concurrency=(1, 4),
     )
+    # Written beside ``out`` first: a bad shard found mid-way leaves the old windows whole.
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with stage_errors():
+            windows.write_parquet(str(staging), compression="zstd")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path.unlink(missing_ok=True)
     for old in out.glob("*.parquet"):
         old.unlink()
-    windows.write_parquet(str(out), compression="zstd")
+    for new in staging.glob("*.parquet"):
+        new.replace(out / new.name)
+    shutil.rmtree(staging, ignore_errors=True)
 
     num_steps = np.asarray(pq.read_table(out, columns=["num_steps"]).column("num_steps").to_numpy())
     is_partial = pq.read_table(out, columns=["is_partial"]).column("is_partial").to_pylist()
@@ -192,4 +219,5 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     if uncovered:
         log.warning("%d transitions lie in no window (last_window=%s)", uncovered, config.last_window)
     summary_path.write_text(json.dumps(summary, indent=2))
+    claimed.finish(windows=summary["windows"])
     return out

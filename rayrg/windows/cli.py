@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("windows", help="cut a trajectory dataset into W-step windows (grid images)")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
@@ -16,6 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-size", type=int, help="override: W")
     p.add_argument("--stride", type=int, help="override: stride")
     p.add_argument("--last-window", choices=["shorter", "drop"], help="override: partial last window")
+    add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_windows)
 
@@ -36,7 +37,8 @@ def _windows(args: argparse.Namespace) -> int:
     overrides = {"window_size": args.window_size, "stride": args.stride, "last_window": args.last_window}
     config = (WindowConfig.from_yaml(args.config, **overrides) if args.config
               else WindowConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
-    out = make_windows(args.dataset, args.out, config, address=args.address)
+    out = make_windows(args.dataset, args.out, config, address=args.address,
+                       on_change="redo" if args.overwrite else "refuse")
     print(json.dumps(json.loads((out / SUMMARY_FILE).read_text()), indent=2))
     return 0
 

@@ -13,12 +13,12 @@ from rayrg.data.alfred import (
     BrokenTrial,
     build_eval_tasks,
     import_alfred,
-    import_alfred_experiment,
     subtask_progress,
     trial_rows,
 )
 from rayrg.data.schema import DatasetError, DatasetMetadata, decode_png, read_trajectories
 from rayrg.envs.thor_config import ACTION_IDS, ACTION_NAMES
+from rayrg.provenance import StaleOutputError
 from tests.data._alfred_synth import PLAN_LOW, traj_data, write_trial
 
 
@@ -154,13 +154,21 @@ def test_cli_import(alfred_root: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert (tmp_path / "cli" / "trajectories" / "metadata.json").exists()
 
 
-def test_experiment_stage_runs_once(alfred_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = {"root": str(alfred_root), "split": "train", "use_ray": False, "eval_max_tasks": 2}
-    trajectories, tasks = import_alfred_experiment(cfg, tmp_path / "data")
-    assert len(json.loads(tasks.read_text())) == 2
-    assert read_trajectories(trajectories, decode_images=False).num_rows == 4 * len(PLAN_LOW)
-    import_alfred_experiment(cfg, tmp_path / "data")
-    assert "done earlier, skipping" in capsys.readouterr().out
+def test_reimport_skips_and_a_changed_config_is_refused(alfred_root: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    cfg = config(alfred_root, use_ray=False, eval_max_tasks=2)
+    out = import_alfred(cfg, tmp_path / "data", progress=False)
+    assert len(json.loads((out / "eval_tasks.json").read_text())) == 2
+    assert read_trajectories(out / "trajectories", decode_images=False).num_rows == 4 * len(PLAN_LOW)
+    import_alfred(cfg, tmp_path / "data", progress=False)
+    assert "up to date" in capsys.readouterr().out
+    before = read_trajectories(out / "trajectories", columns=["instruction"], decode_images=False)
+    changed = cfg.model_copy(update={"instruction": "high_descs"})
+    with pytest.raises(StaleOutputError, match=r"config\.instruction: \"task_desc\" → \"high_descs\""):
+        import_alfred(changed, tmp_path / "data", progress=False)
+    import_alfred(changed, tmp_path / "data", progress=False, on_change="redo")
+    after = read_trajectories(out / "trajectories", columns=["instruction"], decode_images=False)
+    assert after.column("instruction").to_pylist() != before.column("instruction").to_pylist()
 
 
 def test_import_on_ray(alfred_root: Path, tmp_path: Path, ray_local: None) -> None:
@@ -177,7 +185,7 @@ def test_alfred_job_drafts_parse(job: str) -> None:
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "jobs" / job).read_text())
     assert raw["data"]["source"] == "alfred"
     AlfredImportConfig.from_dict(raw["data"]["alfred"], source=job)
-    ThorConfig.from_dict(raw["evaluation"]["settings"]["env_settings"], source=job)
+    ThorConfig.from_dict(raw["evaluation"]["env_settings"], source=job)
     from rayrg.evaluation.config import EvalConfig
 
-    EvalConfig.from_dict(raw["evaluation"]["settings"], source=job)
+    EvalConfig.from_dict(raw["evaluation"], source=job)

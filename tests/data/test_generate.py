@@ -110,3 +110,17 @@ def test_config_rejects_bad_values() -> None:
         GenerateConfig.from_dict({"noise": 1.5})
     with pytest.raises(ConfigError, match="extra"):
         GenerateConfig.from_dict({"episodes": 3})
+
+
+def test_rows_carry_the_symbolic_state_before_and_after() -> None:
+    from rayrg.envs.babyai import STATE_SHAPE, make_env, reset_env, step_env, symbolic_state
+
+    cfg = BabyAIEnvConfig()
+    rows, _ = rollout_episode(1, 77, 0.0, 50, cfg)
+    env = make_env(1, cfg, max_steps=50)
+    reset_env(env, 77)
+    for row in rows:  # replaying the actions reproduces every stored state
+        assert np.frombuffer(row["state"], np.uint8).reshape(STATE_SHAPE).tolist() == symbolic_state(env).tolist()
+        step_env(env, row["action"])
+    assert rows[-1]["final_state"] == symbolic_state(env).tobytes()
+    assert all(r["final_state"] is None for r in rows[:-1])

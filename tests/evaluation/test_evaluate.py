@@ -50,10 +50,13 @@ def test_return_and_aggregation_with_ci() -> None:
     rows += [{"mode": "randomized", "num_subtasks": 2, "return": 1.0}]
     summary = aggregate(rows)
     fixed = summary["fixed"]["by_num_subtasks"]["2"]
-    # mean 0.5, sd 0.5, t_{0.975, 2} = 4.303 -> half width 4.303 * 0.5 / sqrt(3)
+    # Wilson on an effective 4.5 sub-tasks: p 0.5, var(returns)/n = (1/6)/3 -> n_eff = 0.25 / (1/18)
+    z, n_eff = 1.959964, 4.5
+    half = z * (0.25 / n_eff + z * z / (4 * n_eff * n_eff)) ** 0.5 / (1 + z * z / n_eff)
     assert fixed["mean"] == pytest.approx(0.5)
-    assert fixed["ci95"][1] - 0.5 == pytest.approx(4.302653 * 0.5 / 3 ** 0.5, rel=1e-4)
-    assert summary["randomized"]["ci95"] == [1.0, 1.0]
+    assert fixed["ci95"] == pytest.approx([0.5 - half, 0.5 + half], rel=1e-5)
+    # one success of 2 sub-tasks: Wilson's lower bound 1 / (1 + z²/2), not a zero-width [1, 1]
+    assert summary["randomized"]["ci95"] == pytest.approx([1 / (1 + z * z / 2), 1.0], rel=1e-5)
     assert mean_ci([])[0] != mean_ci([])[0]  # NaN for no data
 
 
@@ -67,3 +70,56 @@ def test_task_file_errors(tmp_path: Path) -> None:
         from rayrg.evaluation.policies import load_episode_policy
 
         load_episode_policy(str(tmp_path / "nope"), 6)
+
+
+def _tasks_file(tasks, path: Path) -> Path:
+    from dataclasses import asdict
+
+    path.write_text(json.dumps([asdict(t) for t in tasks[:2]]))
+    return path
+
+
+def _error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rayrg evaluate: error: ")
+    return lines[0]
+
+
+def test_missing_checkpoint_is_one_line_naming_it_before_anything_is_written(tasks, tmp_path: Path,
+                                                                             capsys) -> None:
+    from rayrg.cli import main
+
+    missing, out = tmp_path / "runs" / "x" / "final", tmp_path / "ev"
+    code = main(["evaluate", "--policy", str(missing), "--tasks", str(_tasks_file(tasks, tmp_path / "t.json")),
+                 "--out", str(out)])
+    assert code == 2
+    assert str(missing) in _error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_incompatible_checkpoint_is_one_line(tasks, tmp_path: Path, capsys) -> None:
+    from rayrg.cli import main
+    from rayrg.rl.checkpoint import FEATURIZER_FILE, LEARNER_FILE
+
+    bad = tmp_path / "final"
+    bad.mkdir()
+    (bad / LEARNER_FILE).write_bytes(b"not a torch checkpoint")
+    (bad / FEATURIZER_FILE).write_text("{}")
+    out = tmp_path / "ev"
+    code = main(["evaluate", "--policy", str(bad), "--tasks", str(_tasks_file(tasks, tmp_path / "t.json")),
+                 "--out", str(out)])
+    assert code == 2
+    line = _error_line(capsys.readouterr().err)
+    assert str(bad) in line and "not a checkpoint this rayrg can load" in line
+    assert not (out / "episodes").exists()
+
+
+def test_bad_tasks_file_is_one_line(tmp_path: Path, capsys) -> None:
+    from rayrg.cli import main
+
+    (tmp_path / "t.json").write_text("[{\"task_id\": 1}]")
+    assert main(["evaluate", "--policy", "random", "--tasks", str(tmp_path / "t.json"),
+                 "--out", str(tmp_path / "ev")]) == 2
+    assert "t.json: task 0" in _error_line(capsys.readouterr().err)

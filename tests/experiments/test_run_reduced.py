@@ -1,5 +1,6 @@
-"""A reduced quickstart end to end in CI: every stage through `rayrg run`, then a re-run
-that skips everything (the cache/checkpoint machinery)."""
+"""A reduced quickstart end to end in CI: every stage through `rayrg run`; a re-run that
+skips everything; a run with one changed label config that redoes that stage and everything
+downstream of it — without paying again for RG-VLM answers already in the cache."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ REDUCED = {
     },
     "train": {"num_steps": 40, "batch_size": 16, "checkpoint_every": 20, "report_every": 20},
     "seeds": [0],
-    "evaluation": {"modes": ["fixed", "randomized"], "seeds": [0], "settings": {"num_actors": 1}},
+    "evaluation": {"modes": ["fixed", "randomized"], "seeds": [0], "num_actors": 1},
 }
 
 
@@ -47,9 +48,25 @@ def test_reduced_experiment_end_to_end_and_rerun_skips(tmp_path: Path) -> None:
     for png in ("return_by_subtasks.png", "reward_curves.png", "window_scores.png"):
         assert (out / "report" / png).stat().st_size > 1000
     numbers = json.loads((out / "report" / "report.json").read_text())
-    assert set(numbers["evaluation"]["overall"]) == {"sparse", "simulated_plus_sparse", "rgvlm_plus_sparse"}
+    assert set(numbers["evaluation"]["overall"]) == {
+        "sparse", "simulated+sparse", "rgvlm+sparse", "reference:expert", "reference:random"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["stages"]} == {"ran"}
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    ran = [line for line in second.stdout.splitlines() if line.startswith("[rayrg]") and line.endswith("...")]
-    assert ran == [], f"re-run repeated finished stages: {ran}"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["stage"] for s in manifest["stages"] if s["status"] != "skipped"] == []
+
+    changed = {**REDUCED, "out": str(out)}
+    changed["labels"] = [REDUCED["labels"][0], {**REDUCED["labels"][1], "accuracy": 0.8}, REDUCED["labels"][2]]
+    config.write_text(yaml.safe_dump(changed))
+    third = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    status = {s["stage"]: s["status"] for s in json.loads((out / "manifest.json").read_text())["stages"]}
+    assert status["generate"] == status["label[0] sparse"] == "skipped"
+    assert status["label[1] simulated"] == status["label[2] rgvlm"] == "ran"  # downstream of the change
+    assert {v for k, v in status.items() if k.startswith(("train", "evaluate sparse"))} == {"ran"}
+    assert status["evaluate expert"] == "skipped"  # reference policies do not depend on labels
+    rgvlm = json.loads((out / "labels" / "2-rgvlm" / "_rgvlm_summary.json").read_text())
+    assert rgvlm["this_run"]["queried_windows"] == 0 and rgvlm["cached"] == rgvlm["windows"] > 0

@@ -1,36 +1,15 @@
-"""Experiment config and stage markers (no Ray): the resume/skip machinery of `rayrg run`."""
+"""The typed experiment config (no Ray): validated once, on load."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from rayrg.config import ConfigError
 from rayrg.experiments.config import ExperimentConfig
-from rayrg.experiments.runner import MARKER, run_stage
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_run_stage_skips_when_inputs_match_and_reruns_when_they_change(tmp_path: Path) -> None:
-    calls = []
-    run_stage("s", tmp_path, {"a": 1}, lambda: calls.append(1) or "first")
-    run_stage("s", tmp_path, {"a": 1}, lambda: calls.append(2) or "second")
-    assert calls == [1]
-    assert json.loads((tmp_path / MARKER).read_text())["result"] == "first"
-    run_stage("s", tmp_path, {"a": 2}, lambda: calls.append(3) or "third")
-    assert calls == [1, 3]
-
-
-def test_failed_stage_leaves_no_marker(tmp_path: Path) -> None:
-    def boom() -> None:
-        raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError):
-        run_stage("s", tmp_path, {}, boom)
-    assert not (tmp_path / MARKER).exists()
 
 
 def test_quickstart_yaml_is_the_embedded_default() -> None:
@@ -42,15 +21,36 @@ def test_every_job_config_validates() -> None:
         text = path.read_text()
         if "name:" not in text or "labels:" not in text:
             continue  # not an experiment config (stage configs, runtime env)
-        ExperimentConfig.from_yaml(path).validate_stages()
+        ExperimentConfig.from_yaml(path)
 
 
-def test_bad_experiment_configs_fail_before_any_work() -> None:
+def test_sections_are_the_stages_own_types() -> None:
+    from rayrg.data.generate import GenerateConfig
+    from rayrg.evaluation.config import EvalConfig
+    from rayrg.rewards.simple import SimulatedConfig
+    from rayrg.rl.config import TrainConfig
+
+    config = ExperimentConfig.from_dict({
+        "labels": [{"method": "simulated", "accuracy": 0.9}],
+        "methods": {"a": {"reward_column": "reward_simulated_acc900", "train": {"lr": 0.01}}},
+        "train": {"num_steps": 7, "lr": 0.001}})
+    assert isinstance(config.data.generate, GenerateConfig) and isinstance(config.evaluation, EvalConfig)
+    assert isinstance(config.labels[0], SimulatedConfig) and isinstance(config.train, TrainConfig)
+    resolved = config.train_config("a", seed=3)
+    assert (resolved.num_steps, resolved.lr, resolved.seed, resolved.reward_column) == (
+        7, 0.01, 3, "reward_simulated_acc900")
+
+
+def test_bad_experiment_configs_fail_on_load() -> None:
     with pytest.raises(ConfigError, match="has no 'method'"):
         ExperimentConfig.from_dict({"labels": [{"accuracy": 0.9}]})
     with pytest.raises(ConfigError, match="unknown label method"):
-        ExperimentConfig.from_dict({"labels": [{"method": "nope"}]}).validate_stages()
+        ExperimentConfig.from_dict({"labels": [{"method": "nope"}]})
     with pytest.raises(ConfigError, match="noise"):
-        ExperimentConfig.from_dict({"data": {"generate": {"noise": 3}}}).validate_stages()
-    with pytest.raises(ConfigError, match="extra"):
+        ExperimentConfig.from_dict({"data": {"generate": {"noise": 3}}})
+    with pytest.raises(ConfigError, match="methods.a.train"):
+        ExperimentConfig.from_dict({"methods": {"a": {"reward_column": "reward_x", "train": {"lr": -1}}}})
+    with pytest.raises(ConfigError, match="needs data.alfred"):
+        ExperimentConfig.from_dict({"data": {"source": "alfred"}})
+    with pytest.raises(ConfigError, match="trian: Extra inputs"):
         ExperimentConfig.from_dict({"trian": {}})

@@ -111,6 +111,38 @@ def _write_config(path: Path, server: LoopbackServer, num_actors: int = 1, max_i
 
 
 @pytest.mark.integration
+def test_every_request_failing_gives_nan_rewards_with_reasons_and_an_incomplete_run(
+        make_toy_dataset, tmp_path: Path, ray_local, capsys) -> None:
+    """No retries and a server that answers every request 429/500: each window is failed with
+    its reason, every reward is NaN (never a made-up 0), and the run is left incomplete so
+    the same command retries exactly those windows."""
+    from rayrg.cli import main
+    from rayrg.provenance import read_record
+
+    source = make_toy_dataset(num_episodes=2, steps=(5, 9), frame_size=16)
+    out = tmp_path / "out"
+    with LoopbackServer(Faults(error_rate=1.0, retry_after_s=None)) as server:
+        config_path = _write_config(tmp_path / "label.yaml", server)
+        raw = yaml.safe_load(config_path.read_text())
+        config_path.write_text(yaml.safe_dump({**raw, "backend": {**raw["backend"], "max_retries": 0}}))
+        assert main(["label", "--config", str(config_path), "--dataset", str(source), "--out", str(out)]) == 0
+        first_calls = server.stats.requests
+        assert "windows failed" in capsys.readouterr().out
+        assert main(["label", "--config", str(config_path), "--dataset", str(source), "--out", str(out)]) == 0
+        second_calls = server.stats.requests - first_calls
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["labelled"] == 0 and summary["failed"] == summary["windows"] == first_calls > 0
+    assert second_calls == first_calls  # retried: one request (turn 1) per failed window, again
+    labels = pq.read_table(out / "_labels").to_pylist()
+    assert {r["status"] for r in labels} == {"failed"}
+    assert all(r["error"] and ("429" in r["error"] or "500" in r["error"]) for r in labels), labels[0]["error"]
+    table = read_trajectories(out, decode_images=False)
+    assert np.isnan(table.column("reward_rgvlm").to_numpy()).all()
+    assert np.isnan(table.column("reward_rgvlm_sparse").to_numpy()).all()
+    assert read_record(out)["complete"] is False
+
+
+@pytest.mark.integration
 def test_pipeline_labels_joins_caches_and_keeps_the_key_secret(make_toy_dataset, tmp_path: Path, ray_local,
                                                                 capfd) -> None:
     source = make_toy_dataset(num_episodes=3, steps=(5, 9, 12), frame_size=16)
@@ -123,16 +155,17 @@ def test_pipeline_labels_joins_caches_and_keeps_the_key_secret(make_toy_dataset,
                      "--out", str(tmp_path / "out")]) == 0
         first_calls = server.stats.requests
         summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
-        # second run: every labelled window comes from the cache
+        # second run: nothing labelled is asked again
         assert main(["label", "--config", str(config_path), "--dataset", str(source),
                      "--out", str(tmp_path / "out")]) == 0
         again = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
         calls_for_failed = server.stats.requests - first_calls
     assert summary["windows"] == summary["labelled"] + summary["failed"]
     assert summary["labelled"] > 0 and summary["backend_calls"] == first_calls
-    assert again["cached"] == summary["labelled"] and again["this_run"]["queried_windows"] == summary["failed"]
-    if summary["failed"] == 0:
-        assert calls_for_failed == 0
+    if summary["failed"]:  # an incomplete run: the re-run retries only the failed windows
+        assert again["cached"] == summary["labelled"] and again["this_run"]["queried_windows"] == summary["failed"]
+    else:  # a complete run of the same inputs is skipped: no call at all
+        assert again == summary and calls_for_failed == 0
 
     labels = pq.read_table(tmp_path / "out" / "_labels")
     for field in ("scores", "turn1_text", "turn2_text", "model", "backend", "prompt_version", "decoding",

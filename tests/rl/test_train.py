@@ -13,15 +13,15 @@ from rayrg.rl.data import load_transitions
 from rayrg.rl.policy import load_policy
 from rayrg.rl.train import LEARNER_FILE, latest_checkpoint, train
 
-SMALL = {"batch_size": 8, "channels": [4, 8, 8], "hidden": 32, "text_dim": 8, "report_every": 5,
+SMALL = {"observation": "frame", "history": 1, "batch_size": 8, "channels": [4, 8, 8], "hidden": 32, "text_dim": 8, "report_every": 5,
          "checkpoint_every": 10, "updates_per_call": 5}
 
 
 def test_data_next_frames_terminals_and_missing_columns(make_toy_dataset) -> None:
     d = make_toy_dataset(steps=(3, 4), num_episodes=2, shards=1)
     data, _, _ = load_transitions(d, "reward_sparse")
-    assert len(data) == 7 and data.frames.shape[0] == 7 + 2  # two final frames appended
-    assert data.next_index.tolist() == [1, 2, 7, 4, 5, 6, 8]
+    assert len(data) == 7 and data.observations.shape[0] == 7 + 2  # two final frames appended
+    assert data.next_index[:, 0].tolist() == [1, 2, 7, 4, 5, 6, 8]
     assert data.rewards.tolist() == [0, 0, 1, 0, 0, 0, 0]  # episode 0 succeeds, episode 1 does not
     assert data.terminals.tolist() == [0, 0, 1, 0, 0, 0, 0]  # episode 1 is truncated: no mask
     with pytest.raises(DatasetError, match="reward column 'reward_rgvlm' is not in the dataset"):
@@ -64,7 +64,7 @@ def test_ddp_two_workers_resume_and_policy(make_toy_dataset, tmp_path: Path, ray
     assert train(config, d, out) == final
 
     policy = load_policy(final)
-    frames = np.zeros((3, 56, 56, 3), np.uint8)
+    frames = np.zeros((3, 1, 56, 56, 3), np.uint8)
     actions = policy.act(frames, ["go to the red ball", "pick up the key", "unseen words here"])
     assert actions.shape == (3,) and ((0 <= actions) & (actions < 6)).all()
 

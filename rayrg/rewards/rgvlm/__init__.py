@@ -16,6 +16,16 @@ def _run(config, dataset, out, *, address=None):
     return label_rgvlm(config, dataset, out, address=address)
 
 
-RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run)
+def _prompt_inputs(config: RGVLMConfig) -> dict:
+    """The prompt texts themselves, not only their version name."""
+    from dataclasses import asdict
+
+    from rayrg.rewards.rgvlm.prompts import PROMPTS
+
+    template = PROMPTS.get(config.prompt_version)
+    return {"prompt": asdict(template) if template else config.prompt_version}
+
+
+RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_prompt_inputs, keep_on_redo=("_cache",))
 
 __all__ = ["RGVLM", "RGVLMConfig"]

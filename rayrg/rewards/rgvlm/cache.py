@@ -1,9 +1,15 @@
 """Content-addressed answer cache: one JSON file per window query, written atomically.
 
 Key = sha256 over the image bytes sent, the rendered prompt texts (prompt version,
-instruction, actions, number of steps), the backend type, the model and the decoding
-parameters. Nothing else (not the window id, not the run) enters it, so the same query in
-another dataset or run is answered from the cache too.
+instruction, actions, number of steps) and the *answer settings*: every config field that
+can change an answer (backend type, model, decoding, image cap, structured-output mode,
+``extra_body``, headers, ``max_pixels``, answer-changing engine kwargs ...), as declared
+field by field in :mod:`rayrg.rewards.rgvlm.config` (``RGVLMConfig.answer_settings``).
+Concurrency, retries, rate limits, timeouts and the API key's variable are not in it; the
+key itself is never read into a config, and credentials inside ``extra_body`` or headers
+are redacted by name before hashing, so a rotated key still hits. Nothing else (not the
+window id, not the run) enters it, so the same query in another dataset or run is answered
+from the cache too.
 
 Concurrency: many Ray workers write at once. Each entry is written to a unique temporary
 file in the same directory and ``os.replace``d into place, which is atomic on POSIX; two
@@ -23,13 +29,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Bump when what a backend sends for the same settings changes (request layout, engine
+# defaults in code): every older answer then misses instead of being served as current.
+CACHE_FORMAT = 2
 
-def cache_key(image: bytes, texts: tuple[str, ...], backend: str, model: str,
-              decoding: dict[str, Any]) -> str:
+
+def cache_key(image: bytes, texts: tuple[str, ...], settings: dict[str, Any]) -> str:
+    """``settings``: ``RGVLMConfig.answer_settings()`` (JSON-able)."""
     h = hashlib.sha256()
     h.update(hashlib.sha256(image).digest())
-    h.update(json.dumps({"texts": list(texts), "backend": backend, "model": model,
-                         "decoding": decoding}, sort_keys=True).encode())
+    h.update(json.dumps({"format": CACHE_FORMAT, "texts": list(texts), "settings": settings},
+                        sort_keys=True).encode())
     return h.hexdigest()
 
 

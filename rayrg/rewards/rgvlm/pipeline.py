@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from rayrg.config import ConfigError
 from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
+from rayrg.errors import check_model_weights, stage_errors
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.rgvlm.cache import AnswerCache, cache_key
 from rayrg.rewards.rgvlm.config import RGVLMConfig
@@ -71,6 +73,7 @@ LABELS_SCHEMA = pa.schema([
     pa.field("latency_s", pa.float64()),  # of the original query (also for cache hits)
     pa.field("input_tokens", pa.int64()),
     pa.field("output_tokens", pa.int64()),
+    pa.field("cached_input_tokens", pa.int64()),  # prefix-cache hits (engines that report them)
     pa.field("cost_usd", pa.float64()),  # estimate from the configured prices
     pa.field("attempts", pa.int32()),  # turn-2 answers requested
     pa.field("invalid_answers", pa.int32()),
@@ -105,14 +108,15 @@ def cap_image(png: bytes, max_side: int | None) -> bytes:
     return buf.getvalue()
 
 
-def build_query(row: dict[str, Any], config: RGVLMConfig):
+def build_query(row: dict[str, Any], config: RGVLMConfig, settings: dict[str, Any] | None = None):
+    """``settings``: ``config.answer_settings()``, passed in by callers that build many queries."""
     from rayrg.rewards.rgvlm.backends.base import WindowQuery
 
     image = cap_image(row["image"], config.max_image_side)
     system, analysis, scores = render(config.prompt_version, row["instruction"], row["actions_text"],
                                       int(row["start_step"]), int(row["num_steps"]))
-    key = cache_key(image, (config.prompt_version, system, analysis, scores), config.backend.type,
-                    config.backend.model, config.decoding.to_dict())
+    key = cache_key(image, (config.prompt_version, system, analysis, scores),
+                    config.answer_settings() if settings is None else settings)
     return WindowQuery(key=key, window_id=row["window_id"], image=image, system=system,
                        analysis_prompt=analysis, scores_prompt=scores, num_steps=int(row["num_steps"]))
 
@@ -123,12 +127,8 @@ def cost_usd(config: RGVLMConfig, input_tokens: int, output_tokens: int) -> floa
 
 
 def provenance(config: RGVLMConfig) -> dict[str, Any]:
-    """How the labels were made: never secrets (configs hold env-var names, not keys)."""
-    backend = config.backend.to_dict()
-    backend.pop("extra_body", None)  # free-form: could carry credentials
-    for field in ("base_url",):  # a query string (?key=...) is no place for provenance
-        if backend.get(field):
-            backend[field] = backend[field].split("?", 1)[0]
+    """How the labels were made (scrubbed again by ``write_labelled_dataset``)."""
+    backend = config.backend.to_public_dict()
     return {"method": "rgvlm", "backend": config.backend.type, "model": config.backend.model,
             "prompt_version": config.prompt_version, "decoding": config.decoding.to_dict(),
             "max_parse_attempts": config.max_parse_attempts, "max_image_side": config.max_image_side,
@@ -146,6 +146,7 @@ class _WindowLabeller:
         self.cache = AnswerCache(cache_dir)
         self.backend = build_backend(self.config, share=share)
         self.decoding_json = json.dumps(self.config.decoding.to_dict(), sort_keys=True)
+        self.settings = self.config.answer_settings()
 
     def _store(self, query, answer) -> None:
         if answer.scores is not None:
@@ -160,7 +161,7 @@ class _WindowLabeller:
         from rayrg.rewards.rgvlm.backends.base import WindowAnswer
 
         rows = batch.to_pylist()
-        queries = [build_query(row, self.config) for row in rows]
+        queries = [build_query(row, self.config, self.settings) for row in rows]
         answers: dict[str, tuple[WindowAnswer, bool]] = {}
         todo = []
         for q in queries:
@@ -195,6 +196,7 @@ class _WindowLabeller:
                 "model": self.config.backend.model, "backend": self.config.backend.type,
                 "prompt_version": self.config.prompt_version, "decoding": self.decoding_json,
                 "latency_s": a.latency_s, "input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
+                "cached_input_tokens": a.cached_input_tokens,
                 "cost_usd": cost_usd(self.config, a.input_tokens, a.output_tokens),
                 "attempts": a.attempts, "invalid_answers": a.invalid_answers,
                 "transport_retries": a.transport_retries,
@@ -271,7 +273,7 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
     for e in errors:
         reasons[e.split(":")[0] if e.startswith("invalid answer") else e[:60]] += 1
     col = {c: np.asarray(labels.column(c).to_numpy(zero_copy_only=False)) for c in
-           ("input_tokens", "output_tokens", "cost_usd", "latency_s", "attempts", "invalid_answers",
+           ("input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "latency_s", "attempts", "invalid_answers",
             "backend_calls", "cached")}
     queried = ~col["cached"]
     n = len(status)
@@ -288,6 +290,9 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
         # totals describe the labels (cache hits keep their original tokens, cost, latency)
         "input_tokens": int(col["input_tokens"].sum()),
         "output_tokens": int(col["output_tokens"].sum()),
+        # share of prompt tokens the engine served from its prefix cache (vLLM reports it;
+        # 0 for backends that do not): turn 2 repeats turn 1's prompt, so ≈ 0.5 or more
+        "prefix_cache_hit_rate": float(col["cached_input_tokens"].sum() / max(1, col["input_tokens"].sum())),
         "cost_usd": float(col["cost_usd"].sum()),
         "transitions_labelled": int(sum(len(s) for s in labels.column("scores").to_pylist() if s)),
         "mean_seconds_per_query": float(col["latency_s"].mean()) if n else 0.0,
@@ -321,6 +326,8 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     if key_env and address in (None, "", "local") and not os.environ.get(key_env):
         # Local workers inherit this process's environment; fail before any work starts.
         raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
+    if config.backend.type in ("transformers", "vllm") and address in (None, "", "local"):
+        check_model_weights(config.backend.model, "backend.model")
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "_rgvlm.yaml")
     init_ray(address)
@@ -335,10 +342,21 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     if config.max_windows:
         ds = ds.limit(config.max_windows)
     labelled = label_windows(ds, config, cache_dir)
+    # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole.
+    staging = labels_dir.with_name(f".{labels_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with stage_errors():
+            labelled.write_parquet(str(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
+        raise
     labels_dir.mkdir(parents=True, exist_ok=True)
     for old in labels_dir.glob("*.parquet"):
         old.unlink()
-    labelled.write_parquet(str(labels_dir))
+    for new in staging.glob("*.parquet"):
+        new.replace(labels_dir / new.name)
+    shutil.rmtree(staging, ignore_errors=True)
     files = sorted(labels_dir.glob("*.parquet"))
     labels = (pq.read_table(files, schema=LABELS_SCHEMA) if files
               else LABELS_SCHEMA.empty_table())

@@ -73,6 +73,8 @@ def _pr(args: argparse.Namespace) -> int:
 
     report = pr_report(args.dataset, args.out, columns=args.column)
     _print(report, "columns", args.out)
+    if report.get("caveat"):
+        print(report["caveat"])
     return 0
 
 

@@ -32,7 +32,7 @@ from rayrg.data.schema import (
     reward_columns,
     shard_files,
 )
-from rayrg.models._tiny import is_tiny_random
+from rayrg.models._tiny import is_tiny_random, pipeline_check_caveat, provenance_is_tiny_random
 from rayrg.rewards.base import PROVENANCE_KEY
 from rayrg.rewards.similarity.math import pr_summary
 from rayrg.rewards.truth import subtask_advanced
@@ -144,12 +144,15 @@ def pr_report(datasets: Sequence[str | Path], out: str | Path, columns: Sequence
             curves[label] = result
             entries.append({"dataset": str(dataset), "column": column, "method": prov.get("method"),
                             "model": prov.get("model"), "template": prov.get("template"),
-                            "tiny_random_weights": bool(prov.get("tiny_random_weights", False)),
+                            "tiny_random_weights": provenance_is_tiny_random(prov),
                             "granularity": granularity, "truth": result})
     plot = plot_pr_curves(curves, out / "pr_curves.png", "Reward precision–recall" + _tiny_note(entries))
     report = {"truth": {"goal": "success and last transition of the episode",
                         "subtask": "subtasks_completed increased at this transition"},
               "columns": entries, "plots": [str(plot)]}
+    caveat = pipeline_check_caveat(entries)
+    if caveat:
+        report["caveat"] = caveat
     _write_json(report, out / "pr_report.json")
     return report
 

@@ -26,9 +26,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rayrg.data.schema import SCALAR_COLUMNS, decode_png, read_trajectories, shard_files
+from rayrg.data.schema import (
+    SCALAR_COLUMNS,
+    decode_png,
+    read_shard,
+    read_trajectories,
+    shard_files,
+    validate_table,
+)
+from rayrg.errors import check_model_weights, stage_errors
 from rayrg.models._tiny import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.similarity import math as sim
@@ -128,7 +135,7 @@ class FrameScorer:
         episodes, index, pngs, instructions = self._observations(batch)
         if not pngs:
             return OBS_SCHEMA.empty_table()
-        images = [decode_png(p) for p in pngs]
+        images = _decode_all(pngs, batch.column("path").to_pylist() if "path" in batch.column_names else [])
         embeddings: dict[str, np.ndarray] = {}
         tables = []
         for variant, c in enumerate(self.configs):
@@ -143,13 +150,25 @@ class FrameScorer:
         return pa.concat_tables(tables)
 
 
+def _decode_all(pngs: list[bytes], shards: list[str]) -> list[np.ndarray]:
+    """Decode frames; a corrupt one is reported as ``rayrg inspect`` would: shard and row."""
+    try:
+        return [decode_png(p) for p in pngs]
+    except Exception:
+        # Checked one by one only on failure: the fast path decodes each frame once.
+        for shard in dict.fromkeys(shards):
+            validate_table(read_shard(shard), shard, decode_images=True)
+        raise
+
+
 def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None = None) -> pa.Table:
     """Task: read whole shards (episodes never span shards) -> one row per episode with all
     its observations' PNGs (o_0 .. o_T) in order."""
     keep = set(episodes) if episodes is not None else None
-    out: dict[str, list[Any]] = {"episode_id": [], "instruction": [], "last_step": [], "frames": []}
+    out: dict[str, list[Any]] = {"episode_id": [], "instruction": [], "last_step": [], "frames": [],
+                                 "path": []}
     for path in batch["path"]:
-        table = pq.read_table(str(path), columns=_FRAME_INPUT)
+        table = read_shard(str(path), columns=_FRAME_INPUT)
         rows = zip(*(table.column(c).to_pylist() for c in _FRAME_INPUT), strict=True)
         current: str | None = None
         for episode, step, instruction, frame, final_frame in rows:
@@ -158,7 +177,7 @@ def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None
             if episode != current:
                 current = episode
                 for k, v in (("episode_id", episode), ("instruction", instruction), ("last_step", step),
-                             ("frames", [])):
+                             ("frames", []), ("path", str(path))):
                     out[k].append(v)
             out["frames"][-1].append(frame)
             out["last_step"][-1] = step
@@ -167,7 +186,8 @@ def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None
     return pa.table({"episode_id": pa.array(out["episode_id"], pa.string()),
                      "instruction": pa.array(out["instruction"], pa.string()),
                      "last_step": pa.array(out["last_step"], pa.int32()),
-                     "frames": pa.array(out["frames"], pa.list_(pa.binary()))})
+                     "frames": pa.array(out["frames"], pa.list_(pa.binary())),
+                     "path": pa.array(out["path"], pa.string())})
 
 
 class VideoScorer:
@@ -185,7 +205,8 @@ class VideoScorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         from rayrg.rewards.similarity.roboclip import subsample_indices
 
-        frames = [[decode_png(png) for png in episode] for episode in batch.column("frames").to_pylist()]
+        paths = batch.column("path").to_pylist() if "path" in batch.column_names else []
+        frames = [_decode_all(episode, paths) for episode in batch.column("frames").to_pylist()]
         instructions = batch.column("instruction").to_pylist()
         tables = []
         for variant, c in enumerate(self.configs):
@@ -263,9 +284,12 @@ def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, 
     first = configs[0]
     if len({(c.method, getattr(c, "observation", None), c.max_episodes) for c in configs}) != 1:
         raise ValueError("variants scored in one pass must share method, observation and max_episodes")
+    for c in configs if address in (None, "", "local") else ():  # on a cluster: the workers' disks
+        check_model_weights(c.model, "model")
     start = time.perf_counter()
     dataset = Path(dataset)
-    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), validate=False)
+    # Structure (steps, nulls) checked here on the driver; frames are checked where decoded.
+    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
     episodes = _selected_episodes(keys, first.max_episodes)
     init_ray(address)
     quiet_ray_data()
@@ -280,12 +304,14 @@ def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, 
         ds = ds.map_batches(read_episode_videos, fn_kwargs={"episodes": episodes}, batch_size=1,
                             batch_format="numpy", num_cpus=0.25)
         ds = ds.map_batches(VideoScorer, fn_constructor_args=(config_dicts,), **_actor_kwargs(first))
-        table = _gather(ds, EPISODE_SCHEMA)
+        with stage_errors():
+            table = _gather(ds, EPISODE_SCHEMA)
     else:
-        ds = ray.data.read_parquet(files, columns=_FRAME_INPUT)
+        ds = ray.data.read_parquet(files, columns=_FRAME_INPUT, include_paths=True)
         ds = ds.map_batches(FrameScorer, fn_constructor_args=(config_dicts, negatives, episodes),
                             **_actor_kwargs(first))
-        table = _gather(ds, OBS_SCHEMA)
+        with stage_errors():
+            table = _gather(ds, OBS_SCHEMA)
     wall_s = time.perf_counter() - start
 
     keyed = _keyed(keys)

@@ -24,11 +24,13 @@ import random
 import struct
 import threading
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rayrg.config import redact_text, secret_values
 from rayrg.rewards.rgvlm.parse import ParseError, parse_scores
 from rayrg.rewards.rgvlm.prompts import scores_schema
 
@@ -62,6 +64,7 @@ class Completion:
     text: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
 
 
 @dataclass
@@ -76,12 +79,14 @@ class WindowAnswer:
     backend_calls: int = 0  # requests actually sent (retries included)
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # prompt tokens served from the engine's prefix cache
     latency_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def add(self, completion: Completion) -> None:
         self.input_tokens += completion.input_tokens
         self.output_tokens += completion.output_tokens
+        self.cached_input_tokens += completion.cached_input_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +197,17 @@ class AsyncChatBackend(Backend):
         self._thread = threading.Thread(target=self._loop.run_forever, name="rgvlm-io", daemon=True)
         self._thread.start()
         self._semaphore: asyncio.Semaphore | None = None
+        # Credentials this backend sends (header values, extra_body fields, URL query, the key
+        # from the environment): blanked out of every error it records or logs, since a
+        # server or client library may echo a request back in an error.
+        self._secrets = secret_values(config.to_dict())
+
+    def add_secret(self, value: str | None) -> None:
+        if value:
+            self._secrets.add(value)
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
 
     # -- subclass API -----------------------------------------------------------------
     @abstractmethod
@@ -252,9 +268,12 @@ class AsyncChatBackend(Backend):
             except (TransientError, PermanentError) as exc:
                 answer.error = str(exc)
             except Exception as exc:  # a backend bug must not take the dataset down
-                log.exception("window %s: unexpected error", query.window_id)
+                log.error("window %s: unexpected error\n%s", query.window_id,
+                          self.redact("".join(traceback.format_exception(exc))))
                 answer.error = f"{type(exc).__name__}: {exc}"
             answer.latency_s = time.perf_counter() - start
+            answer.error = None if answer.error is None else self.redact(answer.error)
+            answer.errors = [self.redact(e) for e in answer.errors]
         if answer.scores is None and answer.error is None:
             answer.error = "no answer"
         if on_done is not None:

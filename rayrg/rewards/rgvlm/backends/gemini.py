@@ -91,10 +91,13 @@ class GeminiBackend(AsyncChatBackend):
         options: dict[str, Any] = {"timeout": int(config.timeout_s * 1000)}
         if config.base_url:
             options["base_url"] = config.base_url
+        if config.headers:
+            options["headers"] = dict(config.headers)
         if http_client is not None:  # tests: an httpx2.AsyncClient with a mock transport
             options["httpx_async_client"] = http_client
-        self.client = genai.Client(api_key=read_api_key(config.api_key_env),
-                                   http_options=types.HttpOptions(**options))
+        key = read_api_key(config.api_key_env)
+        self.add_secret(key)
+        self.client = genai.Client(api_key=key, http_options=types.HttpOptions(**options))
         self._errors = _transport_errors()
 
     def image_tokens(self, png: bytes) -> int:

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rayrg.rewards.rgvlm.backends.base import (
     AsyncChatBackend,
@@ -45,6 +46,13 @@ def retry_after_s(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def chat_url(base_url: str) -> str:
+    """``…/chat/completions`` under ``base_url``, keeping its query string (gateways that
+    take ``?api-version=`` or a key there)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
+
+
 def read_api_key(env_name: str | None) -> str | None:
     if env_name is None:
         return None
@@ -58,10 +66,11 @@ class OpenAIBackend(AsyncChatBackend):
     def __init__(self, config: OpenAIBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
         super().__init__(config, decoding, max_parse_attempts, share)
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.url = chat_url(config.base_url)
         key = read_api_key(config.api_key_env)
+        self.add_secret(key)
         # The key lives only in this header dict; it is never logged or stored.
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._headers = {**config.headers, **({"Authorization": f"Bearer {key}"} if key else {})}
         self._session = None
 
     def request_body(self, messages: list[Message], schema: dict[str, Any] | None,
@@ -117,7 +126,11 @@ class OpenAIBackend(AsyncChatBackend):
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TransientError(f"malformed response body: {raw[:80]!r}") from exc
         usage = data.get("usage") or {}
-        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        # vllm serve fills prompt_tokens_details.cached_tokens (prefix-cache hits) when started
+        # with --enable-prompt-tokens-details; OpenAI itself always does
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                          int(cached))
 
     async def aclose(self) -> None:
         if self._session is not None:

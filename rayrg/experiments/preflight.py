@@ -1,0 +1,177 @@
+"""Before any work: does this machine have what the experiment config needs?
+
+``rayrg run`` calls :func:`preflight` before it starts Ray or writes a file. It checks data
+paths, model weights (a local directory, or the Hugging Face cache: nothing is downloaded
+here), API keys in the environment, and GPUs / CPUs asked for against what there is, and
+returns one line per missing thing naming the config key to change. :func:`plan` says what
+the run will do (stages, sizes, expected model calls); ``rayrg run --dry-run`` prints it
+alone.
+
+On a cluster (``--address``) weights and GPUs live on the workers, not here: those checks
+are left to the workers and the plan says so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rayrg.config import ConfigError
+from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
+
+
+class PreflightError(ConfigError):
+    """What the config needs and this machine lacks: one line per missing thing."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class Needs:
+    gpus: list[tuple[str, float]] = field(default_factory=list)  # (config key, GPUs)
+    cpus: list[tuple[str, float]] = field(default_factory=list)  # (config key, CPUs at once)
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether a hub id's files are in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # transformers depends on it; be safe anyway
+        return False
+    for filename in ("config.json", "model_index.json", "preprocessor_config.json"):
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str):
+            return True
+    return False
+
+
+def _weights_problem(key: str, model: str) -> str | None:
+    if Path(model).expanduser().exists():
+        return None
+    if "/" in model and not model.startswith((".", "/")) and _hub_cached(model):
+        return None
+    return (f"{key}: model '{model}' is neither a local path nor in the Hugging Face cache "
+            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}); download it where the hub "
+            f"is reachable, or set {key} to a local checkpoint directory")
+
+
+def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: bool) -> None:
+    key = f"labels[{i}]"
+    if isinstance(label, dict):  # auto_backend: resolved from the environment, always satisfiable
+        return
+    backend = getattr(label, "backend", None)
+    if backend is not None:  # RG-VLM
+        env = getattr(backend, "api_key_env", None)
+        if env and not os.environ.get(env):
+            problems.append(f"{key}.backend.api_key_env: environment variable {env} is not set "
+                            f"(the {backend.type} backend needs its API key)")
+        if backend.type in ("transformers", "vllm") and local:
+            problem = _weights_problem(f"{key}.backend.model", backend.model)
+            if problem:
+                problems.append(problem)
+        if backend.type == "vllm":
+            on_gpu = getattr(backend, "device", "cuda") == "cuda"
+            if on_gpu:
+                needs.gpus.append((f"{key}.backend.tensor_parallel_size",
+                                   backend.tensor_parallel_size * backend.num_actors))
+        elif backend.type == "transformers" and (backend.num_gpus or str(backend.device).startswith("cuda")):
+            needs.gpus.append((f"{key}.backend.num_gpus", max(backend.num_gpus or 1, 1) * backend.num_actors))
+        return
+    model = getattr(label, "model", None)
+    if model and local and getattr(label, "encoder", "xclip") != "torchscript":
+        problem = _weights_problem(f"{key}.model", model)
+        if problem:
+            problems.append(problem)
+
+
+def _local_resources() -> tuple[int, int]:
+    cpus = os.cpu_count() or 1
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        gpus = 0
+    return cpus, gpus
+
+
+def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: int | None = None) -> list[str]:
+    """Problems that would stop the run later, one line each (empty: good to go)."""
+    local = address in (None, "", "local")
+    problems: list[str] = []
+    needs = Needs()
+    data = config.data
+    if data.source == "path":
+        for key, value in (("data.trajectories", data.trajectories), ("data.eval_tasks", data.eval_tasks)):
+            if value and not Path(value).exists():
+                problems.append(f"{key}: {value} does not exist")
+    elif data.source == "alfred" and data.alfred is not None and not Path(data.alfred.root).is_dir():
+        problems.append(f"data.alfred.root: {data.alfred.root} is not a directory (the ALFRED data root)")
+    for i, label in enumerate(config.labels):
+        _label_needs(i, label, needs, problems, local)
+    for name in config.methods:
+        train = config.train_config(name, config.seeds[0] if config.seeds else 0)
+        key = "train" if not config.methods[name].train else f"methods.{name}.train"
+        needs.cpus.append((f"{key}.num_workers × cpus_per_worker", train.num_workers * train.cpus_per_worker))
+        if train.use_gpu:
+            needs.gpus.append((f"{key}.use_gpu", float(train.num_workers)))
+    ev = config.evaluation
+    needs.cpus.append(("evaluation.cpus_per_actor", ev.cpus_per_actor))
+    if ev.gpus_per_actor:
+        needs.gpus.append(("evaluation.gpus_per_actor", ev.gpus_per_actor))
+    if local:
+        cpus, gpus = _local_resources()
+        cpus = num_cpus or cpus
+        for key, wanted in needs.gpus:
+            if wanted > gpus:
+                problems.append(f"{key}: needs {wanted:g} GPU(s), this machine has {gpus}")
+        for key, wanted in needs.cpus:
+            if wanted > cpus:
+                problems.append(f"{key}: needs {wanted:g} CPUs at once, this machine has {cpus}")
+    return problems
+
+
+def plan(config: ExperimentConfig, address: str | None = None) -> str:
+    """What the run will do, before it does it."""
+    lines = [f"plan of '{config.name}' → {config.out}"]
+    data = config.data
+    if data.source == "babyai":
+        g = data.generate
+        lines.append(f"  generate: BabyAI, missions of {g.subtask_counts} sub-tasks, "
+                     f"{g.episodes_per_count * len(g.subtask_counts)} episodes (ε={g.noise}), "
+                     f"{g.eval_tasks_per_count * len(g.subtask_counts)} held-out tasks")
+        episodes = g.episodes_per_count * len(g.subtask_counts)
+    elif data.source == "alfred":
+        lines.append(f"  alfred-import: {data.alfred.root if data.alfred else '?'}")
+        episodes = None
+    else:
+        lines.append(f"  data: {data.trajectories} (tasks {data.eval_tasks})")
+        episodes = None
+    for i, label in enumerate(config.labels):
+        if isinstance(label, dict) and label.get(AUTO_BACKEND):
+            lines.append(f"  label[{i}] rgvlm: backend from the environment (GEMINI_API_KEY, "
+                         "RAYRG_OPENAI_BASE_URL, else a tiny random Qwen2-VL as a pipeline check)")
+            calls = "2 model calls per window of 8 steps"
+        else:
+            method = getattr(label, "method", "?")
+            backend = getattr(label, "backend", None)
+            model = getattr(backend, "model", None) or getattr(label, "model", None)
+            calls = ("2 model calls per window" if backend is not None
+                     else "one model pass per frame" if model else "no model")
+            lines.append(f"  label[{i}] {method}" + (f": {model}" if model else "") + f" ({calls})")
+    if episodes is not None:
+        lines.append(f"    (windows ≈ episodes × mean episode length / 8; {episodes} episodes)")
+    steps = {name: config.train_config(name, 0).num_steps for name in config.methods}
+    lines.append(f"  train: {len(config.methods)} methods × {len(config.seeds)} seeds "
+                 f"({', '.join(f'{k}: {v} steps' for k, v in steps.items())})")
+    ev = config.evaluation
+    lines.append(f"  evaluate: {len(config.methods) * len(config.seeds)} policies + reference "
+                 f"{config.reference_policies}, modes {ev.modes}, seeds {ev.seeds}")
+    lines.append("  report: <out>/report/report.md")
+    if address not in (None, "", "local"):
+        lines.append("  (on a cluster: weights and GPUs are checked by the workers that use them)")
+    return "\n".join(lines)

@@ -1,0 +1,214 @@
+"""Provenance: every stage output is keyed to what made it.
+
+Each stage output directory holds ``_provenance.json``: the stage, the *inputs* that
+determine its result (upstream fingerprints, the resolved config without the settings
+that cannot change results, versions) and their **fingerprint** (a hash of those inputs).
+Datasets also carry their fingerprint in ``metadata.json`` so the next stage can key on it.
+
+On a re-run into the same directory a stage :func:`claim`\\ s it:
+
+* same fingerprint, finished → ``done``: the stage skips;
+* same fingerprint, unfinished → ``resume``: the stage's own machinery resumes (written
+  shards, the answer cache, checkpoints, finished episodes);
+* different fingerprint → the stage refuses with one line naming what changed and how to
+  proceed (``--overwrite`` or another ``--out``), or, with ``on_change="redo"`` (what
+  ``--overwrite`` and ``rayrg run`` use), clears its outputs and starts again. Since every
+  downstream fingerprint contains its upstream ones, redoing a stage redoes everything
+  downstream of it too. Never a silent reuse.
+
+A directory with files but no record (made by something else, or an older rayrg) is never
+cleared: the stage refuses and the user decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rayrg.config import ConfigError
+
+RECORD_FILE = "_provenance.json"
+# Bump when a change in rayrg itself changes what a stage produces from the same inputs
+# (a generator fix, a new window layout, a new learner), so old outputs are not reused.
+RESULTS_VERSION = "2"
+
+OnChange = Literal["refuse", "redo"]
+
+
+class StaleOutputError(ConfigError):
+    """An output directory holds work made from other inputs (one line: what changed, what to do)."""
+
+
+def fingerprint(inputs: Mapping[str, Any]) -> str:
+    """A stable hash of JSON-able inputs (key order does not matter)."""
+    blob = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
+    """Content hash of files (relative names and bytes): for inputs that carry no fingerprint."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:20]
+
+
+def dataset_fingerprint(directory: str | Path) -> str:
+    """The fingerprint a dataset recorded in ``metadata.json``, else a hash of its contents."""
+    directory = Path(directory)
+    meta = directory / "metadata.json"
+    if meta.exists():
+        try:
+            recorded = json.loads(meta.read_text()).get("fingerprint")
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded:
+            return str(recorded)
+    files = [p for p in directory.glob("*.parquet")] + ([meta] if meta.exists() else [])
+    return "content:" + files_fingerprint(files, directory)
+
+
+def file_fingerprint(path: str | Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return "content:" + files_fingerprint([p for p in path.rglob("*") if p.is_file()], path)
+    return "content:" + files_fingerprint([path], path.parent)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> str:
+    """``a.b: 1 → 2; c: added`` for the first ``limit`` differing leaves."""
+    a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            changes.append(f"{key}: added")
+        elif key not in b:
+            changes.append(f"{key}: removed")
+        elif a[key] != b[key]:
+            changes.append(f"{key}: {short(a[key])} → {short(b[key])}")
+    if not changes:
+        return "rayrg's recorded fingerprint differs"
+    more = f" (+{len(changes) - limit} more)" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more
+
+
+@dataclass
+class Claim:
+    """The outcome of :func:`claim`; call :meth:`finish` when the stage's output is complete."""
+
+    stage: str
+    out: Path
+    fingerprint: str
+    inputs: dict[str, Any]
+    status: Literal["new", "resume", "done", "redo"]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def finish(self, **result: Any) -> None:
+        self.record = {**self._base(), "complete": True, "result": json.loads(json.dumps(result, default=str))}
+        _write(self.out, self.record)
+
+    def _base(self) -> dict[str, Any]:
+        return {"stage": self.stage, "fingerprint": self.fingerprint, "inputs": self.inputs,
+                "results_version": RESULTS_VERSION}
+
+
+def _write(out: Path, record: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{RECORD_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.replace(out / RECORD_FILE)
+
+
+def read_record(out: str | Path) -> dict[str, Any] | None:
+    path = Path(out) / RECORD_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: OnChange = "refuse",
+          keep: Iterable[str] = (), quiet: bool = False) -> Claim:
+    """Key ``out`` to ``inputs`` before a stage writes there (see the module docstring).
+
+    ``keep``: names inside ``out`` that survive a redo because they are keyed by content
+    themselves (the RG-VLM answer cache: paid-for answers are never thrown away).
+    ``quiet``: the stage says itself what it skips (evaluation and training may extend
+    finished work: more seeds, more steps).
+    """
+    out = Path(out)
+    inputs = {**json.loads(json.dumps(dict(inputs), default=str)), "results_version": RESULTS_VERSION}
+    fp = fingerprint(inputs)
+    record = read_record(out)
+    contents = [p for p in out.iterdir() if p.name not in set(keep)] if out.is_dir() else []
+    status: Literal["new", "resume", "done", "redo"] = "new"
+    if record is None:
+        if contents:
+            raise StaleOutputError(
+                f"{stage}: {out} already holds files but no {RECORD_FILE} (made by another tool or an "
+                "older rayrg), so rayrg cannot tell what made them; remove it or choose another --out")
+    elif record.get("fingerprint") == fp:
+        status = "done" if record.get("complete") else "resume"
+    else:
+        what = describe_changes(record.get("inputs", {}), inputs)
+        if on_change == "refuse":
+            raise StaleOutputError(
+                f"{stage}: {out} was made from other inputs ({what}); rerun with --overwrite to "
+                "redo it, or choose another --out")
+        print(f"[rayrg] {stage}: inputs changed ({what}); redoing it in {out}", flush=True)
+        kept = set(keep)
+        for path in out.iterdir():
+            if path.name in kept:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        status = "redo"
+    result = Claim(stage, out, fp, inputs, status, record or {})
+    if quiet:
+        pass
+    elif status == "done":
+        print(f"[rayrg] {stage}: up to date in {out} (fingerprint {fp}), skipping", flush=True)
+    elif status == "resume":
+        print(f"[rayrg] {stage}: resuming the unfinished run in {out}", flush=True)
+    if status != "done":
+        _write(out, {**result._base(), "complete": False})
+    return result
+
+
+def public(config: Any) -> dict[str, Any]:
+    """A config (StageConfig or mapping) as written to disk: credentials scrubbed."""
+    from rayrg import config as config_module
+
+    data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    scrub = getattr(config_module, "scrub_secrets", None)
+    return scrub(data) if scrub else data

@@ -1,0 +1,134 @@
+"""Evaluation statistics: interval coverage on simulated Bernoulli data, paired comparisons, claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rayrg.evaluation.metrics import mean_ci
+from rayrg.evaluation.stats import (
+    _pigeonhole_interval,
+    by_mode_method_subtasks,
+    claims,
+    compare_methods,
+    paired_difference,
+    return_interval,
+    wilson_interval,
+)
+
+EXPERIMENTS = 2000
+
+
+def _coverage(completed: np.ndarray, num_subtasks: int, truth: float) -> tuple[float, bool]:
+    hits, inside = 0, True
+    for row in completed:
+        _, lo, hi = return_interval(row / num_subtasks, num_subtasks)
+        hits += lo <= truth <= hi
+        inside &= 0.0 <= lo < hi <= 1.0
+    return hits / len(completed), inside
+
+
+def test_wilson_by_hand_and_not_degenerate_at_three() -> None:
+    # Wilson 5/10 at 95 %: centre 0.5, half 1.96·sqrt(0.025 + 3.8415/400) / 1.38415 = 0.26341
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == pytest.approx((0.23659, 0.76341), abs=1e-4)
+    assert wilson_interval(0, 3) == pytest.approx((0.0, 3.8415 / 6.8415), abs=1e-4)
+    assert wilson_interval(3, 3) == pytest.approx((1 - 3.8415 / 6.8415, 1.0), abs=1e-4)
+    # Brown–Cai–DasGupta: x = 1 of n = 3 uses the Poisson bound ½χ²_{2,0.05}/3 = -ln(0.95)/3
+    assert wilson_interval(1, 3)[0] == pytest.approx(-np.log(0.95) / 3, rel=1e-6)
+    mean, lo, hi = return_interval([0.0, 0.0, 0.0], 1)
+    assert mean == 0 and lo == 0 and hi > 0.5  # the t-interval gives [0, 0] here
+    assert mean_ci([0.0, 0.0, 0.0])[1:] == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.7])
+@pytest.mark.parametrize("n", [3, 10, 30])
+def test_coverage_on_bernoulli_returns(p: float, n: int) -> None:
+    """One sub-task per task: coverage of 2000 seeded experiments within [0.90, 1.0].
+
+    Exact coverage of any interval on binomial data oscillates with n and p; Wilson with
+    the boundary change stays within [0.915, 0.994] on this grid (Monte-Carlo s.e. 0.005).
+    """
+    rng = np.random.default_rng([int(p * 100), n])
+    coverage, inside = _coverage(rng.binomial(1, p, size=(EXPERIMENTS, n)), 1, p)
+    assert inside
+    assert 0.90 <= coverage <= 1.0, coverage
+
+
+def test_average_coverage_is_nominal() -> None:
+    rng = np.random.default_rng(7)
+    values = [_coverage(rng.binomial(m, p, size=(EXPERIMENTS, n)), m, p)[0]
+              for m in (1, 3) for p in (0.05, 0.3, 0.7) for n in (3, 10, 30)]
+    assert abs(np.mean(values) - 0.95) <= 0.02, values
+
+
+def test_chained_subtasks_use_an_effective_sample_size() -> None:
+    """A chain stops at the first failure: sub-tasks are correlated, so pooling them as
+    independent (plain Wilson on k of N) under-covers; the effective-N interval does not."""
+    rng = np.random.default_rng(3)
+    m, q, n = 4, 0.9, 30
+    truth = sum(q ** j for j in range(1, m + 1)) / m
+    completed = np.cumprod(rng.random((EXPERIMENTS, n, m)) < q, axis=2).sum(axis=2)
+    coverage, inside = _coverage(completed, m, truth)
+    naive = np.mean([(lambda lo, hi: lo <= truth <= hi)(*wilson_interval(row.sum(), n * m)) for row in completed])
+    assert inside and coverage >= 0.92, coverage
+    assert naive < 0.85, naive
+
+
+def _grids(rng: np.random.Generator, experiments: int, delta: float) -> np.ndarray:
+    seeds, tasks = 3, 20
+    seed_effect = rng.normal(0, 0.03, (experiments, seeds, 1))
+    task_effect = rng.normal(0, 0.15, (experiments, 1, tasks))
+    return delta + seed_effect + task_effect + rng.normal(0, 0.2, (experiments, seeds, tasks))
+
+
+def test_paired_difference_covers_true_difference_and_null_rate() -> None:
+    rng = np.random.default_rng(11)
+    lo, hi = _pigeonhole_interval(_grids(rng, 1000, 0.1), 0.95, 1000, rng)
+    coverage = np.mean((lo <= 0.1) & (0.1 <= hi))
+    assert 0.92 <= coverage <= 0.99, coverage
+    lo, hi = _pigeonhole_interval(_grids(rng, 1000, 0.0), 0.95, 1000, rng)
+    false_positive = np.mean((lo > 0) | (hi < 0))
+    assert 0.01 <= false_positive <= 0.08, false_positive
+
+
+def test_paired_difference_pairs_cells() -> None:
+    rng = np.random.default_rng(0)
+    task_effect = rng.normal(0.5, 0.3, (1, 30))
+    a = task_effect + 0.05 + rng.normal(0, 0.01, (3, 30))
+    b = task_effect + rng.normal(0, 0.01, (3, 30))
+    result = paired_difference(a, b)
+    # large task-to-task spread, small within-pair noise: pairing makes 0.05 significant
+    assert result["significant"] and result["ci95"][0] > 0.03 and result["difference"] == pytest.approx(0.05, abs=0.01)
+    assert paired_difference(a, b) == result  # seeded
+    with pytest.raises(ValueError, match="missing cells"):
+        paired_difference(np.array([[np.nan]]), np.array([[0.0]]))
+
+
+def _records(rng: np.random.Generator, means: dict[tuple[str, str], float]) -> list[dict]:
+    rows = []
+    for (method, mode), p in means.items():
+        for seed in range(3):
+            for t in range(40):
+                rows.append({"method": method, "mode": mode, "train_seed": seed, "task_id": f"t{t}",
+                             "num_subtasks": 1 + t % 2, "return": float(rng.random() < p)})
+    return rows
+
+
+def test_report_structure_and_claims() -> None:
+    rng = np.random.default_rng(5)
+    records = _records(rng, {("sparse", "fixed"): 0.3, ("sparse", "randomized"): 0.0,
+                             ("dense", "fixed"): 0.7, ("dense", "randomized"): 0.7,
+                             ("fused", "fixed"): 0.7, ("fused", "randomized"): 0.65})
+    table = by_mode_method_subtasks(records)
+    cell = table["fixed"]["sparse"]["2"]
+    assert set(cell) == {"mean", "ci95", "n"} and cell["n"] == 60
+    assert 0 <= cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1] <= 1
+    found = claims(records, sparse="sparse", dense="dense", dense_plus_sparse="fused")
+    assert [set(c) for c in found] == [{"claim", "finding", "difference", "ci95", "significant"}] * 3
+    beats, drop, adds = found
+    assert beats["significant"] and beats["difference"] > 0.25 and beats["finding"].startswith("supported")
+    assert drop["significant"] and drop["difference"] > 0.1  # sparse drops 0.3, dense 0
+    assert not adds["significant"] and "inconclusive" in adds["finding"]  # same rate: no effect
+    with pytest.raises(ValueError, match="share no"):
+        compare_methods(records, "sparse", "nope")

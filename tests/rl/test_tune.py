@@ -1,0 +1,85 @@
+"""Tune ranks trials by evaluation return from evaluation actors, not by a training loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rayrg.config import ConfigError
+from rayrg.evaluation.config import EvalConfig
+from rayrg.rl.config import SweepConfig, TrainConfig
+from rayrg.rl.tune import _check_fits, results_table
+
+SMALL = {"batch_size": 8, "hidden": 32, "text_dim": 8, "report_every": 5, "checkpoint_every": 10,
+         "updates_per_call": 5}
+
+
+def test_sweep_config_refuses_loss_metrics_and_hides_unswept_values() -> None:
+    with pytest.raises(ConfigError, match="metric"):
+        SweepConfig.from_dict({"metric": "loss/policy"})
+    config = SweepConfig()
+    assert (config.metric, config.mode) == ("eval/return_mean", "max")
+    dumped = config.to_public_dict()
+    assert "expectile" not in dumped["train"] and "beta" not in dumped["train"]
+    assert dumped["expectiles"] == [0.7, 0.8, 0.9]
+
+
+def test_concurrent_trials_must_fit_the_cluster() -> None:
+    config = SweepConfig(max_concurrent_trials=2)  # 2 × (0.25 + 0.5 + 0.25) = 2 CPUs
+    _check_fits(config, 2.0)
+    with pytest.raises(ConfigError, match="needs 3 CPUs"):
+        _check_fits(config.model_copy(update={"max_concurrent_trials": 3}), 2.0)
+
+
+def test_results_table_names_each_hyperparameter_once_best_first() -> None:
+    frame = pd.DataFrame({"trial_id": ["a", "b"], "config/expectile": [0.7, 0.9], "config/beta": [3.0, 3.0],
+                          "config/train/expectile": [0.8, 0.8], "step": [10, 20],
+                          "eval/return_mean": [0.2, 0.5], "loss/policy": [0.1, 9.0]})
+    table = results_table(frame, "eval/return_mean", "max")
+    assert list(table.columns[:5]) == ["trial_id", "expectile", "beta", "step", "eval/return_mean"]
+    assert not any("train/" in c for c in table.columns)
+    assert table["trial_id"].tolist() == ["b", "a"]  # by eval return, although b's loss is far higher
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    from rayrg.data.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("gen")
+    generate(GenerateConfig(subtask_counts=[1], episodes_per_count=6, eval_tasks_per_count=3,
+                            episodes_per_shard=6), out, progress=False)
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_local) -> None:
+    from rayrg.evaluation.evaluate import evaluate
+    from rayrg.rl.tune import sweep
+
+    tasks = generated / "eval_tasks.json"
+    config = SweepConfig(train=TrainConfig(num_steps=20, **SMALL), expectiles=[0.7, 0.9], betas=[3.0],
+                         max_concurrent_trials=1, grace_period=1,
+                         eval=EvalConfig(tasks=str(tasks), modes=["fixed"], seeds=[0, 1], num_actors=1,
+                                         cpus_per_actor=0.25))
+    out = tmp_path / "tune"
+    text = sweep(config, generated / "trajectories", out)
+    progress = [pd.read_csv(p) for p in sorted((out / "sweep").rglob("progress.csv"))]
+    assert len(progress) == 2
+    for rows in progress:
+        # every result Tune saw is an evaluated checkpoint, with the eval metric
+        assert rows["eval/return_mean"].notna().all() and (rows["eval/episodes"] == 3 * 2).all()
+        assert set(rows["step"]) <= {10, 20}
+    best = json.loads((out / "best.json").read_text())
+    everything = pd.concat(progress)
+    assert best["eval/return_mean"] == pytest.approx(everything["eval/return_mean"].max())
+    assert f"expectile {best['expectile']}" in text
+    table = pd.read_csv(out / "sweep_results.csv")
+    assert table["expectile"].tolist()[0] == best["expectile"] and len(table) == 2
+    assert not any(c.startswith("config/") or "train/" in c for c in table.columns)
+    # The reported number is the evaluation return of that checkpoint: re-evaluate it.
+    again = evaluate(config.eval, best["checkpoint_path"], tmp_path / "again", progress=False)
+    assert again["modes"]["fixed"]["mean"] == pytest.approx(best["eval/return_mean"])
