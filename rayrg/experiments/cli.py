@@ -13,6 +13,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
     p.add_argument("--out", type=Path, help="override the config's output directory")
     p.add_argument("--dry-run", action="store_true", help="check what the config needs and print the plan; run nothing")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.num_steps=200 --set seeds=[0,1] "
+                        f"(YAML values; also read from ${SET_ENV}, separated by ';')")
     add_ray_args(p)
     p.set_defaults(func=_run)
 
@@ -27,10 +30,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
+SET_ENV = "RAYRG_SET"
+
+
+def apply_overrides(data: dict, assignments: list[str]) -> dict:
+    """``a.b.c=value`` (value parsed as YAML) into a nested mapping, in place."""
+    import yaml
+
+    from rayrg.config import ConfigError
+
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.num_steps=200")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {assignment!r}: '{part}' is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
 def _run(args: argparse.Namespace) -> int:
+    import os
+
+    import yaml
+
+    from rayrg.config import ConfigError
     from rayrg.experiments.config import ExperimentConfig
 
-    return _checked_run(ExperimentConfig.from_yaml(args.config).with_out(args.out), args)
+    if not args.config.exists():
+        raise ConfigError(f"config file not found: {args.config}")
+    data = yaml.safe_load(args.config.read_text()) or {}
+    sets = [s for s in os.environ.get(SET_ENV, "").split(";") if s.strip()] + args.set
+    if sets:
+        print(f"[rayrg] run: overrides {sets}", flush=True)
+    config = ExperimentConfig.from_dict(apply_overrides(data, sets), source=str(args.config))
+    return _checked_run(config.with_out(args.out), args)
 
 
 def _quickstart(args: argparse.Namespace) -> int:

@@ -87,6 +87,14 @@ def _default_evaluation() -> EvalConfig:
     return EvalConfig(num_actors=2, envs_per_actor=6)
 
 
+class ClaimsSpec(StageConfig):
+    """Which methods play which part in the paper's three claims (tested in the report)."""
+
+    sparse: str = Field(..., description="The sparse-reward method.")
+    dense: str = Field(..., description="The dense-reward method alone.")
+    dense_plus_sparse: str = Field(..., description="Dense + sparse.")
+
+
 class ExperimentConfig(StageConfig):
     """``rayrg run <config>``: every stage of the paper's pipeline, resumable."""
 
@@ -107,6 +115,11 @@ class ExperimentConfig(StageConfig):
     reference_policies: list[Literal["expert", "random"]] = Field(
         default_factory=lambda: ["expert", "random"],
         description="Policies evaluated beside the learned ones, as reference rows of the report.")
+
+    comparisons: list[tuple[str, str]] | None = Field(
+        None, description="Paired comparisons (a, b) in the report, as a − b over the same tasks "
+                          "and training seeds (default: every method against the first).")
+    claims: ClaimsSpec | None = Field(None, description="Test the paper's claims with these methods.")
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -137,6 +150,14 @@ class ExperimentConfig(StageConfig):
     def _methods_resolve(self) -> ExperimentConfig:
         if not self.methods:
             raise ValueError("no methods to train")
+        clash = set(self.methods) & set(self.reference_policies)
+        if clash:
+            raise ValueError(f"methods {sorted(clash)} share a name with a reference policy")
+        named = [n for pair in (self.comparisons or []) for n in pair]
+        named += list(self.claims.to_dict().values()) if self.claims else []
+        unknown = [n for n in named if n not in self.methods and n not in self.reference_policies]
+        if unknown:
+            raise ValueError(f"comparisons/claims name unknown methods {unknown}; methods: {sorted(self.methods)}")
         for name in self.methods:
             self.train_config(name, self.seeds[0] if self.seeds else 0)
         return self
@@ -156,6 +177,12 @@ class ExperimentConfig(StageConfig):
 
     def eval_config(self, tasks: str | Path) -> EvalConfig:
         return self.evaluation.model_copy(update={"tasks": str(tasks)})
+
+    def resolved_comparisons(self) -> list[tuple[str, str]]:
+        if self.comparisons is not None:
+            return list(self.comparisons)
+        first, *rest = list(self.methods)
+        return [(m, first) for m in rest]
 
     def label_name(self, method: str) -> str:
         return self.methods[method].label or method

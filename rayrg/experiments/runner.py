@@ -54,7 +54,8 @@ class ExperimentRunner:
             "evaluations": [], "methods": {
                 name: {"label": config.label_name(name), "note": spec.note, "reward_column": spec.reward_column,
                        "slug": slug(name)} for name, spec in config.methods.items()},
-            "notes": self.notes,
+            "notes": self.notes, "comparisons": config.resolved_comparisons(),
+            "claims": config.claims.to_dict() if config.claims else None,
         }
 
     # -- bookkeeping ----------------------------------------------------------------------

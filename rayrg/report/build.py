@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from rayrg.evaluation.metrics import mean_ci
 from rayrg.report import plots
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def load_episode_results(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         files = sorted((Path(entry["path"]) / "episodes").glob("*.parquet"))
         if not files:
             continue
-        key = entry["method"] if entry.get("kind") != "reference" else f"reference:{entry['method']}"
+        key = entry["method"]
         seed = entry["seed"] if entry.get("seed") is not None else 0
         for row in pq.read_table(files).to_pylist():
             rows.append({"method": key, "train_seed": int(seed), "mode": row["mode"],
@@ -67,7 +66,7 @@ def _method_labels(manifest: dict[str, Any]) -> tuple[dict[str, str], dict[str, 
     notes = {name: m["note"] for name, m in manifest.get("methods", {}).items() if m.get("note")}
     for entry in manifest.get("evaluations", []):
         if entry.get("kind") == "reference":
-            labels[f"reference:{entry['method']}"] = entry.get("label") or entry["method"]
+            labels[entry["method"]] = entry.get("label") or entry["method"]
     return labels, notes
 
 
@@ -80,38 +79,73 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _figure4(results: list[dict[str, Any]], labels: dict[str, str], report_dir: Path) -> tuple[str, dict]:
-    grouped: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for r in results:
-        grouped[r["mode"]][r["method"]][r["num_subtasks"]].append(r["return"])
-    table = {mode: {m: {n: mean_ci(v) for n, v in by_n.items()} for m, by_n in by_method.items()}
-             for mode, by_method in grouped.items()}
-    plots.return_by_subtasks(table, labels, report_dir / "return_by_subtasks.png")
-    numbers: dict[str, Any] = {"by_mode_method_subtasks": {
-        mode: {m: {str(n): {"mean": c[0], "ci95": [c[1], c[2]]} for n, c in s.items()} for m, s in t.items()}
-        for mode, t in table.items()}}
+def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Sequence[str],
+             comparisons: Sequence[tuple[str, str]], claim_methods: dict[str, str] | None,
+             report_dir: Path) -> tuple[str, dict]:
+    from rayrg.evaluation import stats
 
-    overall = {mode: {m: mean_ci([x for v in by_n.values() for x in v]) for m, by_n in by_method.items()}
-               for mode, by_method in grouped.items()}
-    methods = sorted({r["method"] for r in results})
+    table = stats.by_mode_method_subtasks(results)
+    plots.return_by_subtasks(
+        {mode: {m: {int(k): (c["mean"], *c["ci95"]) for k, c in by_k.items()} for m, by_k in t.items()}
+         for mode, t in table.items()}, labels, report_dir / "return_by_subtasks.png")
+    numbers: dict[str, Any] = {"by_mode_method_subtasks": table, "interval": "wilson (rayrg.evaluation.stats)"}
+
+    overall: dict[str, dict[str, tuple[float, float, float]]] = defaultdict(dict)
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        grouped[(r["method"], r["mode"])].append(r)
+    for (method, mode), rows in grouped.items():
+        overall[method][mode] = stats.return_interval([r["return"] for r in rows], [r["num_subtasks"] for r in rows])
+    methods = [*learned, *sorted(m for m in overall if m not in learned)]
+
+    def cell(m: str, mode: str) -> str:
+        if mode not in overall.get(m, {}):
+            return "—"
+        mean, lo, hi = overall[m][mode]
+        return f"{mean:.3f} [{lo:.2f}, {hi:.2f}]"
+
     rows = []
     for m in methods:
-        fixed = overall.get("fixed", {}).get(m, (math.nan,) * 3)[0]
-        rand = overall.get("randomized", {}).get(m, (math.nan,) * 3)[0]
-        drop = (fixed - rand) / fixed if fixed and not math.isnan(fixed) and fixed > 0 else math.nan
-        rows.append([labels.get(m, m), fixed, rand, drop])
-    numbers["overall"] = {m: {mode: overall[mode][m][0] for mode in overall if m in overall[mode]} for m in methods}
+        fixed = overall.get(m, {}).get("fixed", (math.nan,) * 3)[0]
+        rand = overall.get(m, {}).get("randomized", (math.nan,) * 3)[0]
+        drop = (fixed - rand) / fixed if fixed > 0 and not math.isnan(rand) else math.nan
+        rows.append([labels.get(m, m), cell(m, "fixed"), cell(m, "randomized"), drop])
+    numbers["overall"] = {m: {mode: {"mean": v[0], "ci95": [v[1], v[2]]} for mode, v in by_mode.items()}
+                          for m, by_mode in overall.items()}
     md = ["## Return per number of sub-tasks (Figure-4 analogue)", "",
           "![return by sub-tasks](return_by_subtasks.png)", "",
-          "Return = fraction of the mission's sub-tasks completed within the step budget; error bars "
-          "are 95 % t-intervals over training seeds × evaluation seeds × tasks.", "",
+          "Return = fraction of the mission's sub-tasks completed within the step budget. Intervals "
+          "are 95 % Wilson intervals on the sub-task successes, with the effective number of sub-tasks "
+          "corrected for their correlation within an episode (`rayrg/evaluation/stats.py`); they stay "
+          "in [0, 1]. The expert (scripted bot) and random rows are references on the same tasks.", "",
           _md_table(["method", "fixed start", "randomized start", "relative drop"], rows), ""]
-    plain, fused = "rgvlm", "rgvlm+sparse"
-    if plain in methods and fused in methods:
-        md.append("**Gain of sparse + RG-VLM over RG-VLM alone:** " + ", ".join(
-            f"{mode} {overall[mode][fused][0] - overall[mode][plain][0]:+.3f}"
-            for mode in overall if plain in overall[mode] and fused in overall[mode]))
-        md.append("")
+
+    compared = []
+    for a, b in comparisons:
+        for mode in ("fixed", "randomized"):
+            try:
+                result = stats.compare_methods(results, a, b, mode)
+            except ValueError:
+                continue  # a method without results in this mode
+            compared.append({"a": a, "b": b, "mode": mode, **result})
+    numbers["comparisons"] = compared
+    if compared:
+        md += ["### Paired comparisons", "",
+               "Difference of mean return on the same tasks and training seeds, with a two-way "
+               "bootstrap interval over seeds and tasks; *significant* means the interval excludes 0.", "",
+               _md_table(["a", "b", "start", "a − b", "95 % CI", "significant"],
+                         [[labels.get(c["a"], c["a"]), labels.get(c["b"], c["b"]), c["mode"],
+                           f"{c['difference']:+.3f}", f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
+                           "yes" if c["significant"] else "no"] for c in compared]), ""]
+    if claim_methods:
+        try:
+            numbers["claims"] = stats.claims(results, **claim_methods)
+        except ValueError as exc:
+            numbers["claims"] = []
+            md += [f"The paper's claims could not be tested: {exc}", ""]
+        if numbers["claims"]:
+            md += ["### The paper's claims, as found here", "",
+                   _md_table(["claim", "finding"], [[c["claim"], c["finding"]] for c in numbers["claims"]]), ""]
     return "\n".join(md), numbers
 
 
@@ -200,7 +234,10 @@ def build_report(out: str | Path) -> Path:
     numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / "manifest.json")}
     results = load_episode_results(manifest)
     if results:
-        md, numbers["evaluation"] = _figure4(results, labels, report_dir)
+        learned = list(manifest.get("methods", {}))
+        md, numbers["evaluation"] = _figure4(
+            results, labels, learned, [tuple(c) for c in manifest.get("comparisons", [])],
+            manifest.get("claims"), report_dir)
         sections.append(md)
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]

@@ -10,7 +10,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
-    p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_babyai.yaml)")
+    p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
     p.add_argument("--dataset", type=Path, required=True, help="labelled trajectory dataset")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumes if it has checkpoints)")
     p.add_argument("--reward-column", help="override: reward_* column to learn from")
@@ -20,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
-    p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_babyai.yaml)")
+    p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
     p.add_argument("--dataset", type=Path, required=True)
     p.add_argument("--eval-tasks", type=Path, help="override eval.tasks: eval_tasks.json of `rayrg generate`")
     p.add_argument("--out", type=Path, required=True)

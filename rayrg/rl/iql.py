@@ -1,8 +1,10 @@
-"""The IQL learner: networks, target network, one optimizer per network, the fused update.
+"""The IQL learner: networks, target network, one optimizer over all of them, the fused update.
 
-``update`` runs the three objectives of :mod:`rayrg.rl.math` in the paper's order (V, then
-Q, then the policy) on one minibatch and returns its metrics as tensors — no ``.item()``,
-so nothing synchronises with the host inside the training loop.
+``update`` computes the three objectives of :mod:`rayrg.rl.math` (V, Q, policy) on one
+minibatch, each from the networks as they were before the step (as the paper's sequential
+updates do: none of them reads another's updated weights), takes one optimizer step and
+returns its metrics as tensors — no ``.item()``, so nothing synchronises with the host
+inside the training loop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 class IQLLearner:
-    """Q (twin), target Q, V and the policy, with one AdamW each.
+    """Q (twin), target Q, V and the policy, with one AdamW over all three.
 
     With ``shared_encoder`` the learner owns one observation encoder: the Q loss trains it,
     V, the policy and the target heads read its output detached, and the target heads sit on
@@ -44,12 +46,17 @@ class IQLLearner:
         self.make_optimizers()
 
     def make_optimizers(self) -> None:
-        def adamw(*modules: nn.Module) -> torch.optim.Optimizer:
-            params = [p for m in modules for p in m.parameters()]
-            return torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay, foreach=True)
+        # One AdamW over Q (+ shared encoder), V and the policy. The three losses read only
+        # detached quantities of each other (target Q, V(s'), A), so each network's gradient
+        # of their sum is its own loss's gradient, and AdamW is per parameter: one backward
+        # and one optimizer step give the updates of three separate ones, with a third of
+        # the per-call overhead (that overhead, not arithmetic, bounds a small update).
+        params = [p for m in self._trained() for p in m.parameters()]
+        self.opt = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay,
+                                     foreach=True)
 
-        self.q_opt = adamw(self.q, *([self.encoder] if self.encoder is not None else []))
-        self.v_opt, self.policy_opt = adamw(self.v), adamw(self.policy)
+    def _trained(self) -> list[nn.Module]:
+        return [self.q, *([self.encoder] if self.encoder is not None else []), self.v, self.policy]
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
@@ -70,25 +77,18 @@ class IQLLearner:
         # V: expectile regression towards min target Q (Eq. 1)
         value = self.v(obs, text)
         v_loss = iql_math.value_loss(target_q, value, c.expectile)
-        self.v_opt.zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.v_opt.step()
-
         # Q: TD towards r + γ(1 − terminal)·V(s') (Eq. 2)
         q1, q2 = self.q(obs_q, text)
         q_loss = iql_math.q_td_loss(q1, q2, actions, batch["rewards"], batch["terminals"], next_value, c.gamma)
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_opt.step()
-        iql_math.polyak_update(self.q_target, unwrap(self.q), c.polyak_tau)
-
         # Policy: advantage-weighted regression (Eq. 3), A = min target Q − V, detached
         advantage = target_q - value.detach()
         logits = self.policy(obs, text)[0]
         policy_loss = iql_math.awr_policy_loss(logits, actions, advantage, c.beta, c.exp_adv_max)
-        self.policy_opt.zero_grad(set_to_none=True)
-        policy_loss.backward()
-        self.policy_opt.step()
+
+        self.opt.zero_grad(set_to_none=True)
+        (v_loss + q_loss + policy_loss).backward()
+        self.opt.step()
+        iql_math.polyak_update(self.q_target, unwrap(self.q), c.polyak_tau)
         self.step += 1
         return {
             "loss/value": v_loss.detach(), "loss/q": q_loss.detach(), "loss/policy": policy_loss.detach(),
@@ -100,8 +100,7 @@ class IQLLearner:
     def state_dict(self) -> dict[str, Any]:
         return {"q": unwrap(self.q).state_dict(), "q_target": self.q_target.state_dict(),
                 "v": unwrap(self.v).state_dict(), "policy": unwrap(self.policy).state_dict(),
-                "q_opt": self.q_opt.state_dict(), "v_opt": self.v_opt.state_dict(),
-                "policy_opt": self.policy_opt.state_dict(), "step": self.step, "spec": self.spec.to_dict(),
+                "opt": self.opt.state_dict(), "step": self.step, "spec": self.spec.to_dict(),
                 "config": self.config.to_dict(),
                 **({"encoder": unwrap(self.encoder).state_dict()} if self.encoder is not None else {})}
 
@@ -112,7 +111,10 @@ class IQLLearner:
         unwrap(self.policy).load_state_dict(state["policy"])
         if self.encoder is not None:
             unwrap(self.encoder).load_state_dict(state["encoder"])
-        self.q_opt.load_state_dict(state["q_opt"])
-        self.v_opt.load_state_dict(state["v_opt"])
-        self.policy_opt.load_state_dict(state["policy_opt"])
+        if "opt" not in state:
+            from rayrg.config import ConfigError
+
+            raise ConfigError("IQL checkpoint: written by an older rayrg (one optimizer per network, "
+                              "separate MLP heads); train it again")
+        self.opt.load_state_dict(state["opt"])
         self.step = int(state["step"])

@@ -20,6 +20,7 @@ the Q loss) and the networks ``encoded`` inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 # Per-channel index ranges of BabyAI's symbolic grid (object 0..10, colour 0..5, state 0..2),
 # rounded up so an index table of a newer minigrid still fits; out-of-range values clamp.
 STATE_VALUES_PER_CHANNEL = 16
+STATE_PROJ_DEFAULT = 64
 
 
 @dataclass
@@ -39,13 +41,17 @@ class ObsSpec:
     history: int = 1
     channels: list[int] = field(default_factory=lambda: [16, 32, 32])
     state_embed: int = 8
+    # state: each observation's 49 cell embeddings → Linear → this many features (0: none, the
+    # heads read all 49·state_embed per observation). See StateEncoder for why 64.
+    state_proj: int = STATE_PROJ_DEFAULT
 
     def to_dict(self) -> dict:
         return {**asdict(self), "shape": list(self.shape)}
 
     @classmethod
     def from_dict(cls, raw: dict) -> ObsSpec:
-        return cls(**{**raw, "shape": tuple(raw["shape"])})
+        # Checkpoints written before state_proj existed had no projection: rebuild them so.
+        return cls(**{"state_proj": 0, **raw, "shape": tuple(raw["shape"])})
 
 
 class ConvEncoder(nn.Module):
@@ -66,22 +72,26 @@ class ConvEncoder(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    """Symbolic grid → per cell, the sum of its (object, colour, state) embeddings → flatten.
+    """Symbolic grid → per cell, the sum of its (object, colour, state) embeddings → flatten
+    → (``proj`` > 0) Linear + ReLU to ``proj`` features.
 
-    No projection layer: the heads' first layer reads the cells directly, so a state costs
-    one embedding gather instead of a conv stack (the point of the ``state`` observation).
+    The projection is shared by the k observations of a history, so the heads' first layer
+    reads k·proj inputs instead of k·49·embed (1,568 at k = 4): that layer was most of an
+    update's cost, and the projection costs a quarter of it.
     """
 
-    def __init__(self, shape: tuple[int, ...], embed: int) -> None:
+    def __init__(self, shape: tuple[int, ...], embed: int, proj: int = 0) -> None:
         super().__init__()
         cells, channels = shape[0] * shape[1], shape[2]
         self.embedding = nn.Embedding(channels * STATE_VALUES_PER_CHANNEL, embed)
         self.register_buffer("offsets", torch.arange(channels) * STATE_VALUES_PER_CHANNEL, persistent=False)
-        self.out_dim = cells * embed
+        self.proj = nn.Sequential(nn.Linear(cells * embed, proj), nn.ReLU()) if proj else None
+        self.out_dim = proj or cells * embed
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         idx = states.long().clamp(max=STATE_VALUES_PER_CHANNEL - 1) + self.offsets
-        return self.embedding(idx).sum(-2).flatten(1)
+        cells = self.embedding(idx).sum(-2).flatten(1)
+        return cells if self.proj is None else self.proj(cells)
 
 
 class ObservationEncoder(nn.Module):
@@ -95,7 +105,7 @@ class ObservationEncoder(nn.Module):
             self.inner = ConvEncoder(spec.channels, spec.shape)
             per = self.inner.out_dim
         elif spec.kind == "state":
-            self.inner = StateEncoder(spec.shape, spec.state_embed)
+            self.inner = StateEncoder(spec.shape, spec.state_embed, spec.state_proj)
             per = self.inner.out_dim
         elif spec.kind in ("features", "encoded"):
             per = int(spec.shape[0])
@@ -131,6 +141,33 @@ class InstructionEncoder(nn.Module):
         return (self.embedding(text) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+class MultiHeadMLP(nn.Module):
+    """``heads`` independent 3-layer MLPs on one input, run as one matmul per layer.
+
+    Layer 1 is one Linear with the heads' units side by side; layers 2 and 3 are batched
+    matmuls over per-head weights ``[heads, in, out]``. Each head has its own parameters, as
+    with separate MLPs (the twin Q stays two critics), with fewer, larger kernels.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.hidden = heads, hidden
+        self.first = nn.Linear(in_dim, heads * hidden)
+        self.w2 = nn.Parameter(torch.empty(heads, hidden, hidden))
+        self.b2 = nn.Parameter(torch.empty(heads, 1, hidden))
+        self.w3 = nn.Parameter(torch.empty(heads, hidden, out_dim))
+        self.b3 = nn.Parameter(torch.empty(heads, 1, out_dim))
+        for w, b in ((self.w2, self.b2), (self.w3, self.b3)):  # nn.Linear's default init
+            bound = 1.0 / math.sqrt(w.shape[1])
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.first(x)).view(x.shape[0], self.heads, self.hidden).transpose(0, 1)
+        h = torch.relu(torch.baddbmm(self.b2, h, self.w2))
+        return torch.baddbmm(self.b3, h, self.w3)  # [heads, B, out]
+
+
 class StateActionNet(nn.Module):
     """observation + instruction → ``heads`` outputs of size ``num_actions`` each (stacked on dim 0)."""
 
@@ -139,14 +176,10 @@ class StateActionNet(nn.Module):
         super().__init__()
         self.obs = ObservationEncoder(obs)
         self.text = InstructionEncoder(text_kind, vocab_size, text_dim, feature_dim)
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(self.obs.out_dim + self.text.out_dim, hidden), nn.ReLU(),
-                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
-            for _ in range(heads))
+        self.mlp = MultiHeadMLP(self.obs.out_dim + self.text.out_dim, hidden, num_actions, heads)
 
     def forward(self, obs: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.obs(obs), self.text(text)], dim=-1)
-        return torch.stack([head(h) for head in self.heads])
+        return self.mlp(torch.cat([self.obs(obs), self.text(text)], dim=-1))
 
 
 class StateNet(StateActionNet):

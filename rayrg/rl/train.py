@@ -131,8 +131,13 @@ def train_inputs(config: TrainConfig, dataset: str | Path) -> dict[str, Any]:
     """What a training run is keyed to: the dataset's fingerprint and the result-relevant config."""
     from rayrg.provenance import dataset_fingerprint
 
-    return {"dataset": dataset_fingerprint(dataset),
-            "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}}
+    inputs = {"dataset": dataset_fingerprint(dataset),
+              "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}}
+    if config.features_dir:  # the frozen encoder's output is an input like the dataset
+        from rayrg.provenance import file_fingerprint
+
+        inputs["features"] = file_fingerprint(config.features_dir)
+    return inputs
 
 
 def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: str | None = None,

@@ -49,7 +49,9 @@ def test_reduced_experiment_end_to_end_and_rerun_skips(tmp_path: Path) -> None:
         assert (out / "report" / png).stat().st_size > 1000
     numbers = json.loads((out / "report" / "report.json").read_text())
     assert set(numbers["evaluation"]["overall"]) == {
-        "sparse", "simulated+sparse", "rgvlm+sparse", "reference:expert", "reference:random"}
+        "sparse", "simulated+sparse", "rgvlm+sparse", "expert", "random"}
+    assert set(numbers["evaluation"]["by_mode_method_subtasks"]["fixed"]) >= {"expert", "random"}
+    assert numbers["evaluation"]["comparisons"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert {s["status"] for s in manifest["stages"]} == {"ran"}
 

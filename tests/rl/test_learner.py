@@ -80,9 +80,12 @@ def test_update_matches_a_hand_written_reference() -> None:
     assert float(metrics["loss/value"]) == pytest.approx(float(v_loss.detach()), rel=1e-5)
     assert float(metrics["loss/q"]) == pytest.approx(float(q_loss.detach()), rel=1e-5)
     assert float(metrics["loss/policy"]) == pytest.approx(float(pi_loss.detach()), rel=1e-5)
+    # Adam's first step is lr·g/(|g| + 1e-8): on a near-zero gradient a rounding difference of
+    # 1e-12 (the reference indexes where the learner gathers) moves a weight by ~1e-6, so the
+    # parameters are compared to 0.1 % of one step (lr 1e-2); a wrong loss moves them by ~lr.
     for mine, ref in ((learner.q, q), (learner.v, v), (learner.policy, pi)):
         for p, r in zip(mine.parameters(), ref.parameters(), strict=True):
-            torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-5)
     for p, e in zip(learner.q_target.parameters(), expected_target, strict=True):
         torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
 

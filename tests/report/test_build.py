@@ -1,0 +1,70 @@
+"""The run report reads only the manifest: reference rows, Wilson intervals, paired
+comparisons and the paper's claims, on evaluation results written in the real format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rayrg.config import ConfigError
+from rayrg.evaluation.evaluate import RESULT_SCHEMA
+from rayrg.report.build import build_report
+
+TASKS = [f"t{k}-{i}" for k in (1, 2) for i in range(8)]
+
+
+def _episodes(directory: Path, p_success: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for mode in ("fixed", "randomized"):
+        for task in TASKS:
+            k = int(task[1])
+            done = int(rng.binomial(k, p_success if mode == "fixed" else p_success / 2))
+            rows.append({"task_id": task, "env_name": "babyai", "num_subtasks": k, "mode": mode, "seed": 0,
+                         "return": done / k, "subtasks_completed": done, "success": done == k, "steps": 5,
+                         "budget": 10, "start_pos": [1, 1], "start_dir": 0})
+    (directory / "episodes").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "episodes" / "a.parquet")
+
+
+def test_report_from_manifest(tmp_path: Path) -> None:
+    evaluations = []
+    for method, p in (("sparse", 0.1), ("dense", 0.5), ("dense+sparse", 0.95)):
+        for seed in (0, 1, 2):
+            d = tmp_path / "eval" / method / f"seed{seed}"
+            _episodes(d, p, seed * 10 + len(method))
+            evaluations.append({"method": method, "kind": "learned", "seed": seed, "path": str(d), "label": method})
+    for ref, p in (("expert", 1.0), ("random", 0.0)):
+        d = tmp_path / "eval" / "_reference" / ref
+        _episodes(d, p, 99)
+        evaluations.append({"method": ref, "kind": "reference", "seed": None, "path": str(d),
+                            "label": f"{ref} (reference)"})
+    manifest = {"name": "t", "methods": {m: {"label": m} for m in ("sparse", "dense", "dense+sparse")},
+                "evaluations": evaluations, "comparisons": [["dense+sparse", "sparse"]],
+                "claims": {"sparse": "sparse", "dense": "dense", "dense_plus_sparse": "dense+sparse"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    build_report(tmp_path)
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    table = numbers["evaluation"]["by_mode_method_subtasks"]
+    assert table["fixed"]["expert"]["1"]["mean"] == 1.0 and table["fixed"]["random"]["2"]["mean"] == 0.0
+    for by_k in table["fixed"].values():
+        for cell in by_k.values():
+            assert 0.0 <= cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1] <= 1.0
+    fixed = [c for c in numbers["evaluation"]["comparisons"] if c["mode"] == "fixed"][0]
+    assert fixed["significant"] and fixed["difference"] > 0.5 and fixed["seeds"] == 3
+    claims = {c["claim"].split(" (")[0]: c for c in numbers["evaluation"]["claims"]}
+    assert claims["dense + sparse"]["significant"] and claims["dense + sparse"]["difference"] > 0
+    assert set(next(iter(numbers["evaluation"]["claims"])).keys()) == {
+        "claim", "finding", "difference", "ci95", "significant"}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "expert (reference)" in report and "The paper's claims" in report
+
+
+def test_report_needs_the_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        build_report(tmp_path)
