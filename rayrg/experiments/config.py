@@ -33,7 +33,8 @@ class DataSection(StageConfig):
 
     source: Literal["babyai", "alfred", "path"] = "babyai"
     generate: GenerateConfig = Field(
-        default_factory=lambda: GenerateConfig(episodes_per_count=12, eval_tasks_per_count=3, noise=0.2),
+        default_factory=lambda: GenerateConfig(subtask_counts=[1, 2, 3], episodes_per_count=16,
+                                               eval_tasks_per_count=8, noise=0.2),
         description="source=babyai: the generator's config.")
     alfred: AlfredImportConfig | None = Field(None, description="source=alfred: the import's config.")
     trajectories: str | None = Field(None, description="source=path: an existing trajectory dataset.")
@@ -60,7 +61,6 @@ class MethodSpec(StageConfig):
 def _default_labels() -> list[Any]:
     return [{"method": "sparse"},
             {"method": "simulated", "accuracy": 0.934, "name": "acc934"},
-            {"method": "simulated", "accuracy": 0.742, "name": "acc742"},
             {"method": "rgvlm", AUTO_BACKEND: True}]
 
 
@@ -70,21 +70,19 @@ def _default_methods() -> dict[str, MethodSpec]:
         "simulated-93.4%+sparse": MethodSpec(
             reward_column="reward_simulated_acc934_sparse", label="simulated 93.4% + sparse",
             note="SIMULATED labels: ground truth corrupted to 93.4% accuracy (Gemini 1.5 Pro, Table I)"),
-        "simulated-74.2%+sparse": MethodSpec(
-            reward_column="reward_simulated_acc742_sparse", label="simulated 74.2% + sparse",
-            note="SIMULATED labels: ground truth corrupted to 74.2% accuracy (Gemini 1.5 Flash, Table I)"),
-        "rgvlm": MethodSpec(reward_column="reward_rgvlm", label="RG-VLM"),
         "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
     }
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(num_steps=1000, batch_size=32, lr=3e-4, num_workers=1, torch_threads=2,
-                       checkpoint_every=500, report_every=100)
+    # lr 1e-3: at this budget it learned far better than SPRINT's 1e-4 on BabyAI (1,500 steps:
+    # 0.75 vs 0.33 of the 1-sub-task training missions solved, 0.75 vs 0.00 of the 2-sub-task).
+    return TrainConfig(num_steps=1500, batch_size=64, lr=1e-3, num_workers=1, torch_threads=2,
+                       checkpoint_every=500, report_every=250)
 
 
 def _default_evaluation() -> EvalConfig:
-    return EvalConfig(num_actors=2, envs_per_actor=6)
+    return EvalConfig(num_actors=2, envs_per_actor=8)
 
 
 class ClaimsSpec(StageConfig):

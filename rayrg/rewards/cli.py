@@ -42,10 +42,6 @@ def _label(args: argparse.Namespace) -> int:
     if not isinstance(data, dict):
         raise ConfigError(f"{args.config}: expected a mapping at top level")
     method, config = load_label_config(data, source=str(args.config))
-    if args.num_cpus is not None and args.address is None:
-        from rayrg.runtime import init_ray
-
-        init_ray(None, num_cpus=args.num_cpus)
     out = run_label(method, config, args.dataset, args.out, address=args.address,
                     on_change="redo" if args.overwrite else "refuse")
     summary = Path(out) / f"_{method.name}_summary.json"

@@ -29,6 +29,13 @@ class TrainConfig(StageConfig):
     needs no conv, so an update is several times cheaper (benchmarks/bench_iql.py). With so little
     data the history also memorises (held-out missions did not improve): more episodes, not
     a bigger network, is what held-out returns need. The VLM labellers keep seeing frames.
+
+    The state networks project each observation's cell embeddings to 64 features before the
+    heads (rayrg.rl.networks.StateEncoder) and the heads are 128 wide: on the same data (72
+    episodes, 3,478 transitions; lr 1e-3, 2000 updates; 1 CPU thread) that fitted 0.99 of
+    the actions and solved 0.75/0.75 of the 1-/2-sub-task training missions, against 0.92
+    and 0.50/0.42 for the unprojected 256-wide heads (random policy: 0.08/0.00), at 3.5x the
+    updates/s (21 vs 6 on a loaded 2-core machine).
     """
 
     reward_column: str = Field("reward_sparse", description="The reward_* column to learn from.")
@@ -59,9 +66,15 @@ class TrainConfig(StageConfig):
         None, description="observation=features: the `rayrg encode` output for this dataset.")
     shared_encoder: bool = Field(
         False, description="frame/state: one observation encoder trained by the Q loss and used "
-        "(detached) by V, the policy and the target heads, instead of one per network.")
+        "(detached) by V, the policy and the target heads, instead of one per network. Off by "
+        "default: on the 72-episode BabyAI set (state, history 4, hidden 128, lr 1e-3, 2000 "
+        "updates) it fitted 0.58 of the actions and solved 0.08/0.00 of the 1-/2-sub-task "
+        "training missions, against 0.99 and 0.75/0.75 with one encoder per network, though it "
+        "updates ~1.5x faster.")
     channels: list[int] = Field(default_factory=lambda: [16, 32, 32], description="Conv encoder channels.")
-    hidden: int = Field(256, ge=8, description="Width of the MLP heads.")
+    hidden: int = Field(128, ge=8, description="Width of the MLP heads. 128: on the 72-episode "
+                        "BabyAI set (state, history 4) it fitted the data better than 256 and "
+                        "updates faster (class docstring).")
     text_dim: int = Field(64, ge=4, description="Learned token-embedding width (tokens encoder).")
     updates_per_call: int = Field(8, ge=1, description="Updates per host-loop iteration (no sync in between).")
     torch_threads: int | None = Field(

@@ -26,10 +26,10 @@ REDUCED_EXPERIMENT = {
     "data": {"generate": {"subtask_counts": [1, 2], "episodes_per_count": 2, "eval_tasks_per_count": 1}},
     "labels": [{"method": "sparse"}, {"method": "simulated", "accuracy": 0.9, "name": "acc900"}],
     "methods": {"simulated+sparse": {"reward_column": "reward_simulated_acc900_sparse"}},
-    "train": {"num_steps": 10, "batch_size": 8, "checkpoint_every": 10, "report_every": 5,
-              "channels": [4, 8, 8], "hidden": 32},
+    "train": {"num_steps": 10, "batch_size": 8, "checkpoint_every": 10, "report_every": 5, "hidden": 32},
     "seeds": [0],
-    "evaluation": {"modes": ["fixed", "randomized"], "seeds": [0], "settings": {"num_actors": 1}},
+    "evaluation": {"modes": ["fixed", "randomized"], "seeds": [0], "num_actors": 1},
+    "reference_policies": ["random"],
 }
 
 

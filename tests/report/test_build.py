@@ -55,7 +55,7 @@ def test_report_from_manifest(tmp_path: Path) -> None:
     for by_k in table["fixed"].values():
         for cell in by_k.values():
             assert 0.0 <= cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1] <= 1.0
-    fixed = [c for c in numbers["evaluation"]["comparisons"] if c["mode"] == "fixed"][0]
+    fixed = next(c for c in numbers["evaluation"]["comparisons"] if c["mode"] == "fixed")
     assert fixed["significant"] and fixed["difference"] > 0.5 and fixed["seeds"] == 3
     claims = {c["claim"].split(" (")[0]: c for c in numbers["evaluation"]["claims"]}
     assert claims["dense + sparse"]["significant"] and claims["dense + sparse"]["difference"] > 0

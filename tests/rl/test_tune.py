@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from rayrg.config import ConfigError
 from rayrg.evaluation.config import EvalConfig
@@ -58,7 +61,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
 @pytest.mark.slow
 def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_local) -> None:
     from rayrg.evaluation.evaluate import evaluate
-    from rayrg.rl.tune import sweep
 
     tasks = generated / "eval_tasks.json"
     config = SweepConfig(train=TrainConfig(num_steps=20, **SMALL), expectiles=[0.7, 0.9], betas=[3.0],
@@ -66,7 +68,15 @@ def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_
                          eval=EvalConfig(tasks=str(tasks), modes=["fixed"], seeds=[0, 1], num_actors=1,
                                          cpus_per_actor=0.25))
     out = tmp_path / "tune"
-    text = sweep(config, generated / "trajectories", out)
+    # In its own process (its own local Ray): a sweep's Train controllers must not outlive it
+    # inside the shared test cluster, where they would hold CPUs other tests wait for.
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    run = subprocess.run([sys.executable, "-m", "rayrg.cli", "tune", "--config", str(path), "--dataset",
+                          str(generated / "trajectories"), "--out", str(out), "--num-cpus", "2"],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    text = run.stdout
     progress = [pd.read_csv(p) for p in sorted((out / "sweep").rglob("progress.csv"))]
     assert len(progress) == 2
     for rows in progress:
