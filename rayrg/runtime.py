@@ -17,7 +17,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     """Start (``address=None``: a fresh local cluster) or join (``address``) a Ray cluster.
 
     Local mode always uses ``address="local"`` so a stale ``ray start`` cluster on the same
-    machine is never joined by accident (FACTS: Ray 2.59+ leaves a ``ray_current_cluster``
+    machine is never joined by accident (Ray 2.59+ leaves a ``ray_current_cluster``
     file that a plain ``ray.init()`` attaches to).
     """
     import ray

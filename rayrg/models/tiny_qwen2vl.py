@@ -119,7 +119,7 @@ def build_tiny_qwen2vl(directory: str | Path, *, seed: int = 0, bpe_vocab: int =
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    # The hub's flat files too (older loaders such as vLLM's read these, FACTS).
+    # The hub's flat files too (older loaders such as vLLM's read these).
     image_processor.to_json_file(directory / "preprocessor_config.json")
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")

@@ -229,7 +229,7 @@ class _AsyncWindowLabeller(_WindowLabeller):
 
 
 def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
-    """Actor resources per backend (fractional CPUs: FACTS says whole ones can hang 2-CPU pools)."""
+    """Actor resources per backend (fractional CPUs: fixed pools of whole CPUs that ask more than a 2-CPU machine has hang)."""
     b = config.backend
     from ray.data import ActorPoolStrategy
 

@@ -37,7 +37,7 @@ def torch_dtype(name: str, device: str) -> Any:
 
 
 def _features(output: Any) -> Any:
-    """transformers 5 returns an output object from get_*_features; 4.x a tensor (FACTS)."""
+    """transformers 5 returns an output object from get_*_features; 4.x a tensor."""
     return getattr(output, "pooler_output", output)
 
 

@@ -8,8 +8,8 @@
                                                        └─► one score per episode, on its last step
 
 Actors run on the GPU when the cluster has one (``num_gpus`` None: 1 per actor) and on
-CPU otherwise, in an autoscaling pool of 1..``max_actors`` with fractional CPUs (FACTS:
-fixed pools asking for more CPUs than exist hang on 2-core machines). Scores are small,
+CPU otherwise, in an autoscaling pool of 1..``max_actors`` with fractional CPUs
+(fixed pools asking for more CPUs than exist hang on 2-core machines). Scores are small,
 so they are gathered on the driver and joined onto the dataset by
 :func:`rayrg.rewards.base.write_labelled_dataset`.
 """

@@ -28,7 +28,7 @@ from rayrg.rewards.rgvlm.backends.base import (
 from rayrg.rewards.rgvlm.backends.openai_http import RETRY_STATUSES, read_api_key
 from rayrg.rewards.rgvlm.config import Decoding, GeminiBackendConfig
 
-GEMINI_IMAGE_TILE = 768  # FACTS: ≤384 px per side is one 258-token image; larger ones tile at 768×768
+GEMINI_IMAGE_TILE = 768  # Gemini 2.x: ≤384 px per side is one 258-token image; larger ones tile at 768×768
 GEMINI_TOKENS_PER_TILE = 258
 
 

@@ -3,7 +3,7 @@
 ``AutoProcessor`` + ``AutoModelForImageTextToText`` load any chat VLM with an image
 processor and a chat template (Qwen2-VL, Qwen2.5-VL, ...). Turn 2 is constrained by
 xgrammar's HF logits processor to the scores JSON schema (exactly ``num_steps`` integers
-0..10, no free whitespace — FACTS: outlines and lm-format-enforcer did not hold with
+0..10, no free whitespace — measured here: outlines and lm-format-enforcer did not hold with
 transformers 5), so even an untrained model answers parseably; the parser still checks.
 
 Windows run one at a time per actor (a grammar per sequence); scale with ``num_actors``.
@@ -52,7 +52,7 @@ class TransformersBackend(Backend):
             torch.manual_seed(decoding.seed)
         model_config = AutoConfig.from_pretrained(config.model)
         text_config = getattr(model_config, "text_config", model_config)
-        # vocab_size from the model config: the embedding is padded above the tokenizer (FACTS)
+        # vocab_size from the model config: the embedding is padded above the tokenizer
         info = xgr.TokenizerInfo.from_huggingface(self.processor.tokenizer, vocab_size=text_config.vocab_size)
         self._compiler = xgr.GrammarCompiler(info)
         self._grammars: dict[int, Any] = {}
