@@ -207,8 +207,6 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
 
 def public(config: Any) -> dict[str, Any]:
     """A config (StageConfig or mapping) as written to disk: credentials scrubbed."""
-    from rayrg import config as config_module
+    from rayrg.config import scrub_secrets
 
-    data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    scrub = getattr(config_module, "scrub_secrets", None)
-    return scrub(data) if scrub else data
+    return config.to_public_dict() if hasattr(config, "to_public_dict") else scrub_secrets(dict(config))

@@ -142,15 +142,11 @@ def check_policy(policy_spec: str) -> None:
 
 
 def policy_fingerprint(policy_spec: str) -> str:
-    """'expert' / 'random' by name; a checkpoint by the hash of its files (whatever made it)."""
+    """'expert' / 'random' by name; a checkpoint (checked by :func:`check_policy`) by the hash
+    of its files, whatever made it."""
     from rayrg.provenance import file_fingerprint
 
-    if policy_spec in ("expert", "random"):
-        return policy_spec
-    path = Path(policy_spec)
-    if not path.is_dir():
-        raise FileNotFoundError(f"policy '{policy_spec}': not 'expert', 'random' or an existing checkpoint directory")
-    return file_fingerprint(path)
+    return policy_spec if policy_spec in ("expert", "random") else file_fingerprint(policy_spec)
 
 
 # EvalConfig fields that change how an evaluation runs, not its episodes' results. Modes and
