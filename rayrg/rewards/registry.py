@@ -21,7 +21,7 @@ LABEL_METHODS: dict[str, str] = {
     "simulated": "rayrg.rewards.simple:SIMULATED",
     "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
     "clip": "rayrg.rewards.similarity.clip:CLIP",
-    "vlmrm": "rayrg.rewards.similarity.clip:VLMRM",
+    "vlmrm": "rayrg.rewards.similarity.vlmrm:VLMRM",
     "blip2": "rayrg.rewards.similarity.blip2:BLIP2",
     "roboclip": "rayrg.rewards.similarity.roboclip:ROBOCLIP",
 }

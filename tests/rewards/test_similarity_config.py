@@ -9,8 +9,11 @@ import pytest
 
 from rayrg.config import ConfigError
 from rayrg.rewards.registry import get_method, load_label_config
-from rayrg.rewards.similarity.config import ClipConfig, NegativesConfig, RoboClipConfig, VLMRMConfig
+from rayrg.rewards.similarity.clip import ClipConfig
+from rayrg.rewards.similarity.config import NegativesConfig
 from rayrg.rewards.similarity.negatives import babyai_goals, build_negatives
+from rayrg.rewards.similarity.roboclip import RoboClipConfig
+from rayrg.rewards.similarity.vlmrm import VLMRMConfig
 
 
 def test_registry_dispatches_on_method() -> None:
@@ -63,9 +66,30 @@ def test_babyai_goals_and_negatives() -> None:
 
 
 def test_importing_methods_loads_no_model_library() -> None:
+    # rayrg.models (tiny-checkpoint builders) is a test fixture: reward code never imports it.
     code = ("import sys\nfrom rayrg.rewards.registry import get_method\n"
             "for m in ('clip', 'vlmrm', 'blip2', 'roboclip'): get_method(m)\n"
             "import rayrg.rewards.similarity.reports, rayrg.rewards.similarity.cli\n"
-            "bad = [m for m in ('torch', 'transformers', 'ray', 'matplotlib') if m in sys.modules]\n"
+            "import rayrg.rewards.similarity.stages, rayrg.rewards.similarity.negatives\n"
+            "bad = [m for m in ('torch', 'transformers', 'ray', 'matplotlib', 'rayrg.models') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_each_method_object_owns_its_config_and_pickles() -> None:
+    import pickle
+
+    from rayrg.data.schema import DatasetError
+    from rayrg.rewards.similarity.method import SimilarityMethod
+    from rayrg.rewards.similarity.reports import similarity_method
+
+    for name in ("clip", "vlmrm", "blip2", "roboclip"):
+        method = get_method(name)
+        assert isinstance(method, SimilarityMethod) and method.run == method.label
+        assert method.config_cls.model_fields["method"].default == name  # the config names its method
+        assert similarity_method({"method": name}) is method
+        copy = pickle.loads(pickle.dumps(method))  # travels to the Ray actors
+        assert (copy.name, copy.config_cls, copy.granularity) == (name, method.config_cls, method.granularity)
+    for other in ("sparse", "nope", None):  # a labeller that is not a similarity method, unknown, missing
+        with pytest.raises(DatasetError, match="similarity label config"):
+            similarity_method({"method": other} if other else {})

@@ -13,7 +13,9 @@ import pytest
 
 from rayrg.data.schema import encode_png
 from rayrg.rewards.similarity import math as sim
-from rayrg.rewards.similarity.config import ClipConfig, NegativesConfig, VLMRMConfig
+from rayrg.rewards.similarity.clip import ClipConfig
+from rayrg.rewards.similarity.config import NegativesConfig
+from rayrg.rewards.similarity.vlmrm import VLMRM, VLMRMConfig
 from tests.rewards._similarity_helpers import tiny_checkpoints
 
 
@@ -39,7 +41,8 @@ def test_tiny_clip_uses_the_real_clip_tokenizer(ckpt: dict[str, Path]) -> None:
 
 
 def test_clip_encoder_shapes_norm_and_determinism(ckpt: dict[str, Path], frames: list[np.ndarray]) -> None:
-    from rayrg.rewards.similarity.clip import ClipEncoder, clip_scores, vlmrm_scores
+    from rayrg.rewards.similarity.clip import ClipEncoder, clip_scores
+    from rayrg.rewards.similarity.vlmrm import vlmrm_scores
 
     a, b = ClipEncoder(str(ckpt["clip"]), device="cpu"), ClipEncoder(str(ckpt["clip"]), device="cpu")
     images = a.encode_images(frames)
@@ -83,6 +86,24 @@ def test_blip2_itm_and_itc(ckpt: dict[str, Path], frames: list[np.ndarray]) -> N
     assert len(set(np.round(itm["score"], 6))) > 1
     itc = Blip2Scorer(str(ckpt["blip2"]), score="itc")(frames, texts)
     assert itc["score"].shape == (5,) and (np.abs(itc["score"]) <= 1 + 1e-6).all()
+    # A variant's score type wins over the loaded model's (variants share one model).
+    np.testing.assert_array_equal(Blip2Scorer(str(ckpt["blip2"]))(frames, texts, score="itc")["score"],
+                                  itc["score"])
+
+
+def test_tiny_marker_is_read_without_importing_the_builders(ckpt: dict[str, Path], tmp_path: Path) -> None:
+    from rayrg.models._tiny import MARKER
+    from rayrg.rewards.similarity._shared import (
+        TINY_MARKER,
+        is_tiny_random,
+        provenance_is_tiny_random,
+    )
+
+    assert TINY_MARKER == MARKER  # the reward code's copy of the builders' marker name
+    assert is_tiny_random(ckpt["clip"]) and is_tiny_random(ckpt["clip"] / "config.json")  # dir, file in one
+    assert not is_tiny_random(tmp_path) and not is_tiny_random("openai/clip-vit-base-patch32")
+    assert provenance_is_tiny_random({"model": str(ckpt["blip2"])})
+    assert not provenance_is_tiny_random({"model": str(tmp_path)})
 
 
 def test_video_encoders(ckpt: dict[str, Path], frames: list[np.ndarray]) -> None:
@@ -127,10 +148,10 @@ def test_frame_scorer_scores_the_chosen_observation(ckpt: dict[str, Path], obser
     from rayrg.rewards.similarity.stages import FrameScorer
 
     config = VLMRMConfig(model=str(ckpt["clip"]), observation=observation)
-    out = FrameScorer([config.to_dict()], [{}])(_batch(3))
+    out = FrameScorer(VLMRM, [config.to_dict()], [{}])(_batch(3))
     assert sorted(out.column("obs_index").to_pylist()) == expected
     assert not np.isnan(out.column("score").to_numpy()).any()
-    skipped = FrameScorer([config.to_dict()], [{}], episodes=["other"])(_batch(3))
+    skipped = FrameScorer(VLMRM, [config.to_dict()], [{}], episodes=["other"])(_batch(3))
     assert skipped.num_rows == 0
 
 
@@ -140,12 +161,12 @@ def test_frame_scorer_variants_share_one_pass(ckpt: dict[str, Path]) -> None:
     a = VLMRMConfig(model=str(ckpt["clip"]), alpha=0.0)
     b = VLMRMConfig(model=str(ckpt["clip"]), alpha=0.0, template="a picture of {instruction}")
     c = VLMRMConfig(model=str(ckpt["clip_s"]), alpha=0.0)
-    scorer = FrameScorer([a.to_dict(), b.to_dict(), c.to_dict()], [{}, {}, {}])
+    scorer = FrameScorer(VLMRM, [a.to_dict(), b.to_dict(), c.to_dict()], [{}, {}, {}])
     assert len(scorer.models) == 2  # each checkpoint loaded once
     out = scorer(_batch(4))
     variant = np.asarray(out.column("variant").to_numpy())
     assert np.bincount(variant).tolist() == [4, 4, 4]
     score = np.asarray(out.column("score").to_numpy())
-    alone = FrameScorer([b.to_dict()], [{}])(_batch(4)).column("score").to_numpy()
+    alone = FrameScorer(VLMRM, [b.to_dict()], [{}])(_batch(4)).column("score").to_numpy()
     np.testing.assert_allclose(score[variant == 1], alone)  # same as scoring the variant by itself
     assert not np.allclose(score[variant == 0], score[variant == 1])

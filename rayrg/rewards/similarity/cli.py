@@ -21,7 +21,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_pr)
 
     p = sub.add_parser("scaling-report", help="PR-AUC per checkpoint of one model family, in one run")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML (clip/vlmrm/blip2/roboclip)")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
     p.add_argument("--model", action="append", required=True,
                    help="LABEL=MODEL or MODEL (hub id or directory); repeat per size")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
@@ -30,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_scaling)
 
     p = sub.add_parser("prompt-report", help="PR-AUC per prompt template")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML (clip/vlmrm/blip2/roboclip)")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
     p.add_argument("--template", action="append", default=None,
                    help="LABEL::TEMPLATE or TEMPLATE with '{instruction}'; repeat (default: a built-in set)")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")

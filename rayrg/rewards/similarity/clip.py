@@ -1,80 +1,44 @@
-"""CLIP-family rewards: Baumli et al. (softmax over negatives + threshold) and VLM-RMs.
+"""CLIP rewards of Baumli et al.: softmax over the goal and its negatives, then a threshold.
 
-Both embed each observation with the image tower and the prompts with the text tower of
-one CLIP-style model (``AutoModel`` with ``get_image_features`` / ``get_text_features``:
-CLIP, OpenCLIP-converted, SigLIP ...) and differ only in the text side and the math
-(:mod:`rayrg.rewards.similarity.math`). Inference runs in the Ray Data actors of
-:mod:`rayrg.rewards.similarity.stages`.
+Each observation is embedded with the image tower and the prompts with the text tower of
+one CLIP-style model (:class:`~rayrg.rewards.similarity._shared.ClipEncoder`);
+p(goal) is the softmax of the cosines with a temperature
+(:func:`rayrg.rewards.similarity.math.goal_probability`). Writes ``reward_<name>``
+(binary: p(goal) >= threshold) and ``reward_<name>_prob`` (the probability).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from rayrg.rewards.registry import LabelMethod
+from rayrg.rewards.base import reward_column
 from rayrg.rewards.similarity import math as sim
-from rayrg.rewards.similarity.config import ClipConfig, VLMRMConfig
+from rayrg.rewards.similarity._shared import ClipEncoder, image_embeddings
+from rayrg.rewards.similarity.config import NegativesConfig, PerFrameConfig
+from rayrg.rewards.similarity.method import Columns, FrameMethod, Provenances
+
+__all__ = ["CLIP", "ClipConfig", "ClipEncoder", "ClipMethod", "clip_scores"]
 
 
-def pick_device(device: str) -> str:
-    import torch
+class ClipConfig(PerFrameConfig):
+    """Baumli et al.: softmax over goal + negatives with a temperature, then a threshold.
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    Writes ``reward_<name>`` (binary) and ``reward_<name>_prob`` (the probability).
+    """
 
+    method: Literal["clip"] = "clip"
+    temperature: float = Field(0.01, gt=0, description="Softmax temperature on cosine similarities "
+                                                       "(CLIP's trained logit scale 100 = 0.01).")
+    threshold: float = Field(0.5, ge=0, le=1, description="Reward 1 where p(goal) >= threshold.")
+    negatives: NegativesConfig = Field(default_factory=NegativesConfig)
 
-def torch_dtype(name: str, device: str) -> Any:
-    import torch
-
-    if device == "cpu":
-        return torch.float32  # half types are slow or unsupported on CPU
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def _features(output: Any) -> Any:
-    """transformers 5 returns an output object from get_*_features; 4.x a tensor."""
-    return getattr(output, "pooler_output", output)
-
-
-class ClipEncoder:
-    """Unit-norm image and text embeddings from a CLIP-style checkpoint (hub id or directory)."""
-
-    def __init__(self, model: str, device: str = "auto", dtype: str = "float32") -> None:
-        from transformers import AutoModel, AutoProcessor
-
-        self.device = pick_device(device)
-        self.model = AutoModel.from_pretrained(model, dtype=torch_dtype(dtype, self.device)).to(self.device).eval()
-        self.processor = AutoProcessor.from_pretrained(model)
-        self.num_parameters = int(sum(p.numel() for p in self.model.parameters()))
-        self._text_cache: dict[str, np.ndarray] = {}
-
-    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        inputs = self.processor(images=list(images), return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
-        with torch.inference_mode():
-            features = _features(self.model.get_image_features(pixel_values=pixels))
-        return sim.normalize(features.float().cpu().numpy())
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Cached per text: a dataset has few distinct prompts and many frames."""
-        import torch
-
-        todo = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
-        if todo:
-            inputs = self.processor(text=todo, return_tensors="pt", padding=True, truncation=True)
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with torch.inference_mode():
-                features = _features(self.model.get_text_features(**inputs))
-            for text, row in zip(todo, sim.normalize(features.float().cpu().numpy()), strict=True):
-                self._text_cache[text] = row
-        return np.stack([self._text_cache[t] for t in texts])
+    @property
+    def prob_column(self) -> str:
+        return reward_column(f"{self.variant}_prob")
 
 
 def clip_scores(encoder: ClipEncoder, image_embeddings: np.ndarray, instructions: Sequence[str],
@@ -92,25 +56,33 @@ def clip_scores(encoder: ClipEncoder, image_embeddings: np.ndarray, instructions
     return {"score": prob, "cosine": cosine}
 
 
-def vlmrm_scores(encoder: ClipEncoder, image_embeddings: np.ndarray, instructions: Sequence[str],
-                 config: VLMRMConfig) -> dict[str, np.ndarray]:
-    goals = encoder.encode_texts([config.prompt(i) for i in instructions])
-    baseline = encoder.encode_texts([config.baseline])[0]
-    return {"score": sim.vlmrm_rewards(image_embeddings, goals, baseline, config.alpha),
-            "cosine": np.sum(image_embeddings * goals, axis=-1)}
+class ClipMethod(FrameMethod):
+    def load(self, config: ClipConfig) -> ClipEncoder:
+        return ClipEncoder(config.model, config.device, config.dtype)
+
+    def negatives(self, config: ClipConfig, instructions: Sequence[str]) -> dict[str, list[str]]:
+        from rayrg.rewards.similarity.negatives import build_negatives
+
+        return build_negatives(instructions, config.negatives)
+
+    def score_frames(self, model: ClipEncoder, config: ClipConfig, images: list[np.ndarray],
+                     instructions: list[str], negatives: dict[str, list[str]],
+                     cache: dict[str, Any]) -> dict[str, np.ndarray]:
+        embeddings = image_embeddings(model, images, cache, config.model)
+        return clip_scores(model, embeddings, instructions, config, negatives)
+
+    def provenance(self, config: ClipConfig, scored: Any, example: str) -> dict[str, Any]:
+        return {**super().provenance(config, scored, example),
+                "temperature": config.temperature, "threshold": config.threshold,
+                "negatives": {"source": config.negatives.source, "max_negatives": config.negatives.max_negatives,
+                              "per_goal_mean": float(np.mean([len(v) for v in scored.negatives.values()])),
+                              "example": scored.negatives.get(example, [])[:8]}}
+
+    def columns(self, config: ClipConfig, scored: Any, prov: dict[str, Any]) -> tuple[Columns, Provenances]:
+        binary = sim.threshold_rewards(scored.score, config.threshold)
+        return ({config.column: binary, config.prob_column: scored.score},
+                {config.column: {**prov, "value": f"1[p(goal) >= {config.threshold}]"},
+                 config.prob_column: {**prov, "value": "p(goal) over goal + negatives"}})
 
 
-def label_clip(config: ClipConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    from rayrg.rewards.similarity.stages import label_per_frame
-
-    return label_per_frame(config, dataset, out, address=address)
-
-
-def label_vlmrm(config: VLMRMConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    from rayrg.rewards.similarity.stages import label_per_frame
-
-    return label_per_frame(config, dataset, out, address=address)
-
-
-CLIP = LabelMethod("clip", ClipConfig, label_clip)
-VLMRM = LabelMethod("vlmrm", VLMRMConfig, label_vlmrm)
+CLIP = ClipMethod("clip", ClipConfig)

@@ -1,14 +1,16 @@
-"""Typed configs of the similarity labellers; the ``method`` key picks one (see registry).
+"""Config fields every similarity method shares; each method's own config is in its module.
 
-Shared fields live in :class:`SimilarityConfig`; each method adds its own. Every model is
-a hub id or a local directory (``save_pretrained`` layout) loaded with ``from_pretrained``.
+A method's config subclasses :class:`SimilarityConfig` (per-episode methods) or
+:class:`PerFrameConfig` (per-frame methods) and adds ``method: Literal["<name>"]`` and its
+own fields. Every model is a hub id or a local directory (``save_pretrained`` layout)
+loaded with ``from_pretrained``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from rayrg.config import StageConfig
 from rayrg.rewards.base import reward_column
@@ -68,65 +70,3 @@ class PerFrameConfig(SimilarityConfig):
     observation: Literal["next", "current"] = Field(
         "next", description="Score the observation after the action (next: the state the action "
                             "reached, so the last transition sees the achieved goal) or before it.")
-
-
-class ClipConfig(PerFrameConfig):
-    """Baumli et al.: softmax over goal + negatives with a temperature, then a threshold.
-
-    Writes ``reward_<name>`` (binary) and ``reward_<name>_prob`` (the probability).
-    """
-
-    method: Literal["clip"] = "clip"
-    temperature: float = Field(0.01, gt=0, description="Softmax temperature on cosine similarities "
-                                                       "(CLIP's trained logit scale 100 = 0.01).")
-    threshold: float = Field(0.5, ge=0, le=1, description="Reward 1 where p(goal) >= threshold.")
-    negatives: NegativesConfig = Field(default_factory=NegativesConfig)
-
-    @property
-    def prob_column(self) -> str:
-        return reward_column(f"{self.variant}_prob")
-
-
-class VLMRMConfig(PerFrameConfig):
-    """VLM-RMs: CLIP cosine with goal–baseline projection of strength ``alpha``."""
-
-    method: Literal["vlmrm"] = "vlmrm"
-    baseline: str = Field("a grid world seen from above",
-                          description="Baseline prompt b (the environment without the goal).")
-    alpha: float = Field(0.5, ge=0, le=1, description="0: plain cosine with the goal; 1: only along g - b.")
-
-
-class Blip2Config(PerFrameConfig):
-    """BLIP-2 image–text matching: P(match) of each frame with the goal prompt."""
-
-    method: Literal["blip2"] = "blip2"
-    score: Literal["itm", "itc"] = Field(
-        "itm", description="itm: matching-head probability; itc: query–text cosine (max over queries).")
-    batch_size: int = Field(16, ge=1)
-
-
-class RoboClipConfig(SimilarityConfig):
-    """RoboCLIP: one video–text similarity per episode, given on its last transition.
-
-    The video is every observation of the episode (``frame`` of each row, then the last
-    row's ``final_frame``), sub-sampled uniformly to ``num_frames`` (first and last kept).
-    """
-
-    method: Literal["roboclip"] = "roboclip"
-    encoder: Literal["xclip", "torchscript"] = Field(
-        "xclip", description="xclip: a transformers X-CLIP model (hub id or dir); torchscript: a "
-                             "local .pt file with encode_video(Tensor[B,T,3,H,W] in 0..1) and "
-                             "encode_text(List[str]) methods (e.g. a scripted S3D).")
-    num_frames: int | None = Field(None, ge=1, description="Frames sub-sampled uniformly per episode "
-                                                           "(None: the model's num_frames; X-CLIP needs it).")
-    frame_size: int = Field(224, ge=8, description="torchscript: frames resized to this square side.")
-    batch_size: int = Field(4, ge=1, description="Episodes per batch.")
-
-    @model_validator(mode="after")
-    def _torchscript_needs_frames(self) -> RoboClipConfig:
-        if self.encoder == "torchscript" and self.num_frames is None:
-            raise ValueError("encoder 'torchscript' needs num_frames")
-        return self
-
-
-AnySimilarityConfig = ClipConfig | VLMRMConfig | Blip2Config | RoboClipConfig

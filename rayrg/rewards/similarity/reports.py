@@ -32,9 +32,14 @@ from rayrg.data.schema import (
     reward_columns,
     shard_files,
 )
-from rayrg.models._tiny import is_tiny_random, pipeline_check_caveat, provenance_is_tiny_random
 from rayrg.rewards.base import PROVENANCE_KEY
+from rayrg.rewards.similarity._shared import (
+    is_tiny_random,
+    pipeline_check_caveat,
+    provenance_is_tiny_random,
+)
 from rayrg.rewards.similarity.math import pr_summary
+from rayrg.rewards.similarity.method import SimilarityMethod
 from rayrg.rewards.truth import subtask_advanced
 
 log = logging.getLogger(__name__)
@@ -165,12 +170,13 @@ def _tiny_note(rows: Sequence[dict[str, Any]]) -> str:
 def _sweep(base: dict[str, Any], variants: Sequence[tuple[str, dict[str, Any]]], dataset: Path,
            address: str | None) -> list[dict[str, Any]]:
     """Score ``dataset`` with every variant (``base`` updated with its overrides) in one pass."""
-    from rayrg.rewards.similarity.stages import config_from_dict, score_variants
+    from rayrg.rewards.similarity.stages import score_variants
 
-    configs = [config_from_dict({**base, **overrides}) for _, overrides in variants]
+    method = similarity_method(base)
+    configs = [method.config_cls.from_dict({**base, **overrides}) for _, overrides in variants]
+    scores = score_variants(method, configs, dataset, address=address)  # type: ignore[arg-type]
     rows = []
-    for (label, _), config, scored in zip(variants, configs, score_variants(configs, dataset, address=address),
-                                          strict=True):
+    for (label, _), config, scored in zip(variants, configs, scores, strict=True):
         rows.append({"label": label, "model": config.model, "template": config.template,
                      "num_parameters": scored.num_parameters, "pass_wall_s": round(scored.wall_s, 3),
                      "tiny_random_weights": is_tiny_random(config.model),
@@ -180,9 +186,20 @@ def _sweep(base: dict[str, Any], variants: Sequence[tuple[str, dict[str, Any]]],
     return rows
 
 
+def similarity_method(base: dict[str, Any]) -> SimilarityMethod:
+    """The registered similarity method a label config names; one-line error for any other."""
+    from rayrg.rewards.registry import LABEL_METHODS, get_method
+
+    name = base.get("method")
+    method = get_method(name) if name in LABEL_METHODS else None
+    if not isinstance(method, SimilarityMethod):
+        raise DatasetError(f"a similarity label config is needed (a method of rayrg.rewards.similarity), "
+                           f"got method {name!r}")
+    return method
+
+
 def _check_method(base: dict[str, Any]) -> None:
-    if base.get("method") not in ("clip", "vlmrm", "blip2", "roboclip"):
-        raise DatasetError(f"a similarity config is needed (method clip/vlmrm/blip2/roboclip), got {base.get('method')!r}")
+    similarity_method(base)
 
 
 def scaling_report(base: dict[str, Any], models: Sequence[tuple[str, str]], dataset: str | Path,

@@ -18,14 +18,39 @@ HowTo100M, whose weights' link is dead upstream, so the encoder is pluggable:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.similarity import math as sim
-from rayrg.rewards.similarity.clip import pick_device, torch_dtype
-from rayrg.rewards.similarity.config import RoboClipConfig
+from rayrg.rewards.similarity._shared import pick_device, torch_dtype
+from rayrg.rewards.similarity.config import SimilarityConfig
+from rayrg.rewards.similarity.method import EpisodeMethod
+
+
+class RoboClipConfig(SimilarityConfig):
+    """RoboCLIP: one video–text similarity per episode, given on its last transition.
+
+    The video is every observation of the episode (``frame`` of each row, then the last
+    row's ``final_frame``), sub-sampled uniformly to ``num_frames`` (first and last kept).
+    """
+
+    method: Literal["roboclip"] = "roboclip"
+    encoder: Literal["xclip", "torchscript"] = Field(
+        "xclip", description="xclip: a transformers X-CLIP model (hub id or dir); torchscript: a "
+                             "local .pt file with encode_video(Tensor[B,T,3,H,W] in 0..1) and "
+                             "encode_text(List[str]) methods (e.g. a scripted S3D).")
+    num_frames: int | None = Field(None, ge=1, description="Frames sub-sampled uniformly per episode "
+                                                           "(None: the model's num_frames; X-CLIP needs it).")
+    frame_size: int = Field(224, ge=8, description="torchscript: frames resized to this square side.")
+    batch_size: int = Field(4, ge=1, description="Episodes per batch.")
+
+    @model_validator(mode="after")
+    def _torchscript_needs_frames(self) -> RoboClipConfig:
+        if self.encoder == "torchscript" and self.num_frames is None:
+            raise ValueError("encoder 'torchscript' needs num_frames")
+        return self
 
 
 def subsample_indices(length: int, num_frames: int) -> list[int]:
@@ -96,10 +121,20 @@ def build_video_encoder(config: RoboClipConfig) -> XClipVideoEncoder | TorchScri
     return TorchScriptVideoEncoder(config.model, config.device, config.frame_size, config.num_frames or 8)
 
 
-def label_roboclip(config: RoboClipConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    from rayrg.rewards.similarity.stages import label_episodes
+class RoboClipMethod(EpisodeMethod):
+    value = "video-text cosine on the last transition, 0 elsewhere"
 
-    return label_episodes(config, dataset, out, address=address)
+    def load(self, config: RoboClipConfig) -> XClipVideoEncoder | TorchScriptVideoEncoder:
+        return build_video_encoder(config)
+
+    def score_videos(self, model: XClipVideoEncoder | TorchScriptVideoEncoder, config: RoboClipConfig,
+                     videos: list[list[np.ndarray]], instructions: list[str]) -> np.ndarray:
+        num_frames = config.num_frames or model.num_frames
+        clips = [[frames[i] for i in subsample_indices(len(frames), num_frames)] for frames in videos]
+        return model.similarity(clips, [config.prompt(i) for i in instructions])
+
+    def provenance(self, config: RoboClipConfig, scored: Any, example: str) -> dict[str, Any]:
+        return {"encoder": config.encoder, "num_frames": config.num_frames}
 
 
-ROBOCLIP = LabelMethod("roboclip", RoboClipConfig, label_roboclip)
+ROBOCLIP = RoboClipMethod("roboclip", RoboClipConfig)

@@ -7,6 +7,11 @@
     shards ─from_items(paths)─► map_batches(read_episode_videos) ─► map_batches(VideoScorer)
                                                        └─► one score per episode, on its last step
 
+``FrameScorer`` serves a :class:`~rayrg.rewards.similarity.method.FrameMethod`,
+``VideoScorer`` an :class:`~rayrg.rewards.similarity.method.EpisodeMethod`; the method
+object (pickled into the actors) loads the model, scores, and names the columns and
+provenance, so nothing here depends on which method runs.
+
 Actors run on the GPU when the cluster has one (``num_gpus`` None: 1 per actor) and on
 CPU otherwise, in an autoscaling pool of 1..``max_actors`` with fractional CPUs
 (fixed pools asking for more CPUs than exist hang on 2-core machines). Scores are small,
@@ -36,22 +41,12 @@ from rayrg.data.schema import (
     validate_table,
 )
 from rayrg.errors import check_model_weights, stage_errors
-from rayrg.models._tiny import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
-from rayrg.rewards.similarity import math as sim
-from rayrg.rewards.similarity.config import (
-    AnySimilarityConfig,
-    Blip2Config,
-    ClipConfig,
-    PerFrameConfig,
-    RoboClipConfig,
-    VLMRMConfig,
-)
+from rayrg.rewards.similarity._shared import is_tiny_random
+from rayrg.rewards.similarity.config import SimilarityConfig
+from rayrg.rewards.similarity.method import EpisodeMethod, FrameMethod, SimilarityMethod
 
 log = logging.getLogger(__name__)
-
-CONFIG_CLASSES: dict[str, type[AnySimilarityConfig]] = {
-    "clip": ClipConfig, "vlmrm": VLMRMConfig, "blip2": Blip2Config, "roboclip": RoboClipConfig}
 
 _FRAME_INPUT = ["episode_id", "step", "instruction", "frame", "final_frame"]
 OBS_SCHEMA = pa.schema([
@@ -71,35 +66,25 @@ EPISODE_SCHEMA = pa.schema([
 ])
 
 
-def config_from_dict(data: dict[str, Any]) -> AnySimilarityConfig:
-    return CONFIG_CLASSES[data["method"]].from_dict(data)
-
-
 class FrameScorer:
-    """``map_batches`` actor: per-frame scores of CLIP (Baumli), VLM-RMs or BLIP-2.
+    """``map_batches`` actor: per-frame scores of one :class:`FrameMethod`.
 
     Scores one or more *variants* (configs of one method that differ in model, prompt or
     math) per batch, so a report sweep decodes each frame once and loads each model once.
     """
 
-    def __init__(self, configs: list[dict[str, Any]], negatives: list[dict[str, list[str]]],
-                 episodes: list[str] | None = None) -> None:
-        self.configs = [config_from_dict(c) for c in configs]
+    def __init__(self, method: FrameMethod, configs: list[dict[str, Any]],
+                 negatives: list[dict[str, list[str]]], episodes: list[str] | None = None) -> None:
+        self.method = method
+        self.configs = [method.config_cls.from_dict(c) for c in configs]
         self.negatives = negatives
         self.episodes = set(episodes) if episodes is not None else None
-        self.observation = self.configs[0].observation  # type: ignore[union-attr]
+        self.observation = self.configs[0].observation  # type: ignore[attr-defined]
         self.models: dict[str, Any] = {}
         for c in self.configs:
-            if c.model in self.models:
-                continue
-            if isinstance(c, Blip2Config):
-                from rayrg.rewards.similarity.blip2 import Blip2Scorer
-
-                self.models[c.model] = Blip2Scorer(c.model, c.device, c.dtype, c.score)
-            else:
-                from rayrg.rewards.similarity.clip import ClipEncoder
-
-                self.models[c.model] = ClipEncoder(c.model, c.device, c.dtype)
+            key = method.model_key(c)
+            if key not in self.models:
+                self.models[key] = method.load(c)
 
     def _observations(self, batch: pa.Table) -> tuple[list[str], list[int], list[bytes], list[str]]:
         episodes, index, pngs, instructions = [], [], [], []
@@ -117,35 +102,22 @@ class FrameScorer:
                 instructions.append(instruction)
         return episodes, index, pngs, instructions
 
-    def _score(self, variant: int, images: list[np.ndarray], instructions: list[str],
-               embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from rayrg.rewards.similarity.clip import clip_scores, vlmrm_scores
-
-        c = self.configs[variant]
-        model = self.models[c.model]
-        if isinstance(c, Blip2Config):
-            return model(images, [c.prompt(i) for i in instructions])
-        if c.model not in embeddings:  # one image pass per model, shared by its variants
-            embeddings[c.model] = model.encode_images(images)
-        if isinstance(c, ClipConfig):
-            return clip_scores(model, embeddings[c.model], instructions, c, self.negatives[variant])
-        return vlmrm_scores(model, embeddings[c.model], instructions, c)  # type: ignore[arg-type]
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         episodes, index, pngs, instructions = self._observations(batch)
         if not pngs:
             return OBS_SCHEMA.empty_table()
         images = _decode_all(pngs, batch.column("path").to_pylist() if "path" in batch.column_names else [])
-        embeddings: dict[str, np.ndarray] = {}
+        cache: dict[str, Any] = {}
         tables = []
         for variant, c in enumerate(self.configs):
-            scores = self._score(variant, images, instructions, embeddings)
+            model = self.models[self.method.model_key(c)]
+            scores = self.method.score_frames(model, c, images, instructions, self.negatives[variant], cache)
             tables.append(pa.table({
                 "variant": pa.array([variant] * len(pngs), pa.int32()),
                 "episode_id": pa.array(episodes, pa.string()), "obs_index": pa.array(index, pa.int32()),
                 "score": pa.array(scores["score"], pa.float64()),
                 "cosine": pa.array(scores["cosine"], pa.float64()),
-                "num_parameters": pa.array([self.models[c.model].num_parameters] * len(pngs), pa.int64()),
+                "num_parameters": pa.array([model.num_parameters] * len(pngs), pa.int64()),
             }, schema=OBS_SCHEMA))
         return pa.concat_tables(tables)
 
@@ -191,29 +163,25 @@ def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None
 
 
 class VideoScorer:
-    """``map_batches`` actor: RoboCLIP's video–text similarity, one per episode and variant."""
+    """``map_batches`` actor: one score per episode and variant of one :class:`EpisodeMethod`."""
 
-    def __init__(self, configs: list[dict[str, Any]]) -> None:
-        from rayrg.rewards.similarity.roboclip import build_video_encoder
-
-        self.configs: list[RoboClipConfig] = [config_from_dict(c) for c in configs]  # type: ignore[misc]
+    def __init__(self, method: EpisodeMethod, configs: list[dict[str, Any]]) -> None:
+        self.method = method
+        self.configs = [method.config_cls.from_dict(c) for c in configs]
         self.models: dict[str, Any] = {}
         for c in self.configs:
-            if c.model not in self.models:
-                self.models[c.model] = build_video_encoder(c)
+            key = method.model_key(c)
+            if key not in self.models:
+                self.models[key] = method.load(c)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from rayrg.rewards.similarity.roboclip import subsample_indices
-
         paths = batch.column("path").to_pylist() if "path" in batch.column_names else []
-        frames = [_decode_all(episode, paths) for episode in batch.column("frames").to_pylist()]
+        videos = [_decode_all(episode, paths) for episode in batch.column("frames").to_pylist()]
         instructions = batch.column("instruction").to_pylist()
         tables = []
         for variant, c in enumerate(self.configs):
-            model = self.models[c.model]
-            num_frames = c.num_frames or model.num_frames
-            videos = [[f[i] for i in subsample_indices(len(f), num_frames)] for f in frames]
-            score = model.similarity(videos, [c.prompt(i) for i in instructions]) if videos else np.zeros(0)
+            model = self.models[self.method.model_key(c)]
+            score = self.method.score_videos(model, c, videos, instructions) if videos else np.zeros(0)
             tables.append(pa.table({
                 "variant": pa.array([variant] * len(videos), pa.int32()),
                 "episode_id": batch.column("episode_id"), "last_step": batch.column("last_step"),
@@ -223,7 +191,7 @@ class VideoScorer:
         return pa.concat_tables(tables)
 
 
-def _actor_kwargs(config: AnySimilarityConfig) -> dict[str, Any]:
+def _actor_kwargs(config: SimilarityConfig) -> dict[str, Any]:
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -268,9 +236,9 @@ def _keyed(keys: pa.Table) -> list[tuple[str, int]]:
     return list(zip(keys.column("episode_id").to_pylist(), keys.column("step").to_pylist(), strict=True))
 
 
-def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, *,
+def score_variants(method: SimilarityMethod, configs: Sequence[SimilarityConfig], dataset: str | Path, *,
                    address: str | None = None) -> list[Scored]:
-    """Score ``dataset`` with every config in ONE Ray Data pass; scores per transition each.
+    """Score ``dataset`` with every config of ``method`` in ONE Ray Data pass; scores per transition each.
 
     The configs must share the method and, for per-frame methods, the observation choice;
     they may differ in model, prompt and math (the scaling and prompt reports). Actor
@@ -278,12 +246,13 @@ def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, 
     """
     import ray
 
-    from rayrg.rewards.similarity.negatives import build_negatives
     from rayrg.runtime import init_ray, quiet_ray_data
 
     first = configs[0]
     if len({(c.method, getattr(c, "observation", None), c.max_episodes) for c in configs}) != 1:
         raise ValueError("variants scored in one pass must share method, observation and max_episodes")
+    if first.method != method.name:
+        raise ValueError(f"configs of method {first.method!r} given to method {method.name!r}")
     for c in configs if address in (None, "", "local") else ():  # on a cluster: the workers' disks
         check_model_weights(c.model, "model")
     start = time.perf_counter()
@@ -295,20 +264,19 @@ def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, 
     quiet_ray_data()
     files = [str(f) for f in shard_files(dataset)]
     config_dicts = [c.to_dict() for c in configs]
-    negatives: list[dict[str, list[str]]] = [
-        build_negatives(keys.column("instruction").to_pylist(), c.negatives) if isinstance(c, ClipConfig) else {}
-        for c in configs]
+    instructions = keys.column("instruction").to_pylist()
+    negatives = [method.negatives(c, instructions) for c in configs]
 
-    if isinstance(first, RoboClipConfig):
+    if method.granularity == "episode_end":
         ds = ray.data.from_items([{"path": f} for f in files])
         ds = ds.map_batches(read_episode_videos, fn_kwargs={"episodes": episodes}, batch_size=1,
                             batch_format="numpy", num_cpus=0.25)
-        ds = ds.map_batches(VideoScorer, fn_constructor_args=(config_dicts,), **_actor_kwargs(first))
+        ds = ds.map_batches(VideoScorer, fn_constructor_args=(method, config_dicts), **_actor_kwargs(first))
         with stage_errors():
             table = _gather(ds, EPISODE_SCHEMA)
     else:
         ds = ray.data.read_parquet(files, columns=_FRAME_INPUT, include_paths=True)
-        ds = ds.map_batches(FrameScorer, fn_constructor_args=(config_dicts, negatives, episodes),
+        ds = ds.map_batches(FrameScorer, fn_constructor_args=(method, config_dicts, negatives, episodes),
                             **_actor_kwargs(first))
         with stage_errors():
             table = _gather(ds, OBS_SCHEMA)
@@ -320,60 +288,47 @@ def score_variants(configs: Sequence[AnySimilarityConfig], dataset: str | Path, 
     for v, config in enumerate(configs):
         part = table.filter(pa.array(variant_column == v))
         score, cosine = np.full(keys.num_rows, np.nan), np.full(keys.num_rows, np.nan)
-        if isinstance(config, RoboClipConfig):
+        if method.granularity == "episode_end":
             by_end = dict(zip(zip(part.column("episode_id").to_pylist(), part.column("last_step").to_pylist(),
                                   strict=True), part.column("score").to_pylist(), strict=True))
             done = {e for e, _ in by_end}
             for i, (e, s) in enumerate(keyed):
                 if e in done:
-                    score[i] = by_end.get((e, s), 0.0)  # RoboCLIP: 0 before the episode's end
-            granularity = "episode_end"
+                    score[i] = by_end.get((e, s), 0.0)  # 0 before the episode's end
         else:
             obs = {(e, i): (s, c) for e, i, s, c in zip(
                 *(part.column(k).to_pylist() for k in ("episode_id", "obs_index", "score", "cosine")), strict=True)}
-            shift = 1 if config.observation == "next" else 0  # type: ignore[union-attr]
+            shift = 1 if config.observation == "next" else 0  # type: ignore[attr-defined]
             for i, (e, s) in enumerate(keyed):
                 if (e, s + shift) in obs:
                     score[i], cosine[i] = obs[(e, s + shift)]
-            granularity = "transition"
         params = part.column("num_parameters").to_pylist()
         results.append(Scored(keys=keys, score=score, cosine=cosine, num_parameters=params[0] if params else None,
-                              granularity=granularity, negatives=negatives[v], wall_s=wall_s))
+                              granularity=method.granularity, negatives=negatives[v], wall_s=wall_s))
     return results
 
 
-def score_dataset(config: AnySimilarityConfig, dataset: str | Path, *, address: str | None = None) -> Scored:
-    """Run the config's Ray Data stage over ``dataset``; scores per transition."""
-    return score_variants([config], dataset, address=address)[0]
+def score_dataset(method: SimilarityMethod, config: SimilarityConfig, dataset: str | Path, *,
+                  address: str | None = None) -> Scored:
+    """Run the method's Ray Data stage over ``dataset``; scores per transition."""
+    return score_variants(method, [config], dataset, address=address)[0]
 
 
-def provenance(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
+def provenance(method: SimilarityMethod, config: SimilarityConfig, scored: Scored) -> dict[str, Any]:
     """How the column was made (model, prompts, math parameters); never secrets."""
     instructions = sorted(scored.negatives) or sorted(set(scored.keys.column("instruction").to_pylist()))
     example = instructions[0] if instructions else "<instruction>"
     prov: dict[str, Any] = {
-        "method": config.method, "model": config.model, "num_parameters": scored.num_parameters,
+        "method": config.method, "model": config.model, "num_parameters": scored.num_parameters,  # type: ignore[attr-defined]
         "template": config.template, "example_prompt": config.prompt(example),
         "granularity": scored.granularity, "config": config.to_dict(),
         "tiny_random_weights": is_tiny_random(config.model),
     }
-    if isinstance(config, PerFrameConfig):
-        prov["observation"] = config.observation
-    if isinstance(config, ClipConfig):
-        prov.update(temperature=config.temperature, threshold=config.threshold,
-                    negatives={"source": config.negatives.source, "max_negatives": config.negatives.max_negatives,
-                               "per_goal_mean": float(np.mean([len(v) for v in scored.negatives.values()])),
-                               "example": scored.negatives.get(example, [])[:8]})
-    if isinstance(config, VLMRMConfig):
-        prov.update(alpha=config.alpha, baseline=config.baseline)
-    if isinstance(config, Blip2Config):
-        prov["score"] = config.score
-    if isinstance(config, RoboClipConfig):
-        prov.update(encoder=config.encoder, num_frames=config.num_frames)
+    prov.update(method.provenance(config, scored, example))
     return prov
 
 
-def summary(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
+def summary(config: SimilarityConfig, scored: Scored) -> dict[str, Any]:
     valid = ~np.isnan(scored.score)
     return {"method": config.method, "model": config.model, "transitions": len(scored.score),
             "labelled": int(valid.sum()), "wall_s": round(scored.wall_s, 3),
@@ -382,7 +337,7 @@ def summary(config: AnySimilarityConfig, scored: Scored) -> dict[str, Any]:
             "score_max": float(np.nanmax(scored.score)) if valid.any() else None}
 
 
-def _write(config: AnySimilarityConfig, scored: Scored, columns: dict[str, np.ndarray],
+def _write(config: SimilarityConfig, scored: Scored, columns: dict[str, np.ndarray],
            provenances: dict[str, dict[str, Any]], dataset: Path, out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,24 +352,9 @@ def _write(config: AnySimilarityConfig, scored: Scored, columns: dict[str, np.nd
     return out
 
 
-def label_per_frame(config: PerFrameConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    """CLIP (binary + probability), VLM-RMs or BLIP-2 columns per transition."""
-    scored = score_dataset(config, dataset, address=address)
-    prov = provenance(config, scored)  # type: ignore[arg-type]
-    if isinstance(config, ClipConfig):
-        binary = sim.threshold_rewards(scored.score, config.threshold)
-        columns = {config.column: binary, config.prob_column: scored.score}
-        provenances = {config.column: {**prov, "value": f"1[p(goal) >= {config.threshold}]"},
-                       config.prob_column: {**prov, "value": "p(goal) over goal + negatives"}}
-    else:
-        columns = {config.column: scored.score}
-        value = "VLM-RMs goal-baseline reward" if isinstance(config, VLMRMConfig) else f"BLIP-2 {prov['score']}"
-        provenances = {config.column: {**prov, "value": value}}
-    return _write(config, scored, columns, provenances, Path(dataset), out)  # type: ignore[arg-type]
-
-
-def label_episodes(config: RoboClipConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    """RoboCLIP column: the episode's video–text similarity on its last transition, else 0."""
-    scored = score_dataset(config, dataset, address=address)
-    prov = {**provenance(config, scored), "value": "video-text cosine on the last transition, 0 elsewhere"}
-    return _write(config, scored, {config.column: scored.score}, {config.column: prov}, Path(dataset), out)
+def label(method: SimilarityMethod, config: SimilarityConfig, dataset: str | Path, out: str | Path, *,
+          address: str | None = None) -> Path:
+    """Label ``dataset`` into ``out`` with the method's columns and provenance."""
+    scored = score_dataset(method, config, dataset, address=address)
+    columns, provenances = method.columns(config, scored, provenance(method, config, scored))
+    return _write(config, scored, columns, provenances, Path(dataset), Path(out))
