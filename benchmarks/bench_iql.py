@@ -2,8 +2,8 @@
 
 One run, same data, same batch size, same update code (one backward, one AdamW step):
 
-* ``default``: ``TrainConfig()`` as shipped (symbolic state + history, shared state
-  encoder, 128-wide heads, no conv);
+* ``default``: ``TrainConfig()`` as shipped (symbolic state + history of 4, one state
+  encoder per network, 128-wide heads, no conv);
 * ``frame``: 56x56 RGB frames, one conv encoder per network (Q, target Q, V, policy), 256-wide
   heads (pinned, so a change of the defaults never moves the reference);
 * ``frame-shared``: frames through one shared conv encoder (``shared_encoder: true``);

@@ -46,7 +46,9 @@ def auto_rgvlm_label(raw: dict[str, Any], models_dir: Path) -> tuple[dict[str, A
     checkpoint = models_dir / "tiny-qwen2vl"
     if not (checkpoint / "config.json").exists():
         build_tiny_qwen2vl(checkpoint)
-    backend = {"type": "transformers", "model": str(checkpoint), "device": "cpu"}
+    # Two actors of half a CPU: nothing else runs while the labels are made, and the tiny
+    # model's generate loop is bound by per-token overhead, so two halve the stage's time.
+    backend = {"type": "transformers", "model": str(checkpoint), "device": "cpu", "num_actors": 2}
     # Short analyses keep the check fast; the scores turn is constrained by xgrammar anyway.
     decoding = {"max_tokens_analysis": 16, **config.get("decoding", {})}
     return {**config, "backend": {**backend, **config.get("backend", {})}, "decoding": decoding}, PIPELINE_CHECK_NOTE
