@@ -61,7 +61,7 @@ def config(backend: dict[str, Any]):
 def bare_engine(model: Path, table: pa.Table) -> float:
     from vllm import LLM
 
-    from rayrg.rewards.rgvlm.backends.openai_http import to_openai_messages
+    from rayrg.rewards.rgvlm.backends._http import to_openai_messages
     from rayrg.rewards.rgvlm.backends.vllm import engine_kwargs, sampling_kwargs, sampling_params
     from rayrg.rewards.rgvlm.pipeline import build_query
     from rayrg.rewards.rgvlm.prompts import scores_schema
