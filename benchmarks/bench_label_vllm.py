@@ -82,7 +82,7 @@ def vllm_cfg(model: Path, batch_size: int):
 def bare_engine(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
     from vllm import LLM
 
-    from rayrg.rewards.rgvlm.backends.openai_http import to_openai_messages
+    from rayrg.rewards.rgvlm.backends._http import to_openai_messages
     from rayrg.rewards.rgvlm.backends.vllm import engine_kwargs, sampling_kwargs, sampling_params
     from rayrg.rewards.rgvlm.pipeline import build_query
     from rayrg.rewards.rgvlm.prompts import scores_schema

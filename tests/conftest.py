@@ -9,6 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tests.envs.toy  # noqa: F401 - registers the ``toy`` environment of the synthetic datasets
+from rayrg.plugins import PLUGINS_ENV
+
+# Ray workers and ``rayrg`` subprocesses inherit this and import the module on a miss.
+os.environ[PLUGINS_ENV] = ",".join(filter(None, [os.environ.get(PLUGINS_ENV), "tests.envs.toy"]))
+
 # Never reach a model hub from tests; tiny checkpoints are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,39 +1,71 @@
-"""Environments by ``env_name`` (as stored in datasets and evaluation tasks), imported lazily.
+"""Environments by ``env_name`` (as stored in datasets and evaluation tasks): one registry,
+one ``register_environment`` line each, imported lazily.
 
-Each entry is a factory taking one settings dict (the ``env_settings`` of an EvalConfig).
+An entry names the environment's action vocabulary (a light module: no simulator import;
+training needs only this) and its factory, which takes one settings dict (the
+``env_settings`` of an EvalConfig) and returns a :class:`~rayrg.envs.base.TaskEnv`. Either is
+a ``"module:attr"`` path, imported on first use, or the object itself. Environments registered
+outside rayrg are found in other processes through ``RAYRG_PLUGINS`` (:mod:`rayrg.plugins`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rayrg.config import ConfigError
 from rayrg.envs.base import TaskEnv
+from rayrg.plugins import load_plugins
 
-ENVIRONMENTS: dict[str, str] = {
-    "babyai-chain": "rayrg.envs.babyai_env:BabyAITaskEnv",
-    "alfred-thor": "rayrg.envs.thor:make_thor_env",
-}
+Factory = Callable[[dict[str, Any]], TaskEnv]
 
 
-# Action vocabularies (light modules: no simulator import).
-ACTION_SPACES: dict[str, str] = {
-    "babyai-chain": "rayrg.envs.babyai:ACTION_NAMES",
-    "alfred-thor": "rayrg.envs.thor_config:ACTION_NAMES",
-    "toy": "rayrg.envs.babyai:ACTION_NAMES",  # the test suite's synthetic datasets
-}
+@dataclass(frozen=True)
+class Environment:
+    actions: str | Sequence[str]  # "module:ATTR" or the action names
+    factory: str | Factory | None = None  # "module:attr" or the callable; None: data only, no simulator
+
+
+_ENVIRONMENTS: dict[str, Environment] = {}
+
+
+def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None) -> None:
+    _ENVIRONMENTS[name] = Environment(actions, factory)
+
+
+def environment_names() -> list[str]:
+    return sorted(_ENVIRONMENTS)
+
+
+def _resolve(path: str) -> Any:
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry(env_name: str) -> Environment:
+    if env_name not in _ENVIRONMENTS:
+        load_plugins()
+    if env_name not in _ENVIRONMENTS:
+        raise ConfigError(f"no environment named {env_name!r}; known: {environment_names()}")
+    return _ENVIRONMENTS[env_name]
 
 
 def action_names(env_name: str) -> tuple[str, ...]:
-    if env_name not in ACTION_SPACES:
-        raise ConfigError(f"no action space for environment {env_name!r}; known: {sorted(ACTION_SPACES)}")
-    module, attr = ACTION_SPACES[env_name].split(":")
-    return tuple(getattr(importlib.import_module(module), attr))
+    actions = _entry(env_name).actions
+    return tuple(_resolve(actions) if isinstance(actions, str) else actions)
 
 
 def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> TaskEnv:
-    if env_name not in ENVIRONMENTS:
-        raise ConfigError(f"no environment named {env_name!r}; known: {sorted(ENVIRONMENTS)}")
-    module, attr = ENVIRONMENTS[env_name].split(":")
-    return getattr(importlib.import_module(module), attr)(dict(settings or {}))
+    factory = _entry(env_name).factory
+    if factory is None:
+        raise ConfigError(f"environment {env_name!r} has no simulator (its datasets can be trained on, "
+                          "not evaluated)")
+    return (_resolve(factory) if isinstance(factory, str) else factory)(dict(settings or {}))
+
+
+register_environment("babyai-chain", actions="rayrg.envs.babyai:ACTION_NAMES",
+                     factory="rayrg.envs.babyai_env:BabyAITaskEnv")
+register_environment("alfred-thor", actions="rayrg.envs.thor_config:ACTION_NAMES",
+                     factory="rayrg.envs.thor:make_thor_env")

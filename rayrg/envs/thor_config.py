@@ -35,7 +35,7 @@ from pydantic import Field
 
 from rayrg.config import StageConfig
 
-ENV_NAME = "alfred-thor"  # the key of rayrg.envs.registry.ENVIRONMENTS
+ENV_NAME = "alfred-thor"  # its name in rayrg.envs.registry
 
 NAV_ACTIONS: tuple[str, ...] = (
     "MoveAhead_25", "RotateLeft_90", "RotateRight_90", "LookDown_15", "LookUp_15",

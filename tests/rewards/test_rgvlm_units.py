@@ -166,6 +166,31 @@ def test_importing_the_labeller_loads_no_sdk() -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def test_backend_modules_own_their_configs_and_load_no_sdk() -> None:
+    """Each backend module holds its config, Ray plan and class; importing every one of them
+    (which validating any RGVLMConfig does) still loads no SDK, and none imports another."""
+    code = ("import sys, json; from rayrg.rewards.rgvlm import backends; "
+            "from rayrg.rewards.rgvlm.config import RGVLMConfig; "
+            "classes = {n: backends.backend_class(n) for n in backends.backend_names()}; "
+            "heavy = [m for m in ('google.genai', 'vllm', 'transformers', 'torch', 'xgrammar', 'aiohttp') "
+            "if m in sys.modules]; "
+            "print(json.dumps([heavy, {n: [c.__module__, c.config_class.__module__, c.asynchronous] "
+            "for n, c in classes.items()}]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    heavy, classes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert heavy == []
+    assert set(classes) >= {"openai", "gemini", "transformers", "vllm"}
+    for module, config_module, _ in classes.values():
+        assert module == config_module  # the config lives with its backend
+    assert {n: c[2] for n, c in classes.items()} == {"openai": True, "gemini": True, "transformers": False,
+                                                     "vllm": False}
+    backends_dir = Path(__file__).resolve().parents[2] / "rayrg/rewards/rgvlm/backends"
+    for name in ("openai_http", "gemini", "hf", "vllm"):
+        text = (backends_dir / f"{name}.py").read_text()
+        others = [o for o in ("openai_http", "gemini", "hf", "vllm") if o != name]
+        assert not any(f"backends.{o} import" in text for o in others), name
+
+
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("jobs/label_*.yaml")),
                          ids=lambda p: p.name)
 def test_job_label_configs_validate(path: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -34,10 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayrg.config import ConfigError
 from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
-from rayrg.errors import check_model_weights, stage_errors
+from rayrg.errors import stage_errors
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
+from rayrg.rewards.rgvlm.backends import backend_class
 from rayrg.rewards.rgvlm.cache import AnswerCache, cache_key
 from rayrg.rewards.rgvlm.config import RGVLMConfig
 from rayrg.rewards.rgvlm.prompts import render
@@ -139,12 +138,14 @@ def provenance(config: RGVLMConfig) -> dict[str, Any]:
 class _WindowLabeller:
     """``map_batches`` actor: builds the backend once, answers windows from cache or backend."""
 
-    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float) -> None:
-        from rayrg.rewards.rgvlm.backends import build_backend
-
+    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float, backend_cls: type) -> None:
+        # ``backend_cls`` was resolved from the registry on the driver and travels pickled by
+        # reference: unpickling imports its module, which registers a backend added outside
+        # rayrg (a plugin, a test module) in this worker too, before the config is validated.
         self.config = RGVLMConfig.from_dict(config_dict)
         self.cache = AnswerCache(cache_dir)
-        self.backend = build_backend(self.config, share=share)
+        self.backend = backend_cls(self.config.backend, self.config.decoding,
+                                   max_parse_attempts=self.config.max_parse_attempts, share=share)
         self.decoding_json = json.dumps(self.config.decoding.to_dict(), sort_keys=True)
         self.settings = self.config.answer_settings()
 
@@ -229,21 +230,16 @@ class _AsyncWindowLabeller(_WindowLabeller):
 
 
 def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
-    """Actor resources per backend (fractional CPUs: fixed pools of whole CPUs that ask more than a 2-CPU machine has hang)."""
-    b = config.backend
+    """``map_batches`` arguments from the backend's :class:`~rayrg.rewards.rgvlm.backends.base.RayPlan`
+    (fractional CPUs: fixed pools of whole CPUs that ask more than a 2-CPU machine has hang)."""
     from ray.data import ActorPoolStrategy
 
-    compute = ActorPoolStrategy(size=b.num_actors)
-    if b.type in ("openai", "gemini"):
-        # I/O bound: a quarter CPU each. Several calls per actor at once (async UDF), each a
-        # batch of max_in_flight windows, so ~4x max_in_flight windows queue for the slots.
-        compute = ActorPoolStrategy(size=b.num_actors, max_concurrent_calls_per_actor=4)
-        return {"compute": compute, "num_cpus": 0.25, "batch_size": b.max_in_flight}
-    if b.type == "transformers":
-        return {"compute": compute, "num_cpus": b.num_cpus, "num_gpus": b.num_gpus or None,
-                "batch_size": b.batch_size}
-    gpus = b.tensor_parallel_size if b.device == "cuda" else None
-    return {"compute": compute, "num_gpus": gpus, "num_cpus": 1, "batch_size": b.batch_size}
+    plan = backend_class(config.backend.type).ray_plan(config.backend)
+    strategy: dict[str, Any] = {"size": plan.num_actors}
+    if plan.concurrent_calls > 1:
+        strategy["max_concurrent_calls_per_actor"] = plan.concurrent_calls
+    return {"compute": ActorPoolStrategy(**strategy), "num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus,
+            "batch_size": plan.batch_size}
 
 
 def transition_rewards(labels: pa.Table, keys: pa.Table) -> np.ndarray:
@@ -308,9 +304,10 @@ def label_windows(ds, config: RGVLMConfig, cache_dir: Path):
     # Blocks of one batch each, so every actor (and every concurrent call of one) gets work;
     # a small windows file would otherwise be one block, one task, one actor.
     ds = ds.repartition(target_num_rows_per_block=kwargs["batch_size"])
-    labeller = _AsyncWindowLabeller if config.backend.type in ("openai", "gemini") else _WindowLabeller
-    share = 1.0 / config.backend.num_actors
-    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share),
+    backend_cls = backend_class(config.backend.type)
+    labeller = _AsyncWindowLabeller if backend_cls.asynchronous else _WindowLabeller
+    share = 1.0 / kwargs["compute"].max_size
+    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share, backend_cls),
                           batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
 
 
@@ -322,12 +319,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
 
     dataset, out = Path(dataset), Path(out)
     start = time.perf_counter()
-    key_env = getattr(config.backend, "api_key_env", None)
-    if key_env and address in (None, "", "local") and not os.environ.get(key_env):
-        # Local workers inherit this process's environment; fail before any work starts.
-        raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
-    if config.backend.type in ("transformers", "vllm") and address in (None, "", "local"):
-        check_model_weights(config.backend.model, "backend.model")
+    backend_class(config.backend.type).preflight(config.backend, local=address in (None, "", "local"))
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "_rgvlm.yaml")
     init_ray(address)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import random
 import struct
 import threading
@@ -28,11 +29,12 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from rayrg.config import redact_text, secret_values
+from rayrg.config import ConfigError, redact_text, secret_values
 from rayrg.rewards.rgvlm.parse import ParseError, parse_scores
 from rayrg.rewards.rgvlm.prompts import scores_schema
+from rayrg.rewards.rgvlm.settings import BackendSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,46 @@ class PermanentError(Exception):
     """Not worth retrying (400, 401, 404 ...): the window fails with this reason."""
 
 
+@dataclass(frozen=True)
+class RayPlan:
+    """How the labeller runs a backend on Ray Data: actors, their resources, batch size, and
+    how many ``map_batches`` calls one actor serves at once (more than 1: async backends)."""
+
+    num_actors: int
+    batch_size: int
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    concurrent_calls: int = 1
+
+
 class Backend(ABC):
+    """A backend is one module: a :class:`~rayrg.rewards.rgvlm.settings.BackendSettings`
+    subclass (``config_class``, whose ``type`` literal is its registered name), this class
+    with its :meth:`ray_plan`, and one ``register_backend`` line
+    (:mod:`rayrg.rewards.rgvlm.backends`). Constructed in each labeller actor as
+    ``cls(backend_config, decoding, max_parse_attempts=..., share=...)``."""
+
+    config_class: ClassVar[type[BackendSettings]]
+    # True: ``submit(queries, on_done)`` returns a concurrent future, and the labeller runs as
+    # an async UDF so one actor serves several batches at once (see AsyncChatBackend).
+    asynchronous: ClassVar[bool] = False
+
     def __init__(self, max_parse_attempts: int = 3) -> None:
         self.max_parse_attempts = max_parse_attempts
+
+    @classmethod
+    @abstractmethod
+    def ray_plan(cls, config: Any) -> RayPlan:
+        """Actors and resources for ``config`` (an instance of ``config_class``)."""
+
+    @classmethod
+    def preflight(cls, config: Any, local: bool) -> None:
+        """Checks on the driver before any work starts (``local``: a local Ray cluster, whose
+        workers share this machine's environment and files). Raise ``ConfigError``."""
+        key_env = getattr(config, "api_key_env", None)
+        if local and key_env and not os.environ.get(key_env):
+            # Local workers inherit this process's environment; fail before any work starts.
+            raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
 
     @abstractmethod
     def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
@@ -179,6 +218,15 @@ class AsyncChatBackend(Backend):
     :class:`TransientError` or :class:`PermanentError`). ``label_batch`` runs the windows
     on a persistent event loop in a background thread, at most ``max_in_flight`` at once.
     """
+
+    asynchronous = True
+
+    @classmethod
+    def ray_plan(cls, config: Any) -> RayPlan:
+        # I/O bound: a quarter CPU each. Several calls per actor at once (async UDF), each a
+        # batch of max_in_flight windows, so ~4x max_in_flight windows queue for the slots.
+        return RayPlan(num_actors=config.num_actors, batch_size=config.max_in_flight, num_cpus=0.25,
+                       concurrent_calls=4)
 
     def __init__(self, config: Any, decoding: Any, max_parse_attempts: int = 3, share: float = 1.0) -> None:
         """``config``: a remote backend config (concurrency, retries, limits); ``share``: this

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
+from rayrg.rewards.rgvlm.backends._http import RETRY_STATUSES, read_api_key
 from rayrg.rewards.rgvlm.backends.base import (
     AsyncChatBackend,
     Completion,
@@ -25,8 +28,28 @@ from rayrg.rewards.rgvlm.backends.base import (
     TransientError,
     png_size,
 )
-from rayrg.rewards.rgvlm.backends.openai_http import RETRY_STATUSES, read_api_key
-from rayrg.rewards.rgvlm.config import Decoding, GeminiBackendConfig
+from rayrg.rewards.rgvlm.settings import Decoding, RemoteBackendSettings
+
+
+class GeminiBackendConfig(RemoteBackendSettings):
+    """Google Gemini through ``google-genai`` (async client)."""
+
+    ANSWER_FIELDS = RemoteBackendSettings.ANSWER_FIELDS
+    NEUTRAL_FIELDS = RemoteBackendSettings.NEUTRAL_FIELDS | {"batch_mode"}  # same model, other queue
+
+    type: Literal["gemini"] = "gemini"
+    api_key_env: str | None = "GEMINI_API_KEY"
+    model: str = "gemini-3-flash"
+    base_url: str | None = Field(None, description="Override of the API endpoint (tests, proxies).")
+    batch_mode: bool = Field(False, description="Batch API (half price, ~24 h); not implemented yet.")
+
+    @field_validator("batch_mode")
+    @classmethod
+    def _no_batch_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("gemini batch_mode is not implemented in this version; use the online API")
+        return value
+
 
 GEMINI_IMAGE_TILE = 768  # Gemini 2.x: ≤384 px per side is one 258-token image; larger ones tile at 768×768
 GEMINI_TOKENS_PER_TILE = 258
@@ -82,6 +105,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 class GeminiBackend(AsyncChatBackend):
+    config_class = GeminiBackendConfig
+
     def __init__(self, config: GeminiBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0, http_client: Any = None) -> None:
         from google import genai

@@ -14,11 +14,39 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from rayrg.rewards.rgvlm.backends.base import Backend, Message, OnDone, WindowAnswer, WindowQuery
-from rayrg.rewards.rgvlm.config import Decoding, TransformersBackendConfig
+from pydantic import Field
+
+from rayrg.errors import check_model_weights
+from rayrg.rewards.rgvlm.backends.base import (
+    Backend,
+    Message,
+    OnDone,
+    RayPlan,
+    WindowAnswer,
+    WindowQuery,
+)
 from rayrg.rewards.rgvlm.prompts import scores_schema
+from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding
+
+
+class TransformersBackendConfig(BackendSettings):
+    """A local Hugging Face VLM (hub id or directory) on CPU or GPU; xgrammar constrains turn 2."""
+
+    ANSWER_FIELDS = BackendSettings.ANSWER_FIELDS | {"dtype"}
+    # Placement and parallelism: the same weights at the same dtype (kernel-level float
+    # differences between devices are not counted as a different answer).
+    NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {"device", "num_actors", "num_cpus", "num_gpus",
+                                                    "batch_size"}
+
+    type: Literal["transformers"] = "transformers"
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0', 'auto'.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    num_actors: int = Field(1, ge=1)
+    num_cpus: float = Field(0.5, gt=0, description="CPUs per actor (fractional: whole CPUs can hang a 2-CPU pool).")
+    num_gpus: float = Field(0.0, ge=0)
+    batch_size: int = Field(4, ge=1, description="Windows per map_batches call.")
 
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -35,6 +63,19 @@ def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class TransformersBackend(Backend):
+    config_class = TransformersBackendConfig
+
+    @classmethod
+    def ray_plan(cls, config: TransformersBackendConfig) -> RayPlan:
+        return RayPlan(num_actors=config.num_actors, batch_size=config.batch_size, num_cpus=config.num_cpus,
+                       num_gpus=config.num_gpus or None)
+
+    @classmethod
+    def preflight(cls, config: TransformersBackendConfig, local: bool) -> None:
+        super().preflight(config, local)
+        if local:
+            check_model_weights(config.model, "backend.model")
+
     def __init__(self, config: TransformersBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
         import torch

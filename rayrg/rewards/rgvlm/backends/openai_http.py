@@ -8,12 +8,18 @@ flight per actor on one ``aiohttp`` session instead.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal
 
+from pydantic import Field
+
+from rayrg.rewards.rgvlm.backends._http import (
+    RETRY_STATUSES,
+    chat_url,
+    read_api_key,
+    retry_after_s,
+    to_openai_messages,
+)
 from rayrg.rewards.rgvlm.backends.base import (
     AsyncChatBackend,
     Completion,
@@ -21,48 +27,26 @@ from rayrg.rewards.rgvlm.backends.base import (
     PermanentError,
     TransientError,
 )
-from rayrg.rewards.rgvlm.config import Decoding, OpenAIBackendConfig
-
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+from rayrg.rewards.rgvlm.settings import Decoding, RemoteBackendSettings
 
 
-def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        if m.get("image") is not None:
-            uri = "data:image/png;base64," + base64.b64encode(m["image"]).decode()
-            content: Any = [{"type": "image_url", "image_url": {"url": uri}},
-                            {"type": "text", "text": m["text"]}]
-        else:
-            content = m["text"]
-        out.append({"role": m["role"], "content": content})
-    return out
+class OpenAIBackendConfig(RemoteBackendSettings):
+    """Any OpenAI-compatible ``/chat/completions`` endpoint (vllm serve, Gemini's, others)."""
 
+    ANSWER_FIELDS = RemoteBackendSettings.ANSWER_FIELDS | {"structured_output", "extra_body"}
+    NEUTRAL_FIELDS = RemoteBackendSettings.NEUTRAL_FIELDS
 
-def retry_after_s(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
-def chat_url(base_url: str) -> str:
-    """``…/chat/completions`` under ``base_url``, keeping its query string (gateways that
-    take ``?api-version=`` or a key there)."""
-    parts = urlsplit(base_url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
-
-
-def read_api_key(env_name: str | None) -> str | None:
-    if env_name is None:
-        return None
-    key = os.environ.get(env_name)
-    if not key:
-        raise PermanentError(f"environment variable {env_name} (api_key_env) is not set")
-    return key
+    type: Literal["openai"] = "openai"
+    base_url: str = Field(..., description="e.g. http://host:8000/v1 (…/chat/completions is appended).")
+    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema", description="response_format for turn 2 ('none' for endpoints without it).")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra request fields (top_k, ...); written to disk redacted.")
 
 
 class OpenAIBackend(AsyncChatBackend):
+    config_class = OpenAIBackendConfig
+
     def __init__(self, config: OpenAIBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
         super().__init__(config, decoding, max_parse_attempts, share)

@@ -25,12 +25,51 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, WindowAnswer, WindowQuery
-from rayrg.rewards.rgvlm.backends.openai_http import to_openai_messages
-from rayrg.rewards.rgvlm.config import Decoding, VLLMBackendConfig
+from pydantic import Field
+
+from rayrg.errors import check_model_weights
+from rayrg.rewards.rgvlm.backends._http import to_openai_messages
+from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, RayPlan, WindowAnswer, WindowQuery
 from rayrg.rewards.rgvlm.prompts import scores_schema
+from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding
+
+
+class VLLMBackendConfig(BackendSettings):
+    """Self-hosted model on vLLM; ONE engine per actor runs both turns (prefix caching on)."""
+
+    ANSWER_FIELDS = BackendSettings.ANSWER_FIELDS | {"max_model_len", "max_pixels", "engine_kwargs"}
+    # Placement, memory and scheduling: the same model answers the same (float-level batch
+    # and kernel differences are not counted as a different answer).
+    NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {
+        "tensor_parallel_size", "enable_prefix_caching", "gpu_memory_utilization", "num_actors",
+        "device", "batch_size"}
+    # engine_kwargs not in the key: the same classification, for the free-form dict. Any
+    # other engine kwarg (dtype, quantization, kv_cache_dtype, revision, ...) is in it.
+    NEUTRAL_ENGINE_KWARGS: ClassVar[frozenset[str]] = frozenset({
+        "gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enforce_eager",
+        "swap_space", "cpu_offload_gb", "disable_log_stats", "download_dir", "hf_token",
+        "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
+        "enable_prefix_caching", "enable_chunked_prefill", "disable_custom_all_reduce",
+        "block_size", "compilation_config"})
+
+    type: Literal["vllm"] = "vllm"
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(8192, ge=256)
+    max_pixels: int = Field(1024 * 28 * 28, ge=28 * 28, description="Qwen2-VL image cap (tokens ≈ pixels/784).")
+    enable_prefix_caching: bool = Field(True, description="Turn 2 reuses turn 1's image prefix.")
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
+    num_actors: int = Field(1, ge=1, description="Engine replicas (each tensor_parallel_size GPUs).")
+    device: Literal["cuda", "cpu"] = Field("cuda", description="'cpu' for a CPU build of vLLM (no GPUs asked).")
+    batch_size: int = Field(64, ge=1, description="Windows per engine call (vLLM batches them).")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine kwargs.")
+
+    def answer_settings(self) -> dict[str, Any]:
+        settings = super().answer_settings()
+        settings["engine_kwargs"] = {k: v for k, v in settings["engine_kwargs"].items()
+                                     if k not in self.NEUTRAL_ENGINE_KWARGS}
+        return settings
 
 
 def engine_kwargs(config: VLLMBackendConfig, decoding: Decoding) -> dict[str, Any]:
@@ -87,6 +126,19 @@ def _record(answer: WindowAnswer, output: Any) -> None:
 
 
 class VLLMBackend(Backend):
+    config_class = VLLMBackendConfig
+
+    @classmethod
+    def ray_plan(cls, config: VLLMBackendConfig) -> RayPlan:
+        gpus = config.tensor_parallel_size if config.device == "cuda" else None
+        return RayPlan(num_actors=config.num_actors, batch_size=config.batch_size, num_cpus=1, num_gpus=gpus)
+
+    @classmethod
+    def preflight(cls, config: VLLMBackendConfig, local: bool) -> None:
+        super().preflight(config, local)
+        if local:
+            check_model_weights(config.model, "backend.model")
+
     def __init__(self, config: VLLMBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
         import vllm  # noqa: F401 - fail at actor start, with vLLM's own message, if it is missing

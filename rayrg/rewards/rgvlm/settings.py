@@ -1,0 +1,102 @@
+"""Config pieces shared by the RG-VLM config and the backends' own configs.
+
+Each backend module owns its config class (a :class:`BackendSettings` subclass); this module
+holds only what they and :class:`~rayrg.rewards.rgvlm.config.RGVLMConfig` share, so a backend
+module never imports the config module that collects them (no import cycle).
+
+Everything that can change a model's answer is part of the answer cache key
+(:mod:`rayrg.rewards.rgvlm.cache`). Which fields those are is decided per config class, field
+by field: ``ANSWER_FIELDS`` enter the key, ``NEUTRAL_FIELDS`` (concurrency, retries, limits,
+timeouts, prices, the key's variable name) do not. A field in neither list is an error
+(:meth:`AnswerClassified.answer_settings` raises and ``tests/rewards/test_cache_key.py`` fails),
+so a new field forces that decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from rayrg.config import StageConfig, scrub_secrets
+
+
+class AnswerClassified(StageConfig):
+    """A config whose every field is declared answer-changing or not (for the cache key)."""
+
+    ANSWER_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    NEUTRAL_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def unclassified_fields(cls) -> set[str]:
+        return set(cls.model_fields) ^ (cls.ANSWER_FIELDS | cls.NEUTRAL_FIELDS)
+
+    def answer_settings(self) -> dict[str, Any]:
+        """The answer-changing fields, credentials in them redacted by name (a rotated token
+        is the same answer; ``api_key_env`` is neutral, so no key or key name enters)."""
+        wrong = self.unclassified_fields()
+        if wrong:
+            raise TypeError(f"{type(self).__name__}: fields {sorted(wrong)} are not classified in "
+                            "ANSWER_FIELDS / NEUTRAL_FIELDS (or are classified but do not exist)")
+        data = self.to_dict()
+        return scrub_secrets({name: data[name] for name in sorted(self.ANSWER_FIELDS)}, opaque=())
+
+
+class Decoding(AnswerClassified):
+    """Decoding parameters of both turns (part of every label's provenance and cache key)."""
+
+    ANSWER_FIELDS = frozenset({"temperature", "top_p", "max_tokens_analysis", "max_tokens_scores", "seed"})
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens_analysis: int = Field(512, ge=1, description="Turn 1 (analysis) output budget.")
+    max_tokens_scores: int = Field(96, ge=8, description="Turn 2 (scores JSON) output budget.")
+    seed: int | None = Field(0, description="Sampling seed where the backend takes one.")
+
+
+class BackendSettings(AnswerClassified):
+    """Base of every backend's config: a subclass adds ``type: Literal["<name>"]`` (its
+    registered name) and its own fields, each classified for the cache key."""
+
+    ANSWER_FIELDS = frozenset({"type", "model"})
+    # prices only feed the cost estimate
+    NEUTRAL_FIELDS = frozenset({"price_input_per_mtok", "price_output_per_mtok"})
+
+    model: str = Field(..., description="Model name / hub id / local directory.")
+    price_input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M input tokens (cost estimate).")
+    price_output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M output tokens (cost estimate).")
+
+
+class RemoteBackendSettings(BackendSettings):
+    """Shared by the HTTP backends: concurrency, retries, rate limits, secrets by env-var name."""
+
+    # ``headers`` can select API behaviour (beta flags, versions): in the key, minus credentials.
+    ANSWER_FIELDS = BackendSettings.ANSWER_FIELDS | {"headers"}
+    # Transport only: how fast and how persistently the same request is sent. ``base_url``
+    # too: the served model is named by ``model``, and a job's server moves between hosts.
+    NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {
+        "api_key_env", "max_in_flight", "num_actors", "requests_per_minute", "tokens_per_minute",
+        "max_retries", "backoff_initial_s", "backoff_max_s", "timeout_s", "base_url"}
+
+    api_key_env: str | None = Field(None, description="NAME of the env var holding the API key.")
+    max_in_flight: int = Field(64, ge=1, description="Windows in flight per actor (each has one request out).")
+    num_actors: int = Field(1, ge=1, description="map_batches actors; limits below are split between them.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Rate limit (all actors together).")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Rate limit (all actors together).")
+    max_retries: int = Field(6, ge=0, description="Retries of one request on 429/5xx/timeouts/connection errors.")
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers (proxies, gateways); written to disk redacted.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, value: str | None) -> str | None:
+        # A key pasted where its variable's name belongs would end up in provenance and logs.
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("api_key_env is the NAME of an environment variable (e.g. GEMINI_API_KEY), "
+                             "not the key itself")
+        if value is not None and (len(value) > 64 or not value.isupper()):
+            raise ValueError("api_key_env must be an upper-case environment variable name, not a key")
+        return value
