@@ -52,7 +52,8 @@ DECODING = {"max_tokens_analysis": 32, "max_tokens_scores": 48}
 
 
 def windows(n: int) -> pa.Table:
-    from rayrg.windows.grid import actions_text, png_bytes
+    from rayrg.data.schema import encode_png
+    from rayrg.windows.grid import actions_text
 
     rows = []
     for i in range(n):
@@ -61,7 +62,7 @@ def windows(n: int) -> pa.Table:
         names = [["left", "right", "forward"][s % 3] for s in steps]
         rows.append({"window_id": f"ep{i}:0", "episode_id": f"ep{i}", "start_step": 0, "num_steps": 8,
                      "is_partial": False, "task_id": "t", "instruction": "go to the red ball",
-                     "image": png_bytes(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)),
+                     "image": encode_png(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)),
                      "actions": [s % 3 for s in steps], "actions_text": actions_text(steps, names),
                      "expert_actions": [s % 3 for s in steps], "subtasks_before": 0,
                      "subtasks_completed": [0] * 8, "episode_success": True, "episode_last_step": 20})

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rayrg.data.generate import GenerateConfig, rollout_episode
-from rayrg.data.schema import decode_png
+from rayrg.data.schema import decode_png, encode_png
 from rayrg.envs.babyai import BabyAIEnvConfig
-from rayrg.windows.grid import compose_grid, png_bytes
+from rayrg.windows.grid import compose_grid
 
 
 def _rate(fn, items, repeats: int = 3) -> float:
@@ -45,11 +45,11 @@ def main() -> None:
     def encode_only(ws):
         for w in ws:
             for f in w:
-                png_bytes(f)
+                encode_png(f)
 
     def compose(ws):
         for w in ws:
-            png_bytes(compose_grid(w, steps, 8))
+            encode_png(compose_grid(w, steps, 8))
 
     base = _rate(encode_only, windows)
     ours = _rate(compose, windows)

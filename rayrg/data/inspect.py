@@ -9,14 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    DatasetMetadata,
-    read_shard_schema,
-    read_trajectories,
-    reward_columns,
-    shard_files,
-)
+from rayrg.data.access import FRAME_COLUMNS, Dataset
+from rayrg.data.schema import SCALAR_COLUMNS
 
 
 def summarize(directory: str | Path, validate_images: bool = False) -> dict[str, Any]:
@@ -24,11 +18,12 @@ def summarize(directory: str | Path, validate_images: bool = False) -> dict[str,
 
     Reads only scalar columns unless ``validate_images`` (then every frame is decoded).
     """
-    meta = DatasetMetadata.read(directory)
-    names = read_shard_schema(shard_files(directory)[0]).names
-    rewards = reward_columns(names)
-    table = read_trajectories(directory, columns=[*SCALAR_COLUMNS, *rewards],
-                              decode_images=validate_images)
+    ds = Dataset.open(directory)
+    meta = ds.metadata
+    rewards = ds.reward_columns()
+    # Frames are read only to be decoded; the summary itself needs the scalars.
+    frames = list(FRAME_COLUMNS) if validate_images else []
+    table = ds.read([*SCALAR_COLUMNS, *rewards, *frames], decode_images=validate_images)
     firsts = pc.equal(table.column("step"), 0)
     episodes = table.filter(firsts)
     num_subtasks = episodes.column("num_subtasks").to_pylist()

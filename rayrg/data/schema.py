@@ -181,51 +181,6 @@ def validate_schema(schema: pa.Schema, source: str) -> None:
                                f"{schema.field(name).type}, expected a float type")
 
 
-def validate_table(table: pa.Table, source: str, decode_images: bool = True) -> None:
-    """Full check of one shard: schema, nulls, episode structure and (optionally) images.
-
-    Episodes must not be split across shards (the generator and writers keep them whole).
-    """
-    validate_schema(table.schema, source)
-    for f in TRANSITION_SCHEMA:
-        if not f.nullable and table.column(f.name).null_count:
-            col = table.column(f.name).to_pylist()
-            row = next(i for i, v in enumerate(col) if v is None)
-            raise DatasetError(f"{source}: row {row}: null in non-nullable column '{f.name}'")
-    episodes = table.column("episode_id").to_pylist()
-    steps = table.column("step").to_pylist()
-    if not episodes:
-        raise DatasetError(f"{source}: empty shard (no transitions)")
-    seen: set[str] = set()
-    current, expected = None, 0
-    for row, (ep, step) in enumerate(zip(episodes, steps, strict=True)):
-        if ep != current:
-            if ep in seen:
-                raise DatasetError(f"{source}: row {row}: episode '{ep}' is not contiguous")
-            if current is not None and expected == 0:
-                raise DatasetError(f"{source}: episode '{current}' is empty")
-            seen.add(ep)
-            current, expected = ep, 0
-        if step != expected:
-            raise DatasetError(
-                f"{source}: row {row}: episode '{ep}' step {step}, expected {expected} "
-                "(steps must be contiguous from 0)"
-            )
-        expected += 1
-    if decode_images:
-        for column in ("frame", "final_frame"):
-            for row, data in enumerate(table.column(column).to_pylist()):
-                if data is None:
-                    continue
-                try:
-                    decode_png(data)
-                except Exception as exc:  # PIL raises several types for corrupt data
-                    raise DatasetError(
-                        f"{source}: row {row} (episode '{episodes[row]}', step {steps[row]}): "
-                        f"column '{column}' is not a decodable image: {_first_line(exc)}"
-                    ) from exc
-
-
 def read_shard_schema(path: str | Path) -> pa.Schema:
     """The Parquet schema of one shard; a truncated or non-Parquet file is a DatasetError."""
     try:
@@ -234,52 +189,29 @@ def read_shard_schema(path: str | Path) -> pa.Schema:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
 
 
-def read_shard(path: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """One shard (or some of its columns); unreadable or missing columns name the file."""
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError, KeyError) as exc:
-        if columns is not None and isinstance(exc, (KeyError, pa.ArrowInvalid)):
-            missing = [c for c in columns if c not in read_shard_schema(path).names]
-            if missing:
-                raise DatasetError(f"{path}: missing columns {missing}") from exc
-        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_trajectories(
     directory: str | Path,
     columns: Iterable[str] | None = None,
     validate: bool = True,
     decode_images: bool = True,
 ) -> pa.Table:
-    """Read (and by default fully validate) a trajectory dataset into one Arrow table."""
-    tables = []
-    for path in shard_files(directory):
-        validate_schema(read_shard_schema(path), str(path))
-        if validate:
-            table = read_shard(path)
-            validate_table(table, str(path), decode_images=decode_images)
-            if columns is not None:
-                table = table.select(list(columns))
-        else:
-            table = read_shard(path, columns=list(columns) if columns is not None else None)
-        tables.append(table)
-    return pa.concat_tables(tables, promote_options="default")
+    """Read (and by default validate) ``columns`` of a trajectory dataset into one Arrow table.
+
+    Validation reaches only the columns read (see :mod:`rayrg.data.access`).
+    """
+    from rayrg.data.access import Dataset
+
+    return Dataset.open(directory).read(columns, validate=validate, decode_images=decode_images)
 
 
 def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
     """Slices of ``table`` per episode (rows must be grouped by episode, as written)."""
-    episodes = table.column("episode_id").to_pylist()
+    from rayrg.data.access import episode_ends
+
     start = 0
-    for i in range(1, len(episodes) + 1):
-        if i == len(episodes) or episodes[i] != episodes[start]:
-            yield table.slice(start, i - start)
-            start = i
+    for end in (int(i) + 1 for i in episode_ends(table.column("episode_id")).nonzero()[0]):
+        yield table.slice(start, end - start)
+        start = end
 
 
 def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path) -> Path:

@@ -61,24 +61,19 @@ class EncodeBatch:
 def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str | Path,
            address: str | None = None, batch_size: int = 256, max_actors: int = 2) -> Path:
     """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``."""
-    import ray
 
     from rayrg.config import ConfigError
-    from rayrg.data.schema import shard_files, validate_schema
+    from rayrg.data.access import Dataset
     from rayrg.encode.encoders import encoder_record
     from rayrg.runtime import init_ray
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; choose a new --out (features are never mixed or reused)")
-    files = shard_files(dataset)
-    import pyarrow.parquet as pq
-
-    for path in files:
-        validate_schema(pq.read_schema(path), str(path))
+    source = Dataset.open(dataset)  # every shard's schema, from its footer
     record = encoder_record(encoder, checkpoint)
     init_ray(address)
-    ds = ray.data.read_parquet([str(p) for p in files], columns=FEATURE_COLUMNS)
+    ds = source.ray_read(FEATURE_COLUMNS)
     ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"record": record}, batch_size=batch_size,
                         batch_format="numpy", concurrency=(1, max_actors), num_cpus=0.5)
     ds.write_parquet(str(out))

@@ -172,13 +172,13 @@ def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, lis
 def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
     if labelled is None:
         return ""
-    import pyarrow.parquet as pq
-
-    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories, reward_columns, shard_files
+    from rayrg.data.access import Dataset
+    from rayrg.data.schema import SCALAR_COLUMNS
     from rayrg.rewards.truth import subtask_advanced
 
-    columns = reward_columns(pq.read_schema(shard_files(labelled)[0]).names)
-    table = read_trajectories(labelled, columns=[*SCALAR_COLUMNS, *columns], decode_images=False)
+    source = Dataset.open(labelled)
+    columns = source.reward_columns()
+    table = source.read([*SCALAR_COLUMNS, *columns])
     firsts = table.filter(table.column("step").to_numpy() == 0).to_pylist()
     successes = [r for r in firsts if r["success"]] or firsts
     chosen = max(successes, key=lambda r: (r["num_subtasks"], -len(r["episode_id"])))

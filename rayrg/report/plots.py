@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def _plt():
+def agg_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only; no display needed on a cluster)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +28,7 @@ def return_by_subtasks(
 
     ``table[mode][method][n] = (mean, ci_low, ci_high)``.
     """
-    plt = _plt()
+    plt = agg_pyplot()
     modes = list(table)
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), sharey=True, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
@@ -61,7 +63,7 @@ def reward_curves(
     dotted lines where a sub-task was completed."""
     import textwrap
 
-    plt = _plt()
+    plt = agg_pyplot()
     n = max(1, len(rewards))
     fig, axes = plt.subplots(n, 1, figsize=(9, 0.9 * n + 1.2), sharex=True, squeeze=False)
     for ax, (name, values) in zip(axes[:, 0], rewards.items(), strict=False):

@@ -11,27 +11,21 @@ label with CLIP, then label the result with RG-VLM, and both columns are there.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rayrg.config import scrub_secrets
-from rayrg.data.schema import (
-    REWARD_PREFIX,
-    DatasetError,
-    DatasetMetadata,
-    shard_files,
-    validate_schema,
-    write_shard,
-)
+from rayrg.data.access import PROVENANCE_KEY, Dataset, episode_ends
+from rayrg.data.schema import REWARD_PREFIX, DatasetError, write_shard
 
 KEY_COLUMNS = ("episode_id", "step")
-PROVENANCE_KEY = "labels"  # DatasetMetadata.extra[PROVENANCE_KEY][<column>] = provenance dict
+__all__ = ["KEY_COLUMNS", "PROVENANCE_KEY", "fuse_rewards", "reward_column", "sparse_rewards",
+           "write_labelled_dataset"]
 
 
 def reward_column(variant: str) -> str:
@@ -45,11 +39,7 @@ def sparse_rewards(episode_id: pa.Array, success: pa.Array) -> np.ndarray:
 
     Rows must be grouped by episode in step order (as datasets are written).
     """
-    episodes = np.asarray(episode_id.to_pylist(), dtype=object)
-    last = np.ones(len(episodes), dtype=bool)
-    if len(episodes) > 1:
-        last[:-1] = episodes[:-1] != episodes[1:]
-    return (last & np.asarray(success.to_pylist(), dtype=bool)).astype(np.float32)
+    return (episode_ends(episode_id) & np.asarray(success.to_pylist(), dtype=bool)).astype(np.float32)
 
 
 def fuse_rewards(columns: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
@@ -63,21 +53,12 @@ def fuse_rewards(columns: Mapping[str, np.ndarray], weights: Mapping[str, float]
     return total
 
 
-def write_labelled_dataset(
-    source: str | Path,
-    rewards: pa.Table,
-    out: str | Path,
-    provenance: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Path:
-    """Join ``rewards`` (episode_id, step, reward_*...) onto ``source``, write to ``out``.
+# Rewards computed from a shard's rows (all its columns, in file order) -> {column: values per row}.
+RewardsFn = Callable[[pa.Table], Mapping[str, np.ndarray]]
 
-    Shards keep their names and episode grouping; a reward column already in ``source``
-    is replaced. Transitions with no row in ``rewards`` get NaN (never a silent 0).
-    ``provenance`` maps each new column to how it was made (method, model, prompt version,
-    config) and is stored in the metadata after :func:`~rayrg.config.scrub_secrets`
-    (every method's provenance passes here, so none can write a credential).
-    """
-    source, out = Path(source), Path(out)
+
+def _table_rewards(rewards: pa.Table) -> tuple[list[str], RewardsFn]:
+    """A rewards table as a per-shard function: a lookup by (episode_id, step), NaN if absent."""
     for key in KEY_COLUMNS:
         if key not in rewards.column_names:
             raise DatasetError(f"rewards table lacks key column '{key}'")
@@ -94,25 +75,58 @@ def write_labelled_dataset(
     values = {c: np.asarray(rewards.column(c).to_numpy(zero_copy_only=False), dtype=np.float32)
               for c in new_columns}
 
-    out.mkdir(parents=True, exist_ok=True)
-    same_dir = out.resolve() == source.resolve()
-    for path in shard_files(source):
-        table = pq.read_table(path)
-        validate_schema(table.schema, str(path))
+    def lookup(table: pa.Table) -> dict[str, np.ndarray]:
         row_keys = pc.binary_join_element_wise(
             table.column("episode_id"), pc.cast(table.column("step"), pa.string()), ":"
         ).to_pylist()
         rows = np.array([index.get(k, -1) for k in row_keys], dtype=np.int64)
-        for column in new_columns:
-            col = np.where(rows >= 0, values[column][np.maximum(rows, 0)], np.float32("nan"))
-            arr = pa.array(col.astype(np.float32), type=pa.float32())
+        return {c: np.where(rows >= 0, values[c][np.maximum(rows, 0)], np.float32("nan")) for c in new_columns}
+
+    return new_columns, lookup
+
+
+def write_labelled_dataset(
+    source: str | Path,
+    rewards: pa.Table | RewardsFn,
+    out: str | Path,
+    provenance: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Join ``rewards`` onto ``source`` and write the labelled dataset to ``out``.
+
+    ``rewards`` is a table (episode_id, step, reward_*...) or a function of one shard's
+    rows returning ``{reward_*: values per row}``; the latter lets a labeller compute its
+    rewards from the rows this join reads anyway, so the shards are read once, here.
+    Shards keep their names and episode grouping; a reward column already in ``source``
+    is replaced. Transitions with no row in a rewards table get NaN (never a silent 0).
+    ``provenance`` maps each new column to how it was made (method, model, prompt version,
+    config) and is stored in the metadata after :func:`~rayrg.config.scrub_secrets`
+    (every method's provenance passes here, so none can write a credential).
+    """
+    source, out = Path(source), Path(out)
+    data = Dataset.open(source)
+    if isinstance(rewards, pa.Table):
+        _, per_shard = _table_rewards(rewards)
+    else:
+        per_shard = rewards
+    new_columns: list[str] = []
+
+    out.mkdir(parents=True, exist_ok=True)
+    same_dir = out.resolve() == source.resolve()
+    for path in data.shards:
+        table = data.read_shard(path)  # every column: the shard is rewritten whole
+        for column, values in per_shard(table).items():
+            if not column.startswith(REWARD_PREFIX):
+                raise DatasetError(f"rewards table columns must be named {REWARD_PREFIX}*: {[column]}")
+            if column not in new_columns:
+                new_columns.append(column)
+            arr = pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
             if column in table.column_names:
                 table = table.set_column(table.column_names.index(column), column, arr)
             else:
                 table = table.append_column(column, arr)
         write_shard(table, out / path.name)
 
-    meta = DatasetMetadata.read(source)
+    meta = data.metadata
     labels = dict(meta.extra.get(PROVENANCE_KEY, {}))
     for column in new_columns:
         labels[column] = dict((provenance or {}).get(column, {}))

@@ -10,7 +10,7 @@ Definitions (one place, used for every method):
   Transitions whose reward is NaN (a failed window) are left out of those ratios and
   counted in ``coverage``, never scored as 0.
 * caveat: a column scored by a tiny randomly initialised checkpoint (decided from the
-  checkpoint's marker via its provenance, :func:`rayrg.models._tiny.provenance_is_tiny_random`)
+  checkpoint's marker via its provenance, :func:`rayrg.pipeline_check.provenance_is_tiny_random`)
   is flagged ``tiny_random_weights`` and the table ends with the pipeline-check caveat.
 * cost: mean seconds per query, tokens and USD per 1,000 labelled transitions, from the
   labeller's provenance summary (methods that query no model report none).
@@ -27,18 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    DatasetError,
-    DatasetMetadata,
-    read_trajectories,
-    reward_columns,
-    shard_files,
-)
-from rayrg.models._tiny import pipeline_check_caveat, provenance_is_tiny_random
-from rayrg.rewards.base import PROVENANCE_KEY
+from rayrg.data.access import Dataset
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetError
+from rayrg.pipeline_check import pipeline_check_caveat, provenance_is_tiny_random
 from rayrg.rewards.truth import good_actions
 
 
@@ -89,13 +81,13 @@ def reward_report(datasets: Iterable[str | Path], columns: Sequence[str] | None 
                   threshold: float = 0.5) -> list[dict[str, Any]]:
     rows = []
     for dataset in map(Path, datasets):
-        names = reward_columns(pq.read_schema(shard_files(dataset)[0]).names)
-        wanted = [c for c in names if c in columns] if columns else names
+        source = Dataset.open(dataset)
+        wanted = source.reward_columns(columns)
         if columns and not wanted:
-            raise DatasetError(f"{dataset}: none of the columns {list(columns)} (has {names})")
-        table = read_trajectories(dataset, columns=[*SCALAR_COLUMNS, *wanted], decode_images=False)
+            raise DatasetError(f"{dataset}: none of the columns {list(columns)} (has {source.reward_columns()})")
+        table = source.read([*SCALAR_COLUMNS, *wanted])
         truth = good_actions(table)
-        provenance = DatasetMetadata.read(dataset).extra.get(PROVENANCE_KEY, {})
+        provenance = source.provenance
         for column in wanted:
             values = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
             rows.append(column_report(dataset, column, values, truth, provenance.get(column, {}), threshold))

@@ -18,7 +18,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from rayrg.config import StageConfig
-from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
+from rayrg.data.access import Dataset
+from rayrg.data.schema import SCALAR_COLUMNS
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.truth import good_actions
@@ -42,16 +43,14 @@ class SimulatedConfig(StageConfig):
 
 
 def _scalars(dataset: Path) -> pa.Table:
-    return read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+    return Dataset.open(dataset).read(SCALAR_COLUMNS)
 
 
 def label_sparse(config: SparseConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    table = _scalars(dataset)
-    rewards = pa.table({
-        "episode_id": table.column("episode_id"),
-        "step": table.column("step"),
-        "reward_sparse": sparse_rewards(table.column("episode_id"), table.column("success")),
-    })
+    # Computed per shard from the rows the join reads (episodes never span shards): one read.
+    def rewards(shard: pa.Table) -> dict[str, np.ndarray]:
+        return {"reward_sparse": sparse_rewards(shard.column("episode_id"), shard.column("success"))}
+
     return write_labelled_dataset(dataset, rewards, out, provenance={
         "reward_sparse": {"method": "sparse", "definition": "1 on the last transition of a successful episode"}})
 

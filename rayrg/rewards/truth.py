@@ -14,16 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from rayrg.data.access import episode_starts
+
 
 def subtask_advanced(episode_id: pa.Array, subtasks_completed: pa.Array) -> np.ndarray:
     """True where ``subtasks_completed`` increased at this row (rows grouped by episode)."""
     completed = np.asarray(subtasks_completed.to_numpy(zero_copy_only=False), dtype=np.int64)
-    episodes = np.asarray(episode_id.to_pylist(), dtype=object)
     previous = np.zeros_like(completed)
     previous[1:] = completed[:-1]
-    starts = np.ones(len(completed), dtype=bool)
-    starts[1:] = episodes[1:] != episodes[:-1]
-    previous[starts] = 0
+    previous[episode_starts(episode_id)] = 0
     return completed > previous
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from rayrg.config import ConfigError
-from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png, read_trajectories
+from rayrg.data.access import FRAME_COLUMNS, Dataset, episode_ends
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png
 from rayrg.envs.registry import action_names
 from rayrg.rewards.base import sparse_rewards
 
@@ -178,7 +179,8 @@ def _naming_shard(decode: Any, dataset: str | Path) -> Any:
         try:
             return decode(data)
         except Exception:
-            read_trajectories(dataset, decode_images=True)  # raises the DatasetError naming it
+            # Only the frame columns are read again, decoded one by one to name the bad one.
+            Dataset.open(dataset).read(list(FRAME_COLUMNS), decode_images=True)
             raise
     return wrapped
 
@@ -189,24 +191,20 @@ def load_transitions(dataset: str | Path, reward_column: str, nan_policy: str = 
                      features_dir: str | Path | None = None,
                      ) -> tuple[TransitionTensors, TextFeaturizer, dict[str, Any]]:
     """Read and decode a (labelled) trajectory dataset into CPU tensors of ``observation``s."""
-    import pyarrow.parquet as pq
-
-    from rayrg.data.schema import shard_files
-
-    names = pq.read_schema(shard_files(dataset)[0]).names
-    reward_cols = [c for c in names if c == reward_column]
+    source = Dataset.open(dataset)
+    names = source.names
+    reward_cols = source.reward_columns([reward_column])
     obs_cols = {"frame": ["frame", "final_frame"], "state": ["state", "final_state"], "features": []}[observation]
     if observation == "state" and "state" not in names:
         raise DatasetError(f"{dataset}: observation 'state' needs the 'state' column (schema version 2); "
                            "this dataset predates it - regenerate it with `rayrg generate`")
     if observation == "features" and not features_dir:
         raise DatasetError("observation 'features' needs features_dir (the output of `rayrg encode`)")
-    table = read_trajectories(dataset, columns=[*SCALAR_COLUMNS, *reward_cols, *obs_cols], decode_images=False)
+    table = source.read([*SCALAR_COLUMNS, *reward_cols, *obs_cols])
     n = table.num_rows
     rewards = load_rewards(table, reward_column, nan_policy)
     episodes = np.asarray(table.column("episode_id").to_pylist(), dtype=object)
-    last = np.ones(n, dtype=bool)
-    last[:-1] = episodes[:-1] != episodes[1:]
+    last = episode_ends(episodes)
     final_rows = np.flatnonzero(last)
     final_slot = np.zeros(n, dtype=np.int64)
     final_slot[final_rows] = n + np.arange(len(final_rows))

@@ -28,22 +28,17 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from rayrg.config import StageConfig
+from rayrg.data.access import Dataset, read_shard_checked, validate_columns
 from rayrg.data.schema import (
     SCALAR_COLUMNS,
-    TRANSITION_COLUMNS,
     DatasetError,
-    DatasetMetadata,
     decode_png,
+    encode_png,
     iter_episodes,
-    read_shard,
-    read_shard_schema,
-    shard_files,
-    validate_schema,
-    validate_table,
 )
 from rayrg.errors import stage_errors
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
-from rayrg.windows.grid import actions_text, compose_grid, png_bytes
+from rayrg.windows.grid import actions_text, compose_grid
 from rayrg.windows.schema import WINDOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -108,7 +103,7 @@ def episode_windows(episode: pa.Table, config: WindowConfig) -> list[dict[str, A
                                     config.last_window):
         window_steps = steps[start:end]
         frames = [decode_png(frames_png[t]) for t in range(start, end)]
-        grid = png_bytes(compose_grid(frames, window_steps, config.window_size, config.columns,
+        grid = encode_png(compose_grid(frames, window_steps, config.window_size, config.columns,
                                       config.frame_scale, config.label_height))
         rows.append({
             "window_id": f"{first['episode_id']}:{start}",
@@ -142,10 +137,8 @@ class _ShardWindower:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows: list[dict[str, Any]] = []
         for path in batch["path"]:
-            table = read_shard(str(path), columns=_READ_COLUMNS)
-            full = (table.append_column("final_frame", pa.nulls(table.num_rows, pa.binary()))
-                    .select(list(TRANSITION_COLUMNS)))
-            validate_table(full, str(path), decode_images=False)
+            # One read of the columns windows need, structure-checked on the way.
+            table = read_shard_checked(str(path), _READ_COLUMNS)
             try:
                 for episode in iter_episodes(table):
                     rows.extend(episode_windows(episode, self.config))
@@ -154,7 +147,7 @@ class _ShardWindower:
             except Exception:
                 # Frames are decoded once, here; only on failure are they checked one by one,
                 # so a corrupt PNG is reported with its shard and row, as `rayrg inspect` does.
-                validate_table(full, str(path), decode_images=True)
+                validate_columns(table, str(path), decode_images=True)
                 raise
         return pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA)
 
@@ -172,10 +165,8 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
 
     config = config or WindowConfig()
     trajectories, out = Path(trajectories), Path(out)
-    files = shard_files(trajectories)
-    for f in files:
-        validate_schema(read_shard_schema(f), str(f))
-    meta = DatasetMetadata.read(trajectories)
+    source = Dataset.open(trajectories)  # schemas checked from the footers: no data read here
+    files, meta = source.shards, source.metadata
     claimed = claim(out, "windows", {"dataset": dataset_fingerprint(trajectories), "config": config.to_dict()},
                     on_change=on_change)
     if claimed.done:

@@ -86,14 +86,6 @@ def actions_text(steps: Sequence[int], action_names: Sequence[str]) -> str:
     return "\n".join(f"t={s}: {a}" for s, a in zip(steps, action_names, strict=True))
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def preview_image(grid_png: bytes, instruction: str, text: str, width: int = 360) -> np.ndarray:
     """The grid with the instruction and the actions (or any text) in a panel beside it."""
     import textwrap

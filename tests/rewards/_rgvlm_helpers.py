@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from rayrg.data.schema import encode_png
 from rayrg.rewards.rgvlm.config import RGVLMConfig
-from rayrg.windows.grid import actions_text, png_bytes
+from rayrg.windows.grid import actions_text
 
 
 def window_row(i: int, num_steps: int = 8, start_step: int = 0, size: int = 64) -> dict[str, Any]:
     rng = np.random.default_rng(i)
-    image = png_bytes(rng.integers(0, 255, (size, 2 * size, 3), dtype=np.uint8))
+    image = encode_png(rng.integers(0, 255, (size, 2 * size, 3), dtype=np.uint8))
     steps = list(range(start_step, start_step + num_steps))
     names = [["left", "right", "forward"][s % 3] for s in steps]
     return {"window_id": f"ep{i}:{start_step}", "episode_id": f"ep{i}", "start_step": start_step,

@@ -33,7 +33,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
 from rayrg.errors import stage_errors
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.rgvlm.backends import backend_class
@@ -242,8 +241,8 @@ def _map_kwargs(config: RGVLMConfig) -> dict[str, Any]:
             "batch_size": plan.batch_size}
 
 
-def transition_rewards(labels: pa.Table, keys: pa.Table) -> np.ndarray:
-    """Mean score/10 per (episode_id, step) row of ``keys``; NaN where no valid score."""
+def mean_scores(labels: pa.Table) -> dict[tuple[str, int], float]:
+    """Mean score/10 per (episode_id, step) over the valid windows that cover it."""
     sums: dict[tuple[str, int], float] = defaultdict(float)
     counts: dict[tuple[str, int], int] = defaultdict(int)
     for ep, start, scores in zip(labels.column("episode_id").to_pylist(), labels.column("start_step").to_pylist(),
@@ -253,12 +252,21 @@ def transition_rewards(labels: pa.Table, keys: pa.Table) -> np.ndarray:
         for i, s in enumerate(scores):
             sums[(ep, start + i)] += s / 10
             counts[(ep, start + i)] += 1
+    return {k: sums[k] / n for k, n in counts.items()}
+
+
+def transition_rewards(labels: pa.Table | dict[tuple[str, int], float], keys: pa.Table) -> np.ndarray:
+    """Mean score/10 per (episode_id, step) row of ``keys``; NaN where no valid score.
+
+    ``labels``: the labels table, or its :func:`mean_scores` (computed once for many shards).
+    """
+    means = mean_scores(labels) if isinstance(labels, pa.Table) else labels
     out = np.full(keys.num_rows, np.nan, dtype=np.float32)
-    for i, (ep, step) in enumerate(zip(keys.column("episode_id").to_pylist(), keys.column("step").to_pylist(),
-                                       strict=True)):
-        n = counts.get((ep, step))
-        if n:
-            out[i] = sums[(ep, step)] / n
+    for i, key in enumerate(zip(keys.column("episode_id").to_pylist(), keys.column("step").to_pylist(),
+                                strict=True)):
+        value = means.get(key)
+        if value is not None:
+            out[i] = value
     return out
 
 
@@ -353,20 +361,24 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     labels = (pq.read_table(files, schema=LABELS_SCHEMA) if files
               else LABELS_SCHEMA.empty_table())
 
-    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
-    dense = transition_rewards(labels, keys)
-    sparse = sparse_rewards(keys.column("episode_id"), keys.column("success"))
     summary = summarize(labels, time.perf_counter() - start)
     prov = {**provenance(config), "summary": {k: v for k, v in summary.items() if k != "this_run"}}
-    columns = {COLUMN: dense}
     provenances = {COLUMN: prov}
+    means = mean_scores(labels)
     for name, weights in config.fusion.items():
-        column = reward_column(name)
-        columns[column] = fuse_rewards({"rgvlm": dense, "sparse": sparse}, weights)
-        provenances[column] = {**prov, "fusion": weights}
-    rewards = pa.table({"episode_id": keys.column("episode_id"), "step": keys.column("step"),
-                        **{k: pa.array(v, pa.float32()) for k, v in columns.items()}})
-    write_labelled_dataset(dataset, rewards, out, provenance=provenances)
+        provenances[reward_column(name)] = {**prov, "fusion": weights}
+
+    def shard_rewards(keys: pa.Table) -> dict[str, np.ndarray]:
+        # From the rows the join reads anyway: the trajectories are not read again for keys.
+        # Episodes never span shards, so sparse rewards (episode ends) are right per shard.
+        dense = transition_rewards(means, keys)
+        sparse = sparse_rewards(keys.column("episode_id"), keys.column("success"))
+        columns = {COLUMN: dense}
+        for name, weights in config.fusion.items():
+            columns[reward_column(name)] = fuse_rewards({"rgvlm": dense, "sparse": sparse}, weights)
+        return columns
+
+    write_labelled_dataset(dataset, shard_rewards, out, provenance=provenances)
     summary["labels_dir"], summary["cache_dir"] = str(labels_dir), str(cache_dir)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     log.info("rgvlm: %d windows, %d labelled, %d failed, %d cached, %d backend calls, %d tokens, "

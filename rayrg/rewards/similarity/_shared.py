@@ -1,50 +1,16 @@
-"""What several similarity methods share: device and dtype choice, the CLIP-style encoder,
-and the tiny-checkpoint marker check.
+"""What several similarity methods share: device and dtype choice and the CLIP-style encoder.
 
-Private to the similarity methods. The marker check reads the file that
-``rayrg.models._tiny`` writes (``rayrg_tiny.json``) instead of importing that package:
-reward code never imports the tiny-checkpoint builders, which are test and demo fixtures.
+Private to the similarity methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from rayrg.rewards.similarity import math as sim
-
-# The file a tiny random checkpoint carries (rayrg.models._tiny.MARKER; a test keeps them equal).
-TINY_MARKER = "rayrg_tiny.json"
-
-# Shown wherever rewards scored by such a checkpoint are reported: its numbers only compare
-# random scores with the base rate of good actions.
-PIPELINE_CHECK_CAVEAT = ("PIPELINE CHECK: {what} scored by a randomly initialised checkpoint "
-                         "({models}); these numbers test the plumbing, not reward quality.")
-
-
-def is_tiny_random(model: str | Path) -> bool:
-    """A checkpoint built by rayrg.models.tiny_* (a directory, or a file inside one)."""
-    path = Path(model)
-    return (path / TINY_MARKER).exists() or (path.is_file() and (path.parent / TINY_MARKER).exists())
-
-
-def provenance_is_tiny_random(prov: dict[str, Any]) -> bool:
-    """Whether a reward column's provenance names a tiny random checkpoint: its recorded flag,
-    else the marker next to its recorded ``model`` (decided from the checkpoint, never a name)."""
-    if prov.get("tiny_random_weights"):
-        return True
-    model = prov.get("model")
-    return isinstance(model, str) and bool(model) and is_tiny_random(model)
-
-
-def pipeline_check_caveat(rows: Iterable[dict[str, Any]], what: str = "rewards") -> str | None:
-    """One caveat line naming the tiny random checkpoints among ``rows``; ``None`` if none."""
-    models = sorted({str(r.get("model") or r.get("column") or "?") for r in rows
-                     if provenance_is_tiny_random(r)})
-    return PIPELINE_CHECK_CAVEAT.format(what=what, models=", ".join(models)) if models else None
 
 
 def pick_device(device: str) -> str:

@@ -22,22 +22,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    DatasetError,
-    DatasetMetadata,
-    read_trajectories,
-    reward_columns,
-    shard_files,
-)
-from rayrg.rewards.base import PROVENANCE_KEY
-from rayrg.rewards.similarity._shared import (
-    is_tiny_random,
-    pipeline_check_caveat,
-    provenance_is_tiny_random,
-)
+from rayrg.data.access import Dataset, episode_ends
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetError
+from rayrg.pipeline_check import is_tiny_random, pipeline_check_caveat, provenance_is_tiny_random
+from rayrg.report.plots import agg_pyplot
 from rayrg.rewards.similarity.math import pr_summary
 from rayrg.rewards.similarity.method import SimilarityMethod
 from rayrg.rewards.truth import subtask_advanced
@@ -55,10 +44,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 
 
 def last_steps(episode_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    episodes = np.asarray(episode_id.to_pylist(), dtype=object)
-    last = np.ones(len(episodes), dtype=bool)
-    last[:-1] = episodes[:-1] != episodes[1:]
-    return last
+    return episode_ends(episode_id)
 
 
 def ground_truth(keys: pa.Table) -> dict[str, np.ndarray]:
@@ -75,18 +61,9 @@ def score_against_truth(score: np.ndarray, keys: pa.Table, granularity: str = "t
     return {name: pr_summary(np.asarray(score)[rows], t[rows]) for name, t in truth.items()}
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_pr_curves(curves: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) -> Path:
     """``curves[label][truth]`` = :func:`pr_summary` output; one panel per truth."""
-    plt = _plt()
+    plt = agg_pyplot()
     fig, axes = plt.subplots(1, len(TRUTHS), figsize=(5.5 * len(TRUTHS), 4.5), squeeze=False)
     for ax, truth in zip(axes[0], TRUTHS, strict=True):
         base = None
@@ -134,12 +111,13 @@ def pr_report(datasets: Sequence[str | Path], out: str | Path, columns: Sequence
     entries: list[dict[str, Any]] = []
     curves: dict[str, dict[str, Any]] = {}
     for dataset in map(Path, datasets):
-        names = reward_columns(pq.read_schema(shard_files(dataset)[0]).names)
-        wanted = [c for c in names if c in columns] if columns else names
+        source = Dataset.open(dataset)
+        wanted = source.reward_columns(columns)
         if not wanted:
-            raise DatasetError(f"{dataset}: no reward columns to score (has {names}, asked {columns})")
-        table = read_trajectories(dataset, columns=[*SCALAR_COLUMNS, *wanted], validate=False)
-        provenance = DatasetMetadata.read(dataset).extra.get(PROVENANCE_KEY, {})
+            raise DatasetError(f"{dataset}: no reward columns to score (has {source.reward_columns()}, "
+                               f"asked {columns})")
+        table = source.read([*SCALAR_COLUMNS, *wanted])
+        provenance = source.provenance
         for column in wanted:
             prov = provenance.get(column, {})
             granularity = prov.get("granularity", "transition")
@@ -209,7 +187,7 @@ def scaling_report(base: dict[str, Any], models: Sequence[tuple[str, str]], data
     out, dataset = Path(out), Path(dataset)
     rows = _sweep(base, [(label, {"model": model}) for label, model in models], dataset, address)
     rows.sort(key=lambda r: r["num_parameters"] or 0)
-    plt = _plt()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     params = [r["num_parameters"] for r in rows]
     for truth in TRUTHS:
@@ -228,7 +206,7 @@ def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], da
     _check_method(base)
     out, dataset = Path(out), Path(dataset)
     rows = _sweep(base, [(label, {"template": t}) for label, t in templates], dataset, address)
-    plt = _plt()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows)), 4.5))
     x = np.arange(len(rows))
     for k, truth in enumerate(TRUTHS):
@@ -245,7 +223,7 @@ def prompt_report(base: dict[str, Any], templates: Sequence[tuple[str, str]], da
 def _save_sweep(fig: Any, base: dict[str, Any], rows: list[dict[str, Any]], dataset: Path, out: Path, stem: str,
                 rows_key: str, per: str, report_file: str) -> dict[str, Any]:
     """Write a sweep's summary plot ``<stem>.png``, its PR curves and its JSON ``report_file``."""
-    plt = _plt()
+    plt = agg_pyplot()
     fig.axes[0].legend()
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)

@@ -32,17 +32,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    decode_png,
-    read_shard,
-    read_trajectories,
-    shard_files,
-    validate_table,
-)
+from rayrg.data.access import FRAME_COLUMNS, Dataset, read_shard_checked
+from rayrg.data.schema import SCALAR_COLUMNS, decode_png
 from rayrg.errors import check_model_weights, stage_errors
+from rayrg.pipeline_check import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
-from rayrg.rewards.similarity._shared import is_tiny_random
 from rayrg.rewards.similarity.config import SimilarityConfig
 from rayrg.rewards.similarity.method import EpisodeMethod, FrameMethod, SimilarityMethod
 
@@ -129,7 +123,7 @@ def _decode_all(pngs: list[bytes], shards: list[str]) -> list[np.ndarray]:
     except Exception:
         # Checked one by one only on failure: the fast path decodes each frame once.
         for shard in dict.fromkeys(shards):
-            validate_table(read_shard(shard), shard, decode_images=True)
+            read_shard_checked(shard, FRAME_COLUMNS, decode_images=True)
         raise
 
 
@@ -140,7 +134,7 @@ def read_episode_videos(batch: dict[str, np.ndarray], episodes: list[str] | None
     out: dict[str, list[Any]] = {"episode_id": [], "instruction": [], "last_step": [], "frames": [],
                                  "path": []}
     for path in batch["path"]:
-        table = read_shard(str(path), columns=_FRAME_INPUT)
+        table = read_shard_checked(str(path), _FRAME_INPUT, validate=False)  # checked on the driver
         rows = zip(*(table.column(c).to_pylist() for c in _FRAME_INPUT), strict=True)
         current: str | None = None
         for episode, step, instruction, frame, final_frame in rows:
@@ -258,11 +252,12 @@ def score_variants(method: SimilarityMethod, configs: Sequence[SimilarityConfig]
     start = time.perf_counter()
     dataset = Path(dataset)
     # Structure (steps, nulls) checked here on the driver; frames are checked where decoded.
-    keys = read_trajectories(dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+    source = Dataset.open(dataset)
+    keys = source.read(SCALAR_COLUMNS)
     episodes = _selected_episodes(keys, first.max_episodes)
     init_ray(address)
     quiet_ray_data()
-    files = [str(f) for f in shard_files(dataset)]
+    files = [str(f) for f in source.shards]
     config_dicts = [c.to_dict() for c in configs]
     instructions = keys.column("instruction").to_pylist()
     negatives = [method.negatives(c, instructions) for c in configs]
@@ -275,7 +270,7 @@ def score_variants(method: SimilarityMethod, configs: Sequence[SimilarityConfig]
         with stage_errors():
             table = _gather(ds, EPISODE_SCHEMA)
     else:
-        ds = ray.data.read_parquet(files, columns=_FRAME_INPUT, include_paths=True)
+        ds = source.ray_read(_FRAME_INPUT, include_paths=True)
         ds = ds.map_batches(FrameScorer, fn_constructor_args=(method, config_dicts, negatives, episodes),
                             **_actor_kwargs(first))
         with stage_errors():
