@@ -151,7 +151,8 @@ def shard_files(directory: str | Path) -> list[Path]:
         raise DatasetError(f"{directory}: dataset directory does not exist")
     files = sorted(directory.glob("*.parquet"))
     if not files:
-        raise DatasetError(f"{directory}: no .parquet shards")
+        what = "" if (directory / METADATA_FILE).exists() else f" and no {METADATA_FILE}"
+        raise DatasetError(f"{directory}: not a trajectory dataset: no .parquet shards{what}")
     return files
 
 

