@@ -1,4 +1,11 @@
-"""Connecting to Ray: local single-node mode by default, an existing cluster by address."""
+"""Connecting to Ray: local single-node mode by default, an existing cluster by address.
+
+The console stays quiet by default: rayrg's stage lines and progress bars, Ray's warnings
+and errors, and whatever a worker prints — but not Ray's INFO logs (Ray Data's progress
+log lines, Ray Train's "Reporting training result", cluster start-up notices). ``rayrg -v``
+(:func:`set_verbose`) brings them back. Errors are never filtered: they reach the user as
+exceptions, and worker stdout/stderr is always forwarded.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,43 @@ log = logging.getLogger(__name__)
 # Env workers and small torch models are faster with one thread each; several Ray
 # workers on 2 cores otherwise oversubscribe the CPU.
 _WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+_verbose = False
+
+# Driver-side loggers whose INFO (and, for the local token notice, WARNING) lines are noise at
+# the default verbosity: Ray's own, Ray Data's progress log, and the notice that a local
+# cluster uses token authentication (it always does since Ray 2.59; nothing to act on).
+_QUIET_LOGGERS = {"ray": logging.WARNING, "ray.data": logging.WARNING, "ray.train": logging.WARNING,
+                  "ray.tune": logging.WARNING,
+                  "ray._private.authentication.authentication_token_setup": logging.ERROR}
+
+
+def set_verbose(verbose: bool) -> None:
+    """``rayrg -v``: Ray's INFO logs on the driver and in workers; otherwise only warnings
+    (applied by :func:`init_ray`, so commands that never start Ray never import it)."""
+    global _verbose
+    _verbose = verbose
+
+
+def quiet_loggers() -> None:
+    """Apply the driver's log levels (at start-up and when Ray starts)."""
+    import ray.data  # noqa: F401 - importing Ray Data (re)configures its logger: set levels after
+
+    for name, level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if _verbose else level)
+
+
+def ray_log_level() -> str:
+    """The level of Ray's own logs on the console: ``WARNING``, or ``DEBUG`` with ``-v``."""
+    return "DEBUG" if _verbose else "WARNING"
+
+
+def _logging_config() -> Any:
+    import ray
+
+    # Applies to every worker process: Ray's loggers log INFO there, which log_to_driver
+    # would print here. (Ray Train's own console filter is set per run: rl/train.py.)
+    return ray.LoggingConfig(log_level=ray_log_level())
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
@@ -33,6 +77,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
                           "export them on the nodes instead")
     if ray.is_initialized():
         return
+    quiet_loggers()
+    kwargs.setdefault("logging_config", _logging_config())
     env_vars = {**_WORKER_ENV, **runtime_env.get("env_vars", {})}
     runtime_env = {**runtime_env, "env_vars": env_vars}
     if address in (None, "", "local"):
@@ -47,7 +93,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     else:
         # On a cluster the job's runtime_env (from `ray job submit`) already applies.
         ray.init(address=address, **kwargs)
-    log.info("ray: %s", ray.cluster_resources())
+    log.debug("ray: %s", ray.cluster_resources())
 
 
 def quiet_ray_data() -> None:

@@ -61,6 +61,7 @@ class EncodeBatch:
 def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str | Path,
            address: str | None = None, batch_size: int = 256, max_actors: int = 2) -> Path:
     """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``."""
+    from ray.data import ActorPoolStrategy
 
     from rayrg.config import ConfigError
     from rayrg.data.access import Dataset
@@ -75,7 +76,8 @@ def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str |
     init_ray(address)
     ds = source.ray_read(FEATURE_COLUMNS)
     ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"record": record}, batch_size=batch_size,
-                        batch_format="numpy", concurrency=(1, max_actors), num_cpus=0.5)
+                        batch_format="numpy", compute=ActorPoolStrategy(min_size=1, max_size=max_actors),
+                        num_cpus=0.5)
     ds.write_parquet(str(out))
     (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve())}, indent=2))
     return out

@@ -32,13 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
     from rayrg.rl.config import TrainConfig
     from rayrg.rl.train import train
 
-    # The dataset's structure is checked here, on the driver, before any worker starts;
-    # frames are checked where the workers decode them.
-    read_trajectories(args.dataset, columns=list(SCALAR_COLUMNS), decode_images=False)
+    # train() checks the dataset on the driver before any worker starts; frames are checked
+    # where the workers decode them.
     overrides = {"reward_column": args.reward_column, "num_steps": args.num_steps,
                  "observation": args.observation, "history": args.history, "features_dir": args.features_dir}
     config = (TrainConfig.from_yaml(args.config, **overrides) if args.config

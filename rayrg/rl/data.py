@@ -185,21 +185,34 @@ def _naming_shard(decode: Any, dataset: str | Path) -> Any:
     return wrapped
 
 
+def _training_columns(dataset: str | Path, reward_column: str, observation: str,
+                      features_dir: str | Path | None) -> tuple[Dataset, list[str], list[str]]:
+    source = Dataset.open(dataset)
+    obs_cols = {"frame": ["frame", "final_frame"], "state": ["state", "final_state"], "features": []}[observation]
+    if observation == "state" and "state" not in source.names:
+        raise DatasetError(f"{dataset}: observation 'state' needs the 'state' column (schema version 2); "
+                           "this dataset predates it - regenerate it with `rayrg generate`")
+    if observation == "features" and not features_dir:
+        raise DatasetError("observation 'features' needs features_dir (the output of `rayrg encode`)")
+    return source, source.reward_columns([reward_column]), obs_cols
+
+
+def check_training_data(dataset: str | Path, reward_column: str, nan_policy: str = "error",
+                        observation: str = "frame", features_dir: str | Path | None = None) -> None:
+    """On the driver, before any worker starts: what :func:`load_transitions` would refuse
+    without decoding an observation (structure, the reward column and its NaNs, the
+    observation's columns), so such a mistake is one line and no Train worker traceback."""
+    source, reward_cols, _ = _training_columns(dataset, reward_column, observation, features_dir)
+    load_rewards(source.read([*SCALAR_COLUMNS, *reward_cols]), reward_column, nan_policy)
+
+
 def load_transitions(dataset: str | Path, reward_column: str, nan_policy: str = "error",
                      featurizer: TextFeaturizer | None = None, text_kind: str = "tokens",
                      observation: str = "frame", history: int = 1,
                      features_dir: str | Path | None = None,
                      ) -> tuple[TransitionTensors, TextFeaturizer, dict[str, Any]]:
     """Read and decode a (labelled) trajectory dataset into CPU tensors of ``observation``s."""
-    source = Dataset.open(dataset)
-    names = source.names
-    reward_cols = source.reward_columns([reward_column])
-    obs_cols = {"frame": ["frame", "final_frame"], "state": ["state", "final_state"], "features": []}[observation]
-    if observation == "state" and "state" not in names:
-        raise DatasetError(f"{dataset}: observation 'state' needs the 'state' column (schema version 2); "
-                           "this dataset predates it - regenerate it with `rayrg generate`")
-    if observation == "features" and not features_dir:
-        raise DatasetError("observation 'features' needs features_dir (the output of `rayrg encode`)")
+    source, reward_cols, obs_cols = _training_columns(dataset, reward_column, observation, features_dir)
     table = source.read([*SCALAR_COLUMNS, *reward_cols, *obs_cols])
     n = table.num_rows
     rewards = load_rewards(table, reward_column, nan_policy)

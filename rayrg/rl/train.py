@@ -100,8 +100,10 @@ def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | 
                   resume_from: str | Path | None = None, callbacks: list[Any] | None = None,
                   keep_checkpoints: int | None = 2) -> Any:
     """The ``TorchTrainer`` of one IQL run; ``rayrg train`` and every Tune trial use this."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from rayrg.runtime import ray_log_level
 
     resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
     return TorchTrainer(
@@ -111,8 +113,29 @@ def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | 
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(storage_path), callbacks=callbacks or [],
-                             checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints),
+                             # Ray Train's per-report INFO lines stay off the console by default;
+                             # progress_callback prints rayrg's own line instead.
+                             logging_config=LoggingConfig(log_level=ray_log_level())),
     )
+
+
+def progress_callback(num_steps: int) -> Any:
+    """One console line per report of rank 0: Ray Train's own per-report line is an INFO log,
+    hidden by default (:mod:`rayrg.runtime`). It runs in the Train controller, whose output
+    Ray forwards to the console."""
+    from ray.train import UserCallback
+
+    class TrainProgress(UserCallback):
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            m = metrics[0] if metrics else {}
+            if "step" not in m:
+                return
+            losses = " ".join(f"{k.split('/')[1]} {m[k]:.3g}" for k in ("loss/q", "loss/value", "loss/policy") if k in m)
+            print(f"[rayrg] train: step {int(m['step'])}/{num_steps}, {m.get('perf/steps_per_s', 0.0):.1f} "
+                  f"updates/s, loss {losses}{', checkpoint saved' if checkpoint else ''}", flush=True)
+
+    return TrainProgress()
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -151,7 +174,9 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     ``on_change="redo"`` deleted and trained again from step 0.
     """
     from rayrg.provenance import StaleOutputError, claim
+    from rayrg.rl.data import check_training_data
 
+    check_training_data(dataset, config.reward_column, config.nan_policy, config.observation, config.features_dir)
     out = Path(out).resolve()
     final = out / "final"
     inputs = train_inputs(config, dataset)
@@ -197,7 +222,8 @@ def _fit(config: TrainConfig, dataset: str | Path, out: Path, resume: Path | Non
     from rayrg.runtime import init_ray
 
     init_ray(address)
-    result = build_trainer(config, dataset, out, resume_from=resume).fit()
+    result = build_trainer(config, dataset, out, resume_from=resume,
+                           callbacks=[progress_callback(config.num_steps)]).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training in {out} ended without a checkpoint")
     return result

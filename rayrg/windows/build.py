@@ -175,7 +175,7 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     init_ray(address)
     windows = ray.data.from_items([{"path": str(f)} for f in files]).map_batches(
         _ShardWindower, fn_constructor_args=(config.to_dict(),), batch_size=1,
-        num_cpus=0.5, concurrency=(1, 4),
+        num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=4),
     )
     # Written beside ``out`` first: a bad shard found mid-way leaves the old windows whole.
     staging = out.with_name(f".{out.name}.partial")

@@ -1,0 +1,37 @@
+"""A quiet console: a default run shows rayrg's lines, not Ray's INFO logs; ``-v`` shows them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Lines Ray prints at INFO (or, for the local token notice, WARNING) during a plain stage run.
+RAY_NOISE = ("Started a local Ray instance", "Token authentication is enabled",
+             "logging_progress", "Reporting training result")
+
+
+def _run(*args: str, cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "rayrg.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_default_console_hides_ray_info_and_verbose_shows_it(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "data"
+    quiet = _run("generate", "--out", str(data), "--episodes-per-count", "1", "--eval-tasks-per-count", "1",
+                 "--num-cpus", "2", cwd=repo)
+    quiet += _run("windows", "--dataset", str(data / "trajectories"), "--out", str(tmp_path / "w"), cwd=repo)
+    assert "dataset:" in quiet and '"windows":' in quiet  # rayrg's own output is there
+    shown = [n for n in RAY_NOISE if n in quiet]
+    assert not shown, f"Ray's INFO lines on a default console: {shown}\n{quiet[-2000:]}"
+    assert " INFO " not in quiet and "\tINFO " not in quiet, quiet[-2000:]
+    verbose = _run("-v", "windows", "--dataset", str(data / "trajectories"), "--out", str(tmp_path / "w2"),
+                   cwd=repo)
+    assert "Started a local Ray instance" in verbose
