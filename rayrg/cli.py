@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "rayrg.rl.cli",
     "rayrg.evaluation.cli",
     "rayrg.experiments.cli",
+    "rayrg.report.cli",
 )
 
 

@@ -204,17 +204,24 @@ def _window_picture(manifest: dict[str, Any], report_dir: Path) -> str:
     windows_dir = entries[-1].get("windows")
     if not label_files or not windows_dir:
         return ""
+    from rayrg.report.browse import PAGE_FILE, write_browser
+
+    # Every window (up to the browser's default cap), failed ones too: `rayrg browse` on the step.
+    write_browser(entries[-1].get("path") or Path(windows_dir).parent, report_dir / PAGE_FILE,
+                  labels=entries[-1]["labels"], windows=windows_dir)
+    browse = f"[Browse every labelled window]({PAGE_FILE}) (`rayrg browse {entries[-1].get('path')}`)"
     labels = pq.read_table(label_files).to_pylist()
     scored = [r for r in labels if r.get("status") == "ok" and r.get("scores")]
     if not scored:
-        return "## A labelled window\n\nNo window was labelled successfully.\n"
+        return f"## A labelled window\n\nNo window was labelled successfully.\n\n{browse}\n"
     row = max(scored, key=lambda r: (len(r["scores"]), r["window_id"]))
     from rayrg.windows.preview import write_preview
 
     text = f"scores: {row['scores']}\n\nturn 1 (analysis):\n{(row.get('turn1_text') or '')[:900]}"
     write_preview(windows_dir, report_dir / "window_scores.png", window_id=row["window_id"], text=text)
     return "\n".join(["## A labelled window", "", f"Model `{row.get('model')}` ({row.get('backend')}), "
-                      f"window `{row['window_id']}`.", "", "![window with scores](window_scores.png)", ""])
+                      f"window `{row['window_id']}`.", "", "![window with scores](window_scores.png)", "",
+                      browse, ""])
 
 
 def build_report(out: str | Path) -> Path:
@@ -270,7 +277,11 @@ def _to_html(markdown: str) -> str:
         if in_table:
             body.append("</table>")
             in_table = False
-        if line.startswith("!["):
+        if line.startswith("[") and "](" in line:  # a link line: [text](href) rest
+            text, rest = line[1:].split("](", 1)
+            href, tail = rest.split(")", 1)
+            body.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a>{html.escape(tail)}</p>')
+        elif line.startswith("!["):
             alt, src = line[2:].split("](")
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
         elif line.startswith("#"):
