@@ -151,18 +151,27 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
     else:
         lines.append(f"  data: {data.trajectories} (tasks {data.eval_tasks})")
         episodes = None
+    from rayrg.rewards.rgvlm.estimate import TURN1_REQUESTS, estimate, requests_per_window
+
     for i, label in enumerate(config.labels):
         if isinstance(label, dict) and label.get(AUTO_BACKEND):
             lines.append(f"  label[{i}] rgvlm: backend from the environment (GEMINI_API_KEY, "
-                         "RAYRG_OPENAI_BASE_URL, else a tiny random Qwen2-VL as a pipeline check)")
-            calls = "2 model calls per window of 8 steps"
+                         "RAYRG_OPENAI_BASE_URL, else a tiny random Qwen2-VL as a pipeline check), "
+                         f"{TURN1_REQUESTS + 1} model calls per window of 8 steps")
         else:
             method = getattr(label, "method", "?")
             backend = getattr(label, "backend", None)
             model = getattr(backend, "model", None) or getattr(label, "model", None)
-            calls = ("2 model calls per window" if backend is not None
-                     else "one model pass per frame" if model else "no model")
+            calls = (f"{requests_per_window(label):g} model calls per window, re-asks not counted"
+                     if backend is not None else "one model pass per frame" if model else "no model")
             lines.append(f"  label[{i}] {method}" + (f": {model}" if model else "") + f" ({calls})")
+            if backend is not None and data.source not in ("babyai", "alfred") and data.trajectories \
+                    and Path(data.trajectories).is_dir():
+                # The dataset exists already: the full estimate (windows, tokens, cost, wall-time floors).
+                try:
+                    lines.extend(f"    {line.strip()}" for line in estimate(label, data.trajectories).lines()[1:])
+                except Exception as exc:  # the plan is advice; the run itself reports a bad dataset
+                    lines.append(f"    (no estimate: {exc})")
     if episodes is not None:
         lines.append(f"    (windows ≈ episodes × mean episode length / 8; {episodes} episodes)")
     steps = {name: config.train_config(name, 0).num_steps for name in config.methods}

@@ -115,6 +115,12 @@ class ExperimentRunner:
             method = get_method(label.method)
             directory = self.out / "labels" / f"{i}-{method.name}"
             source = current
+            if method.name == "rgvlm" and label.backend.paid:
+                # An unattended run never asks (nobody would answer; ``rayrg label`` asks only on
+                # a terminal): the estimate goes to the log before the first paid request.
+                from rayrg.rewards.rgvlm.estimate import estimate
+
+                print("\n".join(f"[rayrg] {line}" for line in estimate(label, source).lines()), flush=True)
             self._stage(f"label[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
                         run_label(m, c, s, d, address=self.address, on_change=REDO))
             entry = {"index": i, "method": method.name, "path": str(directory),

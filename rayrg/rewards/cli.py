@@ -13,9 +13,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory or labelled dataset directory")
     p.add_argument("--out", type=Path, required=True, help="labelled dataset to write")
+    p.add_argument("--yes", action="store_true",
+                   help="paid RG-VLM backends (nonzero prices): skip the cost confirmation. Without it "
+                        "the estimate is shown and, on a terminal, confirmation asked; when stdin is not "
+                        "a terminal (jobs, pipes) the run proceeds after printing the estimate")
     add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_label)
+
+    p = sub.add_parser("estimate", help="RG-VLM: windows, requests, tokens, cost and wall time, before any call")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML (method: rgvlm)")
+    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
+    p.add_argument("--latency-s", type=float, default=None,
+                   help="seconds per request, for the wall time (else --measure, else rate limits only)")
+    p.add_argument("--measure", type=int, default=None, metavar="N",
+                   help="label the first N windows for real (sent and paid for, into a temporary "
+                        "directory) and use their latency, answer lengths and parse-retry rate")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    add_ray_args(p)
+    p.set_defaults(func=_estimate)
 
     p = sub.add_parser("reward-report", help="reward quality against ground truth (the paper's Table I)")
     p.add_argument("--dataset", type=Path, action="append", required=True,
@@ -28,26 +44,52 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
-def _label(args: argparse.Namespace) -> int:
-    import json
-
+def _load(path: Path):
     import yaml
 
     from rayrg.config import ConfigError
-    from rayrg.rewards.registry import load_label_config, run_label
+    from rayrg.rewards.registry import load_label_config
 
-    if not args.config.exists():
-        raise ConfigError(f"config file not found: {args.config}")
-    data = yaml.safe_load(args.config.read_text()) or {}
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{args.config}: expected a mapping at top level")
-    method, config = load_label_config(data, source=str(args.config))
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return load_label_config(data, source=str(path))
+
+
+def _label(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from rayrg.rewards.registry import run_label
+
+    method, config = _load(args.config)
+    if method.name == "rgvlm" and config.backend.paid and not args.yes:
+        from rayrg.rewards.rgvlm.estimate import confirm
+
+        if not confirm(config, args.dataset, sys.stdin, sys.stdout):
+            print("not started", flush=True)
+            return 1
     out = run_label(method, config, args.dataset, args.out, address=args.address,
                     on_change="redo" if args.overwrite else "refuse")
     summary = Path(out) / f"_{method.name}_summary.json"
     if summary.exists():
         print(json.dumps(json.loads(summary.read_text()), indent=2))
     print(f"labelled dataset: {out}")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from rayrg.config import ConfigError
+    from rayrg.rewards.rgvlm.estimate import estimate_cli, print_estimate
+
+    method, config = _load(args.config)
+    if method.name != "rgvlm":
+        raise ConfigError(f"{args.config}: estimate is for method: rgvlm (model calls), not {method.name!r}")
+    if args.latency_s is not None and args.latency_s <= 0:
+        raise ConfigError("--latency-s must be positive")
+    print_estimate(estimate_cli(config, args.dataset, args.latency_s, args.measure, args.address), args.json)
     return 0
 
 

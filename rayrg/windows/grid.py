@@ -32,6 +32,15 @@ def grid_shape(num_tiles: int, columns: int) -> tuple[int, int]:
     return -(-num_tiles // columns), columns
 
 
+def grid_size(frame_height: int, frame_width: int, window_size: int, columns: int = 4, frame_scale: int = 2,
+              label_height: int = 14, gap: int = 2) -> tuple[int, int]:
+    """(width, height) of the grid :func:`compose_grid` draws for frames of this size, whatever
+    the window's length (partial windows keep the layout): the estimate needs no drawing."""
+    rows, cols = grid_shape(window_size, columns)
+    th, tw = frame_height * frame_scale, frame_width * frame_scale
+    return cols * tw + (cols + 1) * gap, rows * (th + label_height) + (rows + 1) * gap
+
+
 @lru_cache(maxsize=4096)
 def _label_band(text: str, width: int, height: int) -> np.ndarray:
     """A tile's label band, rendered once per (text, size): drawing text dominates otherwise."""
@@ -64,10 +73,8 @@ def compose_grid(
     h, w = frames[0].shape[:2]
     th, tw = h * frame_scale, w * frame_scale
     rows, cols = grid_shape(window_size, columns)
-    canvas = np.full(
-        (rows * (th + label_height) + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3),
-        BACKGROUND_GREY, np.uint8,
-    )
+    width, height = grid_size(h, w, window_size, columns, frame_scale, label_height, gap)
+    canvas = np.full((height, width, 3), BACKGROUND_GREY, np.uint8)
     for i in range(min(rows * cols, window_size)):
         r, c = divmod(i, cols)
         x = gap + c * (tw + gap)

@@ -60,7 +60,8 @@ CHANGES: dict[type, dict[str, tuple[Any, str]]] = {
                           "structured_output": ("json_object", MISS),
                           "extra_body": ({"top_k": 20}, MISS)},
     GeminiBackendConfig: {**REMOTE, "type": (None, FIXED), "base_url": ("http://127.0.0.1:1/", HIT),
-                          "batch_mode": (None, FIXED)},  # True is refused by the config
+                          "batch_mode": (None, FIXED),  # True is refused by the config
+                          "media_resolution": ("low", MISS)},
     TransformersBackendConfig: {
         "type": (None, FIXED), "model": ("/models/other", MISS), "dtype": ("bfloat16", MISS),
         "price_input_per_mtok": (1.0, HIT), "price_output_per_mtok": (1.0, HIT),

@@ -12,6 +12,7 @@ window was labelled exactly once across a killed run and its resume.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import random
@@ -50,6 +51,24 @@ class Stats:
 def _window_digest(messages: list[dict[str, Any]]) -> str:
     first_user = next(m for m in messages if m["role"] == "user")
     return hashlib.sha256(json.dumps(first_user["content"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens as a server of a Qwen2-VL model reports them, without a tokenizer: text by
+    characters / 4, each image (H/28)·(W/28) after the processor's resize."""
+    from rayrg.rewards.rgvlm.backends import _qwen2vl
+    from rayrg.rewards.rgvlm.backends.base import png_size
+
+    chars = images = 0
+    for m in messages:
+        content = m["content"]
+        for part in content if isinstance(content, list) else [{"type": "text", "text": content}]:
+            if part["type"] == "text":
+                chars += len(part["text"])
+            elif part["type"] == "image_url":
+                png = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                images += _qwen2vl.image_tokens(*png_size(png))
+    return chars // 4 + images
 
 
 def _num_scores(body: dict[str, Any]) -> int:
@@ -126,12 +145,11 @@ class LoopbackServer:
             stats.scores_answers[digest] += 1
         stats.by_status[200] += 1
         stats.last_answer_at = time.monotonic()
-        chars = sum(len(json.dumps(m["content"])) for m in messages)
         return web.json_response({
             "id": "loopback", "object": "chat.completion", "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": chars // 4, "completion_tokens": max(1, len(text) // 4)},
+            "usage": {"prompt_tokens": prompt_tokens(messages), "completion_tokens": max(1, len(text) // 4)},
         })
 
     async def _start(self) -> None:

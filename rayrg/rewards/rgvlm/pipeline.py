@@ -89,6 +89,14 @@ LABELS_SCHEMA = pa.schema([
 ])
 
 
+def capped_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) of an image after :func:`cap_image` (the estimate computes it undrawn)."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def cap_image(png: bytes, max_side: int | None) -> bytes:
     """Downscale a PNG so its longer side is at most ``max_side`` (None: unchanged)."""
     if max_side is None:
@@ -98,8 +106,7 @@ def cap_image(png: bytes, max_side: int | None) -> bytes:
     with Image.open(io.BytesIO(png)) as img:
         if max(img.size) <= max_side:
             return png
-        scale = max_side / max(img.size)
-        small = img.convert("RGB").resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+        small = img.convert("RGB").resize(capped_size(img.width, img.height, max_side),
                                           Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     small.save(buf, format="PNG")

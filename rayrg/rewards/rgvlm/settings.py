@@ -14,11 +14,12 @@ so a new field forces that decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from rayrg.config import StageConfig, scrub_secrets
+from rayrg.config import ConfigError, StageConfig, scrub_secrets
 
 
 class AnswerClassified(StageConfig):
@@ -66,6 +67,28 @@ class BackendSettings(AnswerClassified):
     price_input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M input tokens (cost estimate).")
     price_output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M output tokens (cost estimate).")
 
+    # Whether a run costs money at the configured prices (``rayrg label`` asks first).
+    @property
+    def paid(self) -> bool:
+        return self.price_input_per_mtok > 0 or self.price_output_per_mtok > 0
+
+    def image_tokens(self, width: int, height: int) -> int:
+        """Input tokens of one ``width``×``height`` image by the served model's own rule.
+
+        Each backend module overrides this with its model family's rule (the estimate and
+        the rate limiter both use it)."""
+        raise ConfigError(f"backend {self.model_fields['type'].default!r}: {type(self).__name__} has no "
+                          "image_tokens rule, so its image tokens cannot be estimated")
+
+    def text_counter(self) -> tuple[Callable[[str], int], str]:
+        """(count tokens of a text, how they are counted). Without a local tokenizer: the
+        characters / 4 approximation, which English prose and JSON both sit close to."""
+        return approx_text_tokens, "approximate: characters / 4"
+
+
+def approx_text_tokens(text: str) -> int:
+    return len(text) // 4
+
 
 class RemoteBackendSettings(BackendSettings):
     """Shared by the HTTP backends: concurrency, retries, rate limits, secrets by env-var name."""
@@ -100,3 +123,18 @@ class RemoteBackendSettings(BackendSettings):
         if value is not None and (len(value) > 64 or not value.isupper()):
             raise ValueError("api_key_env must be an upper-case environment variable name, not a key")
         return value
+
+
+def local_text_counter(model: str) -> tuple[Callable[[str], int], str] | None:
+    """The model's own tokenizer when ``model`` is a local directory with ``tokenizer.json``
+    (read with ``tokenizers`` alone, no model code); None otherwise."""
+    from pathlib import Path
+
+    path = Path(model) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids),
+            f"exact: the tokenizer of {model} (chat-template tokens not counted)")

@@ -139,6 +139,12 @@ class Backend(ABC):
         """Actors and resources for ``config`` (an instance of ``config_class``)."""
 
     @classmethod
+    def windows_in_flight(cls, config: Any) -> int:
+        """Windows answered at once across all actors (the wall-time estimate's concurrency):
+        by default one per actor (a local model answers one window at a time)."""
+        return cls.ray_plan(config).num_actors
+
+    @classmethod
     def preflight(cls, config: Any, local: bool) -> None:
         """Checks on the driver before any work starts (``local``: a local Ray cluster, whose
         workers share this machine's environment and files). Raise ``ConfigError``."""
@@ -175,6 +181,12 @@ def png_size(png: bytes) -> tuple[int, int]:
         raise ValueError("not a PNG")
     width, height = struct.unpack(">II", png[16:24])
     return width, height
+
+
+def limiter_tokens(chars: int, image_tokens: int, max_tokens: int) -> int:
+    """What :class:`RateLimiter` charges one request: prompt characters / 4, the image's
+    tokens and the whole output budget (an over-count, on the safe side of a provider's limit)."""
+    return chars // 4 + image_tokens + max_tokens
 
 
 class RateLimiter:
@@ -228,6 +240,10 @@ class AsyncChatBackend(Backend):
         return RayPlan(num_actors=config.num_actors, batch_size=config.max_in_flight, num_cpus=0.25,
                        concurrent_calls=4)
 
+    @classmethod
+    def windows_in_flight(cls, config: Any) -> int:
+        return config.num_actors * config.max_in_flight
+
     def __init__(self, config: Any, decoding: Any, max_parse_attempts: int = 3, share: float = 1.0) -> None:
         """``config``: a remote backend config (concurrency, retries, limits); ``share``: this
         actor's fraction of the rate limits (the limits are for all actors together)."""
@@ -266,15 +282,14 @@ class AsyncChatBackend(Backend):
         pass
 
     def image_tokens(self, png: bytes) -> int:
-        """Estimate of an image's input tokens (Qwen2-VL: one per 28×28 patch)."""
-        w, h = png_size(png)
-        return max(1, (w // 28) * (h // 28))
+        """An image's input tokens by the backend config's rule (its model family's)."""
+        return self.config.image_tokens(*png_size(png))
 
     # -- machinery --------------------------------------------------------------------
     def _estimate_tokens(self, messages: list[Message], max_tokens: int) -> int:
         chars = sum(len(m["text"]) for m in messages)
         images = sum(self.image_tokens(m["image"]) for m in messages if m.get("image"))
-        return chars // 4 + images + max_tokens
+        return limiter_tokens(chars, images, max_tokens)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -285,7 +300,9 @@ class AsyncChatBackend(Backend):
     async def _request(self, answer: WindowAnswer, messages: list[Message],
                        schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         for attempt in range(self.max_retries + 1):
-            await self.limiter.acquire(self._estimate_tokens(messages, max_tokens))
+            # tokens are only charged under a tokens-per-minute limit (a backend without an
+            # image-token rule still runs without one)
+            await self.limiter.acquire(self._estimate_tokens(messages, max_tokens) if self.limiter.tpm else 0)
             answer.backend_calls += 1
             try:
                 completion = await self.complete(messages, schema, max_tokens)

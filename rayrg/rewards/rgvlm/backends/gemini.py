@@ -26,7 +26,6 @@ from rayrg.rewards.rgvlm.backends.base import (
     Message,
     PermanentError,
     TransientError,
-    png_size,
 )
 from rayrg.rewards.rgvlm.settings import Decoding, RemoteBackendSettings
 
@@ -34,7 +33,7 @@ from rayrg.rewards.rgvlm.settings import Decoding, RemoteBackendSettings
 class GeminiBackendConfig(RemoteBackendSettings):
     """Google Gemini through ``google-genai`` (async client)."""
 
-    ANSWER_FIELDS = RemoteBackendSettings.ANSWER_FIELDS
+    ANSWER_FIELDS = RemoteBackendSettings.ANSWER_FIELDS | {"media_resolution"}  # what the model sees
     NEUTRAL_FIELDS = RemoteBackendSettings.NEUTRAL_FIELDS | {"batch_mode"}  # same model, other queue
 
     type: Literal["gemini"] = "gemini"
@@ -42,6 +41,8 @@ class GeminiBackendConfig(RemoteBackendSettings):
     model: str = "gemini-3-flash"
     base_url: str | None = Field(None, description="Override of the API endpoint (tests, proxies).")
     batch_mode: bool = Field(False, description="Batch API (half price, ~24 h); not implemented yet.")
+    media_resolution: Literal["low", "medium", "high"] | None = Field(
+        None, description="Gemini 3 image resolution level (None: the model's default, high for images).")
 
     @field_validator("batch_mode")
     @classmethod
@@ -50,9 +51,21 @@ class GeminiBackendConfig(RemoteBackendSettings):
             raise ValueError("gemini batch_mode is not implemented in this version; use the online API")
         return value
 
+    def image_tokens(self, width: int, height: int) -> int:
+        """Gemini 3 models: a fixed count per image by ``media_resolution``, whatever its
+        size; earlier models (2.x): 258 tokens for an image ≤ 384 px per side, else 258 per
+        768×768 tile."""
+        if self.model.startswith("gemini-") and not self.model.startswith(("gemini-1", "gemini-2")):
+            return GEMINI3_IMAGE_TOKENS[self.media_resolution or "high"]
+        if max(width, height) <= 384:
+            return GEMINI_TOKENS_PER_TILE
+        return GEMINI_TOKENS_PER_TILE * math.ceil(width / GEMINI_IMAGE_TILE) * math.ceil(height / GEMINI_IMAGE_TILE)
+
 
 GEMINI_IMAGE_TILE = 768  # Gemini 2.x: ≤384 px per side is one 258-token image; larger ones tile at 768×768
 GEMINI_TOKENS_PER_TILE = 258
+# Gemini 3: tokens per image at each media_resolution level (high is the default for images)
+GEMINI3_IMAGE_TOKENS = {"low": 280, "medium": 560, "high": 1120}
 
 
 def gemini_schema(schema: dict[str, Any]):
@@ -125,18 +138,14 @@ class GeminiBackend(AsyncChatBackend):
         self.client = genai.Client(api_key=key, http_options=types.HttpOptions(**options))
         self._errors = _transport_errors()
 
-    def image_tokens(self, png: bytes) -> int:
-        w, h = png_size(png)
-        if max(w, h) <= 384:
-            return GEMINI_TOKENS_PER_TILE
-        return GEMINI_TOKENS_PER_TILE * math.ceil(w / GEMINI_IMAGE_TILE) * math.ceil(h / GEMINI_IMAGE_TILE)
-
     def generation_config(self, system: str | None, schema: dict[str, Any] | None, max_tokens: int):
         from google.genai import types
 
         kwargs: dict[str, Any] = {"system_instruction": system, "temperature": self.decoding.temperature,
                                   "top_p": self.decoding.top_p, "max_output_tokens": max_tokens,
                                   "seed": self.decoding.seed}
+        if self.config.media_resolution is not None:
+            kwargs["media_resolution"] = f"MEDIA_RESOLUTION_{self.config.media_resolution.upper()}"
         if schema is not None:
             kwargs.update(response_mime_type="application/json", response_schema=gemini_schema(schema))
         return types.GenerateContentConfig(**kwargs)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
 
 from rayrg.errors import check_model_weights
+from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends.base import (
     Backend,
     Message,
@@ -28,7 +29,7 @@ from rayrg.rewards.rgvlm.backends.base import (
     WindowQuery,
 )
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding
+from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding, local_text_counter
 
 
 class TransformersBackendConfig(BackendSettings):
@@ -47,6 +48,14 @@ class TransformersBackendConfig(BackendSettings):
     num_cpus: float = Field(0.5, gt=0, description="CPUs per actor (fractional: whole CPUs can hang a 2-CPU pool).")
     num_gpus: float = Field(0.0, ge=0)
     batch_size: int = Field(4, ge=1, description="Windows per map_batches call.")
+
+    def image_tokens(self, width: int, height: int) -> int:
+        # Qwen2-VL-family processors (the models this backend is used with), bounds from the
+        # model directory's preprocessor_config.json
+        return _qwen2vl.image_tokens(width, height, *_qwen2vl.pixel_bounds(self.model))
+
+    def text_counter(self) -> tuple[Callable[[str], int], str]:
+        return local_text_counter(self.model) or super().text_counter()
 
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:

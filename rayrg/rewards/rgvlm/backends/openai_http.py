@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import (
     RETRY_STATUSES,
     chat_url,
@@ -42,6 +43,11 @@ class OpenAIBackendConfig(RemoteBackendSettings):
         "json_schema", description="response_format for turn 2 ('none' for endpoints without it).")
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra request fields (top_k, ...); written to disk redacted.")
+
+    def image_tokens(self, width: int, height: int) -> int:
+        # The endpoints this backend is pointed at here serve Qwen2-VL (``vllm serve``), whose
+        # processor defaults apply; another model family counts images its own way.
+        return _qwen2vl.image_tokens(width, height)
 
 
 class OpenAIBackend(AsyncChatBackend):

@@ -24,16 +24,17 @@ per-request whitespace switch had no effect).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from rayrg.errors import check_model_weights
+from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import to_openai_messages
 from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, RayPlan, WindowAnswer, WindowQuery
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding
+from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding, local_text_counter
 
 
 class VLLMBackendConfig(BackendSettings):
@@ -64,6 +65,12 @@ class VLLMBackendConfig(BackendSettings):
     device: Literal["cuda", "cpu"] = Field("cuda", description="'cpu' for a CPU build of vLLM (no GPUs asked).")
     batch_size: int = Field(64, ge=1, description="Windows per engine call (vLLM batches them).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine kwargs.")
+
+    def image_tokens(self, width: int, height: int) -> int:
+        return _qwen2vl.image_tokens(width, height, _qwen2vl.pixel_bounds(self.model)[0], self.max_pixels)
+
+    def text_counter(self) -> tuple[Callable[[str], int], str]:
+        return local_text_counter(self.model) or super().text_counter()
 
     def answer_settings(self) -> dict[str, Any]:
         settings = super().answer_settings()
@@ -132,6 +139,10 @@ class VLLMBackend(Backend):
     def ray_plan(cls, config: VLLMBackendConfig) -> RayPlan:
         gpus = config.tensor_parallel_size if config.device == "cuda" else None
         return RayPlan(num_actors=config.num_actors, batch_size=config.batch_size, num_cpus=1, num_gpus=gpus)
+
+    @classmethod
+    def windows_in_flight(cls, config: VLLMBackendConfig) -> int:
+        return config.num_actors * config.batch_size  # the engine batches a call's windows
 
     @classmethod
     def preflight(cls, config: VLLMBackendConfig, local: bool) -> None:
