@@ -16,6 +16,7 @@ import traceback
 COMMAND_MODULES = (
     "rayrg.data.cli",
     "rayrg.data.alfred_cli",
+    "rayrg.data.interchange_cli",
     "rayrg.windows.cli",
     "rayrg.rewards.cli",
     "rayrg.rewards.similarity.cli",

@@ -49,6 +49,9 @@ from rayrg.data.schema import (
 
 # Where a labelled dataset's metadata keeps how each reward column was made.
 PROVENANCE_KEY = "labels"
+# Ground truth an imported dataset does not have (``{"subtasks": reason, ...}`` in metadata
+# ``extra``): its columns hold placeholders (0, -1), which readers must never score.
+MISSING_TRUTH_KEY = "missing_ground_truth"
 FRAME_COLUMNS = ("frame", "final_frame")
 _STRUCTURE = ("episode_id", "step")
 _FIELDS = {f.name: f for f in [*TRANSITION_SCHEMA, *OPTIONAL_SCHEMA]}
@@ -213,6 +216,18 @@ class Dataset:
     def provenance(self) -> dict[str, dict[str, Any]]:
         """How each reward column was made: ``{column: {method, model, ...}}``."""
         return dict(self.metadata.extra.get(PROVENANCE_KEY, {}))
+
+    @property
+    def missing_ground_truth(self) -> dict[str, str]:
+        """Ground truth the dataset lacks (``subtasks``, ``expert_action``, ``success``) and why."""
+        return dict(self.metadata.extra.get(MISSING_TRUTH_KEY, {}))
+
+    def require_ground_truth(self, needs: Iterable[str], what: str) -> None:
+        """A one-line DatasetError when ``what`` needs ground truth this dataset lacks."""
+        lacking = {k: v for k, v in self.missing_ground_truth.items() if k in set(needs)}
+        if lacking:
+            raise DatasetError(f"{self.path}: {what} needs ground truth the dataset lacks: "
+                               + "; ".join(f"{k}: {v}" for k, v in lacking.items()))
 
     def read_shard(self, shard: str | Path, columns: Iterable[str] | None = None, validate: bool = True,
                    decode_images: bool = False) -> pa.Table:

@@ -75,6 +75,9 @@ OPTIONAL_SCHEMA = pa.schema(
     [
         pa.field("state", pa.binary(), nullable=True),
         pa.field("final_state", pa.binary(), nullable=True),
+        # Continuous actions (imported robot data, e.g. LeRobot): the action vector of the
+        # transition; ``action`` is then -1 and ``action_name`` a rendering of the vector.
+        pa.field("action_vector", pa.list_(pa.float32()), nullable=True),
     ]
 )
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(OPTIONAL_SCHEMA.names)

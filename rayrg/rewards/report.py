@@ -33,6 +33,9 @@ from rayrg.data.schema import SCALAR_COLUMNS, DatasetError
 from rayrg.pipeline_check import pipeline_check_caveat, provenance_is_tiny_random
 from rayrg.rewards.truth import good_actions
 
+# What the truth good(t) is made of (rayrg.rewards.truth); a dataset lacking either is skipped.
+TRUTH_NEEDS = ("expert_action", "subtasks")
+
 
 def binary_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     pred, truth = pred.astype(bool), truth.astype(bool)
@@ -85,6 +88,13 @@ def reward_report(datasets: Iterable[str | Path], columns: Sequence[str] | None 
         wanted = source.reward_columns(columns)
         if columns and not wanted:
             raise DatasetError(f"{dataset}: none of the columns {list(columns)} (has {source.reward_columns()})")
+        lacking = {k: v for k, v in source.missing_ground_truth.items() if k in TRUTH_NEEDS}
+        if lacking:
+            # An imported dataset without the truth good(t) needs: its placeholders (-1, 0)
+            # would score as truth, so its columns are listed as skipped, with the reason.
+            reason = "no ground truth: " + "; ".join(f"{k}: {v}" for k, v in lacking.items())
+            rows.extend({"dataset": str(dataset), "column": column, "skipped": reason} for column in wanted)
+            continue
         table = source.read([*SCALAR_COLUMNS, *wanted])
         truth = good_actions(table)
         provenance = source.provenance
@@ -104,6 +114,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = ["column", "backend/model", "acc", "prec", "recall", "F1", "cover", "s/query",
               "tok/1k tr", "$/1k tr", "invalid"]
     lines = [header]
+    skipped = [r for r in rows if r.get("skipped")]
+    rows = [r for r in rows if not r.get("skipped")]
     for r in rows:
         who = "/".join(x for x in (r["backend"], r["model"]) if x) or r["method"]
         if r["simulated"]:
@@ -116,6 +128,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                       _fmt(r["cost_usd_per_1000_transitions"], ".4f"), _fmt(r["invalid_answer_rate"], ".3f")])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines)
+    table += "".join(f"\n{r['column']} ({r['dataset']}): skipped, {r['skipped']}" for r in skipped)
     caveat = reward_caveat(rows)
     return f"{table}\n\n{caveat}" if caveat else table
 

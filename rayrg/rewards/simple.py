@@ -47,6 +47,8 @@ def _scalars(dataset: Path) -> pa.Table:
 
 
 def label_sparse(config: SparseConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    Dataset.open(dataset).require_ground_truth(["success"], "the sparse reward (episode success)")
+
     # Computed per shard from the rows the join reads (episodes never span shards): one read.
     def rewards(shard: pa.Table) -> dict[str, np.ndarray]:
         return {"reward_sparse": sparse_rewards(shard.column("episode_id"), shard.column("success"))}
@@ -62,6 +64,7 @@ def simulate_labels(truth: np.ndarray, accuracy: float, seed: int) -> np.ndarray
 
 
 def label_simulated(config: SimulatedConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
+    Dataset.open(dataset).require_ground_truth(["expert_action", "subtasks"], "simulated labels")
     table = _scalars(dataset)
     dense = simulate_labels(good_actions(table), config.accuracy, config.seed)
     columns = {config.column: dense}
