@@ -20,7 +20,7 @@ def rayrg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_commands() -> None:
     out = rayrg("--help").stdout
-    for command in ("generate", "inspect", "windows", "preview-window"):
+    for command in ("generate", "inspect", "windows", "preview-window", "import", "export", "estimate", "browse"):
         assert command in out
 
 

@@ -31,7 +31,7 @@ What rayrg uses but a Minari dataset does not record — ground-truth sub-task p
 expert's action, whether an action was exploration noise — is not invented: the columns
 hold their "unknown" values (``expert_action`` -1, ``num_subtasks`` and
 ``subtasks_completed`` 0, ``is_random_action`` false) and ``metadata.json`` lists each
-under ``extra["lacks"]`` with the reason, so a report that needs it skips with that reason.
+under ``extra["missing_ground_truth"]`` with the reason, so a report that needs it skips with that reason.
 Labelled copies keep ``extra`` and therefore the list.
 """
 
@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayrg.config import ConfigError
-from rayrg.data.access import PROVENANCE_KEY, Dataset
+from rayrg.data.access import MISSING_TRUTH_KEY, PROVENANCE_KEY, Dataset
 from rayrg.data.schema import (
     METADATA_FILE,
     TRANSITION_SCHEMA,
@@ -60,18 +60,16 @@ from rayrg.data.schema import (
 )
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
 
-# Key in DatasetMetadata.extra: {column: why it holds no ground truth}. Readers that need a
-# column listed there (reward-quality reports, simulated labels) skip with that reason.
-LACKS_KEY = "lacks"
 # Key in DatasetMetadata.extra: where the data came from (export needs "root").
 SOURCE_KEY = "minari"
 EPISODE_PREFIX = "minari-ep"
 SOURCE_REWARD_COLUMN = "reward_minari"
 _EPISODE_ID = re.compile(rf"^{EPISODE_PREFIX}(\d+)$")
+# What a Minari dataset lacks, under the access layer's MISSING_TRUTH_KEY: readers that need
+# it (reward-quality reports, simulated labels) skip or refuse with this reason.
 _LACKS = {
     "expert_action": "a Minari dataset records the actions taken, not an expert's (-1 = unknown)",
-    "subtasks_completed": "a Minari dataset has no ground-truth sub-task progress (0 = unknown)",
-    "num_subtasks": "a Minari dataset does not decompose its missions into sub-tasks (0 = unknown)",
+    "subtasks": "a Minari dataset has no ground-truth sub-tasks (num_subtasks and subtasks_completed are 0)",
     "is_random_action": "a Minari dataset does not mark exploration-noise actions (false = unknown)",
 }
 
@@ -254,7 +252,7 @@ class MinariFormat:
                              "successes": successes,
                              "success_rule": f"info '{success_info}'" if success_info
                              else "terminated with a positive last reward"},
-                LACKS_KEY: lacks,
+                MISSING_TRUTH_KEY: lacks,
                 "action_names": opts["action_names"],
                 PROVENANCE_KEY: {SOURCE_REWARD_COLUMN: {"method": "minari", "source": str(root),
                                                         "definition": "the Minari dataset's rewards"}},

@@ -19,9 +19,8 @@ import pytest
 
 minari = pytest.importorskip("minari")
 
-from rayrg.data.access import Dataset  # noqa: E402
+from rayrg.data.access import MISSING_TRUTH_KEY, Dataset  # noqa: E402
 from rayrg.data.minari import (  # noqa: E402
-    LACKS_KEY,
     MINARI,
     SOURCE_REWARD_COLUMN,
     episode_key,
@@ -157,7 +156,7 @@ def test_import_matches_rollout(store: dict[str, Any], imported: Path) -> None:
 
 def test_import_records_what_the_dataset_lacks(store: dict[str, Any], imported: Path) -> None:
     extra = Dataset.open(imported).metadata.extra
-    assert {"expert_action", "subtasks_completed", "num_subtasks"} <= set(extra[LACKS_KEY])
+    assert {"expert_action", "subtasks"} <= set(extra[MISSING_TRUTH_KEY])
     assert Path(extra["minari"]["root"]) == store["source"].resolve()
     assert extra["minari"]["dataset_id"] == SOURCE_ID
 
