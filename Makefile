@@ -54,8 +54,12 @@ test: install vllm-venv
 	$(VENV)/bin/pytest -q -m "not vllm"
 	RAYRG_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest -q -m vllm
 
-bench: install
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+bench: install vllm-venv
+	# bench_label_vllm needs vLLM, which lives in its own venv (it pins its own torch)
+	for b in benchmarks/bench_*.py; do \
+	  case $$b in *vllm*) py=$(VLLM_VENV)/bin/python ;; *) py=$(PY) ;; esac; \
+	  $$py $$b || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs
