@@ -19,7 +19,7 @@ import pytest
 from rayrg.cli import main
 from rayrg.config import ConfigError
 from rayrg.data.access import Dataset
-from rayrg.data.lerobot import LEROBOT, SIDECAR_FILE, import_lerobot
+from rayrg.data.lerobot import EPISODE_ID, LEROBOT, SIDECAR_FILE, import_lerobot
 from rayrg.data.schema import DatasetError, DatasetMetadata
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.registry import get_method, run_label
@@ -236,6 +236,35 @@ def test_formats_are_imported_lazily() -> None:
             "assert not [m for m in sys.modules if m in ('rayrg.data.lerobot', 'rayrg.data.minari')], 'eager'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
                    env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.integration
+def test_rgvlm_round_trip_through_the_loopback_server(source: Path, tmp_path: Path, ray_local) -> None:
+    """Import → RG-VLM labels from a real HTTP server (OpenAI protocol) on Ray Data → export.
+    Imported data has no ground truth; RG-VLM needs only frames, instruction and actions."""
+    from rayrg.rewards.rgvlm.config import RGVLMConfig
+    from rayrg.rewards.rgvlm.loopback import LoopbackServer
+
+    imported = import_lerobot(source, tmp_path / "imported")
+    with LoopbackServer() as server:
+        config = RGVLMConfig.from_dict({"method": "rgvlm", "backend": {
+            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01}})
+        labelled_dir = run_label(get_method("rgvlm"), config, imported, tmp_path / "rgvlm")
+        assert server.stats.requests == 2 * len(synth.LENGTHS)  # one window per short episode, two turns
+    table = Dataset.open(labelled_dir).read(["episode_id", "step", "reward_rgvlm"])
+    rewards = table.column("reward_rgvlm").to_numpy()
+    assert not np.isnan(rewards).any() and ((rewards >= 0) & (rewards <= 1)).all()
+
+    out = LEROBOT.export(labelled_dir, tmp_path / "export", "rgvlm")
+    label_of = dict(zip(zip(table.column("episode_id").to_pylist(), table.column("step").to_pylist(), strict=True),
+                        rewards, strict=True))
+    for rel in ("data/chunk-000/file-000.parquet", "data/chunk-000/file-001.parquet"):
+        exported = pq.read_table(out / rel)
+        frames = zip(exported.column("episode_index").to_pylist(), exported.column("frame_index").to_pylist(),
+                     strict=True)
+        want = [label_of[(EPISODE_ID.format(e), f)] for e, f in frames]
+        # each frame's exported reward is the label of the same (episode, frame), as float32
+        np.testing.assert_array_equal(exported.column("next.reward").to_numpy(), np.asarray(want, np.float32))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lerobot") is None, reason="lerobot is not installed")

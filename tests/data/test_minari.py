@@ -232,6 +232,28 @@ def test_export_relabels_only_rewards(store: dict[str, Any], imported: Path, tmp
         assert a.observations["mission"] == b.observations["mission"]
 
 
+@pytest.mark.integration
+def test_rgvlm_labels_from_the_loopback_server_reach_minari(store: dict[str, Any], imported: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, ray_local) -> None:
+    """Imported → RG-VLM through a real HTTP server on Ray Data → exported → read by minari."""
+    from rayrg.rewards.rgvlm.loopback import LoopbackServer
+
+    method = get_method("rgvlm")
+    with LoopbackServer() as server:
+        config = method.config_cls.from_dict({"method": "rgvlm", "backend": {
+            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01}})
+        labelled = run_label(method, config, imported, tmp_path / "rgvlm")
+        windows = sum(-(-len(ep["actions"]) // 8) for ep in store["episodes"])  # window 8, stride 8
+        assert server.stats.requests == 2 * windows
+    column = Dataset.open(labelled).read(["episode_id", "reward_rgvlm"]).column("reward_rgvlm").to_numpy()
+    assert not np.isnan(column).any()
+    export_id = "rayrg/babyai-rgvlm-v0"
+    MINARI.export(labelled, store["root"] / export_id, "reward_rgvlm", dataset_id=export_id)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store["root"]))
+    rewards = np.concatenate([ep.rewards for ep in minari.load_dataset(export_id).iterate_episodes()])
+    np.testing.assert_array_equal(rewards, column.astype(np.float32))
+
+
 def test_export_needs_a_minari_import(imported: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     shutil.copytree(imported, plain)
