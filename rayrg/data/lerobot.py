@@ -333,6 +333,7 @@ def import_lerobot(source: str | Path, out: str | Path, on_change: OnChange = "r
     missing = {
         "subtasks": "LeRobot records no sub-task annotations (num_subtasks and subtasks_completed are 0)",
         "expert_action": "LeRobot demonstrations carry no separate expert action (expert_action is -1)",
+        "is_random_action": "LeRobot does not mark exploration-noise actions (is_random_action is False)",
     }
     if not has_success:
         missing["success"] = "the dataset has no next.success feature (success is False)"

@@ -19,6 +19,7 @@ import pytest
 from rayrg.cli import main
 from rayrg.config import ConfigError
 from rayrg.data.access import Dataset
+from rayrg.data.inspect import format_summary, summarize
 from rayrg.data.lerobot import EPISODE_ID, LEROBOT, SIDECAR_FILE, import_lerobot
 from rayrg.data.schema import DatasetError, DatasetMetadata
 from rayrg.rewards.base import write_labelled_dataset
@@ -78,7 +79,7 @@ def test_import_maps_frames_tasks_actions_and_flags(source: Path, tmp_path: Path
     meta = DatasetMetadata.read(out)
     assert meta.extra["lerobot"]["source"] == str(source.resolve())
     assert meta.extra["lerobot"]["camera"] == synth.IMAGE and meta.extra["lerobot"]["mode"] == "image"
-    assert set(meta.extra["missing_ground_truth"]) == {"subtasks", "expert_action"}
+    assert set(meta.extra["missing_ground_truth"]) == {"subtasks", "expert_action", "is_random_action"}
     assert meta.num_episodes == len(synth.LENGTHS)
     # same inputs: skipped; the source untouched
     before = hashes(source)
@@ -98,6 +99,12 @@ def test_import_without_next_flags_records_missing_success(source: Path, tmp_pat
     assert "success" in DatasetMetadata.read(out).extra["missing_ground_truth"]
     with pytest.raises(DatasetError, match="sparse reward .* lacks: success"):
         label("sparse", out, tmp_path / "sparse")
+    # inspect says what is unknown instead of printing the placeholders' rates
+    summary = summarize(out)
+    assert summary["success_rate"] is None and summary["noise_rate"] is None
+    assert summary["expert_agreement"] is None and summary["subtask_histogram"] == {}
+    text = format_summary(summary)
+    assert "success rate unknown   noise rate unknown" in text and "lacks        subtasks: LeRobot" in text
 
 
 def test_missing_ground_truth_is_never_scored(source: Path, tmp_path: Path, labelled: Path) -> None:
