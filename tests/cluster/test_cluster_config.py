@@ -42,6 +42,8 @@ def test_launcher_yaml_passes_ray_validation() -> None:
     assert groups["vllm_gpu"]["resources"]["GPU"] == 8 and groups["vllm_gpu"]["resources"]["vllm_node"] == 1
     assert {"train_node", "eval_node"} <= set(groups["train_gpu"]["resources"]) | set(groups["eval_cpu"]["resources"])
     assert all("RAY_AUTH_MODE=token" in cmd for cmd in config["head_start_ray_commands"][1:])
+    # `ray start` with token auth refuses to start without the token: every node gets yours
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
 
 def test_launcher_yaml_wrong_field_rejected() -> None:
@@ -67,6 +69,8 @@ def test_onprem_yaml_passes_ray_validation() -> None:
     (node_type,) = prepared["available_node_types"].values()
     assert node_type["min_workers"] == node_type["max_workers"] == len(config["provider"]["worker_ips"])
     assert all("RAY_AUTH_MODE=token" in cmd for cmd in config["head_start_ray_commands"][1:])
+    # `ray start` with token auth refuses to start without the token: every node gets yours
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
     bad = copy.deepcopy(config)
     bad["provider"]["worker_ip"] = bad["provider"].pop("worker_ips")  # typo: Ray refuses it

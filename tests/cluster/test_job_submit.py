@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -75,17 +76,24 @@ def test_ray_job_submit_reduced_experiment(tmp_path: Path) -> None:
     # clusters on the same machine, and the job agent then never comes up.
     agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
                    f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # `ray start` with token auth needs the token to exist already (only `ray.init` makes one
+    # itself): on a fresh machine there is none, as on a fresh cluster head. The test's own
+    # token file (Ray's RAY_AUTH_TOKEN_PATH) leaves ~/.ray/auth_token alone.
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN", None)
     address = f"http://127.0.0.1:{dash}"
     config = tmp_path / "experiment.yaml"
     out = tmp_path / "run"
     config.write_text(yaml.safe_dump({**REDUCED_EXPERIMENT, "out": str(out)}))
     try:
-        subprocess.run([BIN / "ray", "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={dash}", "--num-cpus=2", f"--temp-dir={temp_dir}",
-                        "--include-dashboard=true", "--disable-usage-stats", *agent_ports],
-                       check=True, env=env, capture_output=True, text=True, timeout=120)
+        start = subprocess.run([BIN / "ray", "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+                                f"--dashboard-port={dash}", "--num-cpus=2", f"--temp-dir={temp_dir}",
+                                "--include-dashboard=true", "--disable-usage-stats", *agent_ports],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         command = [BIN / "ray", "job", "submit", "--address", address, "--working-dir", str(REPO),
                    "--runtime-env", str(REPO / "jobs" / "runtime_env.yaml"), "--submission-id", "rayrg-ci",
                    "--", sys.executable, "-m", "rayrg.cli", "run", str(config), "--address", "auto"]
