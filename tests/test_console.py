@@ -10,7 +10,9 @@ import pytest
 
 # Lines Ray prints at INFO (or, for the local token notice, WARNING) during a plain stage run.
 RAY_NOISE = ("Started a local Ray instance", "Token authentication is enabled",
-             "logging_progress", "Reporting training result")
+             "logging_progress", "Reporting training result",
+             # Ray Train's placement-group cleaner, once a second, when no State API is served
+             "Failed to query Ray Train Controller actor state")
 
 
 def _run(*args: str, cwd: Path) -> str:
@@ -28,7 +30,12 @@ def test_default_console_hides_ray_info_and_verbose_shows_it(tmp_path: Path) -> 
     quiet = _run("generate", "--out", str(data), "--episodes-per-count", "1", "--eval-tasks-per-count", "1",
                  "--num-cpus", "2", cwd=repo)
     quiet += _run("windows", "--dataset", str(data / "trajectories"), "--out", str(tmp_path / "w"), cwd=repo)
+    quiet += _run("label", "--config", "jobs/label_sparse.yaml", "--dataset", str(data / "trajectories"),
+                  "--out", str(tmp_path / "sparse"), cwd=repo)
+    quiet += _run("train", "--dataset", str(tmp_path / "sparse"), "--out", str(tmp_path / "iql"),
+                  "--reward-column", "reward_sparse", "--num-steps", "4", cwd=repo)
     assert "dataset:" in quiet and '"windows":' in quiet  # rayrg's own output is there
+    assert "[rayrg] train: step 4/4" in quiet and "final checkpoint:" in quiet
     shown = [n for n in RAY_NOISE if n in quiet]
     assert not shown, f"Ray's INFO lines on a default console: {shown}\n{quiet[-2000:]}"
     assert " INFO " not in quiet and "\tINFO " not in quiet, quiet[-2000:]

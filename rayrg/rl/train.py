@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 RUN_NAME = "iql"
 
 
+def _quiet_report_log(level: str) -> None:
+    """Ray Train 2.60 logs "Reporting training result ..." (INFO, every report) from a logger
+    named by its *file path* (``getLogger(__file__)`` in ``train/v2/_internal/execution/
+    context.py``), so the run's ``LoggingConfig``, which filters ``ray.train.*`` names only,
+    never applies to it and it reaches the console. Give that logger the run's level."""
+    import logging
+
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(level)
+
+
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """The worker function: plain dict in, ``ray.train.report`` out."""
     import ray.train
@@ -43,6 +55,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     from rayrg.rl.iql import IQLLearner, unwrap
 
     config = TrainConfig.from_dict(loop_config["train"])
+    _quiet_report_log(loop_config.get("log_level", "INFO"))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.seed * 1009 + rank)
@@ -109,7 +122,8 @@ def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | 
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config={"train": config.to_dict(), "dataset": str(Path(dataset).resolve()),
-                           "resume_from": str(resume_from) if resume_from else None},
+                           "resume_from": str(resume_from) if resume_from else None,
+                           "log_level": ray_log_level()},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(storage_path), callbacks=callbacks or [],
