@@ -180,3 +180,22 @@ def _instruction(seed: int) -> str:
     from rayrg.envs.babyai import make_env, reset_env
 
     return reset_env(make_env(1), seed)[1]
+
+
+def test_state_encoder_is_the_sum_of_each_cells_channel_embeddings() -> None:
+    """The multi-hot matmul equals the per-channel lookup it replaces, values and gradients
+    (a wrong offset, a clamp in the wrong place or a dropped channel breaks it)."""
+    from rayrg.rl.networks import STATE_VALUES_PER_CHANNEL, StateEncoder
+
+    torch.manual_seed(0)
+    encoder = StateEncoder((7, 7, 3), embed=5, proj=0)
+    states = torch.randint(0, STATE_VALUES_PER_CHANNEL + 4, (6, 7, 7, 3), dtype=torch.uint8)  # some over the cap
+    weight = encoder.embedding.weight
+    out = encoder(states)
+    (grad,) = torch.autograd.grad((out * torch.arange(out.shape[1])).sum(), weight)
+
+    capped = states.long().clamp(max=STATE_VALUES_PER_CHANNEL - 1)
+    expected = sum(weight[capped[..., c] + c * STATE_VALUES_PER_CHANNEL] for c in range(3)).flatten(1)
+    (expected_grad,) = torch.autograd.grad((expected * torch.arange(out.shape[1])).sum(), weight)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad)
