@@ -38,8 +38,6 @@ def _quiet_report_log(level: str) -> None:
     named by its *file path* (``getLogger(__file__)`` in ``train/v2/_internal/execution/
     context.py``), so the run's ``LoggingConfig``, which filters ``ray.train.*`` names only,
     never applies to it and it reaches the console. Give that logger the run's level."""
-    import logging
-
     from ray.train.v2._internal.execution import context
 
     logging.getLogger(context.__file__).setLevel(level)
