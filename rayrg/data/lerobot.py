@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rayrg.config import ConfigError, StageConfig
-from rayrg.data.access import MISSING_TRUTH_KEY, Dataset
+from rayrg.data.access import MISSING_TRUTH_KEY, Dataset, episode_ends
 from rayrg.data.schema import (
     OPTIONAL_SCHEMA,
     REWARD_PREFIX,
@@ -251,8 +251,7 @@ def _convert_file(path: Path, root: Path, info: dict[str, Any], config: LeRobotI
     if unknown:
         raise DatasetError(f"{path}: task_index {unknown[:5]} not in {TASKS_PATH}")
     actions = [a if isinstance(a, list) else [a] for a in table.column(config.action_key).to_pylist()]
-    last = np.ones(n, dtype=bool)
-    last[:-1] = episodes[:-1] != episodes[1:]
+    last = episode_ends(episodes)
     flags = {c: np.asarray(table.column(c).to_pylist(), dtype=bool) for c in extras}
     # next.success on any frame makes the episode a success.
     success = np.zeros(n, dtype=bool)

@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayrg.config import ConfigError
-from rayrg.data.access import MISSING_TRUTH_KEY, PROVENANCE_KEY, Dataset
+from rayrg.data.access import MISSING_TRUTH_KEY, PROVENANCE_KEY, Dataset, episode_ends
 from rayrg.data.schema import (
     METADATA_FILE,
     TRANSITION_SCHEMA,
@@ -323,10 +323,9 @@ class MinariFormat:
     @staticmethod
     def _episode_rewards(episode_ids: list[str], rewards: np.ndarray, dataset: Path) -> Iterator[tuple[int, np.ndarray]]:
         start = 0
-        for end in range(1, len(episode_ids) + 1):
-            if end == len(episode_ids) or episode_ids[end] != episode_ids[start]:
-                yield episode_index(episode_ids[start]), rewards[start:end]
-                start = end
+        for end in np.flatnonzero(episode_ends(episode_ids)) + 1:
+            yield episode_index(episode_ids[start]), rewards[start:end]
+            start = end
 
 
 MINARI = MinariFormat()

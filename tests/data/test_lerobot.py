@@ -249,14 +249,12 @@ def test_formats_are_imported_lazily() -> None:
 def test_rgvlm_round_trip_through_the_loopback_server(source: Path, tmp_path: Path, ray_local) -> None:
     """Import → RG-VLM labels from a real HTTP server (OpenAI protocol) on Ray Data → export.
     Imported data has no ground truth; RG-VLM needs only frames, instruction and actions."""
-    from rayrg.rewards.rgvlm.config import RGVLMConfig
     from rayrg.rewards.rgvlm.loopback import LoopbackServer
 
     imported = import_lerobot(source, tmp_path / "imported")
     with LoopbackServer() as server:
-        config = RGVLMConfig.from_dict({"method": "rgvlm", "backend": {
-            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01}})
-        labelled_dir = run_label(get_method("rgvlm"), config, imported, tmp_path / "rgvlm")
+        labelled_dir = label("rgvlm", imported, tmp_path / "rgvlm", backend={
+            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01})
         assert server.stats.requests == 2 * len(synth.LENGTHS)  # one window per short episode, two turns
     table = Dataset.open(labelled_dir).read(["episode_id", "step", "reward_rgvlm"])
     rewards = table.column("reward_rgvlm").to_numpy()
