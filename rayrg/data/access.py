@@ -219,7 +219,8 @@ class Dataset:
 
     @property
     def missing_ground_truth(self) -> dict[str, str]:
-        """Ground truth the dataset lacks (``subtasks``, ``expert_action``, ``success``) and why."""
+        """Ground truth the dataset lacks (``subtasks``, ``expert_action``, ``success``,
+        ``is_random_action``, ``seed``) and why."""
         return dict(self.metadata.extra.get(MISSING_TRUTH_KEY, {}))
 
     def require_ground_truth(self, needs: Iterable[str], what: str) -> None:
