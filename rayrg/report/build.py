@@ -13,7 +13,6 @@ Contents (what exists is reported; what is missing is named, never invented):
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -257,41 +256,17 @@ def build_report(out: str | Path) -> Path:
     markdown = "\n".join(sections)
     (report_dir / "report.md").write_text(markdown)
     (report_dir / "report.json").write_text(json.dumps(numbers, indent=2, default=str))
-    (report_dir / "report.html").write_text(_to_html(markdown))
+    (report_dir / "report.html").write_text(_to_html(markdown, title=f"rayrg report: {manifest.get('name', out.name)}"))
     return report_dir / "report.md"
 
 
-def _to_html(markdown: str) -> str:
-    """A dependency-free rendering of the report's small markdown subset."""
-    body, in_table = [], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= {"-"}:
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("[") and "](" in line:  # a link line: [text](href) rest
-            text, rest = line[1:].split("](", 1)
-            href, tail = rest.split(")", 1)
-            body.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a>{html.escape(tail)}</p>')
-        elif line.startswith("!["):
-            alt, src = line[2:].split("](")
-            body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith(">"):
-            body.append(f"<blockquote>{html.escape(line.lstrip('> ').replace('**', ''))}</blockquote>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
-    if in_table:
-        body.append("</table>")
-    style = "body{font-family:sans-serif;max-width:980px;margin:2em auto}td{border:1px solid #ccc;padding:3px 8px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>"
+def _to_html(markdown: str, title: str) -> str:
+    """The report's markdown as one HTML page: CommonMark with GFM tables (markdown-it-py), in a
+    Jinja2 template that escapes the title. Report text is rayrg's own, so raw HTML stays off."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    from markdown_it import MarkdownIt
+    from markupsafe import Markup
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    env = Environment(loader=PackageLoader("rayrg.report", "templates"), autoescape=select_autoescape())
+    return env.get_template("report.html.jinja").render(title=title, body=Markup(body))

@@ -68,3 +68,62 @@ def test_report_from_manifest(tmp_path: Path) -> None:
 def test_report_needs_the_manifest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no manifest.json"):
         build_report(tmp_path)
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(n)), None)
+
+
+def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
+    """The HTML report as a browser builds it: real tables (header + one row per method), the
+    notes as block quotes, every image present on disk, and markup in names escaped."""
+    import os
+    import subprocess
+    from html.parser import HTMLParser
+
+    chromium = _chromium()
+    if chromium is None:
+        if os.environ.get("RAYRG_REQUIRE_BROWSER") == "1":
+            pytest.fail("RAYRG_REQUIRE_BROWSER=1 but no chromium binary")
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    evaluations = []
+    for method, p in (("sparse", 0.2), ("dense", 0.6)):
+        d = tmp_path / "eval" / method / "seed0"
+        _episodes(d, p, len(method))
+        evaluations.append({"method": method, "kind": "learned", "seed": 0, "path": str(d), "label": method})
+    manifest = {"name": "<b>x</b>", "notes": ["a pipeline-check note"],
+                "methods": {m: {"label": m} for m in ("sparse", "dense")}, "evaluations": evaluations}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    build_report(tmp_path)
+    page = tmp_path / "report" / "report.html"
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    class Dom(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.images: list[str] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.append(tag)
+            if tag == "img":
+                self.images.append(dict(attrs)["src"] or "")
+
+        def handle_data(self, data: str) -> None:
+            self.text.append(data)
+
+    dom = Dom()
+    dom.feed(proc.stdout)
+    assert "table" in dom.tags and "th" in dom.tags and "blockquote" in dom.tags
+    assert "b" not in dom.tags and "<b>x</b>" in "".join(dom.text)  # the name is text, not markup
+    assert dom.images and all((page.parent / src).is_file() for src in dom.images)
+    assert "|---|" not in proc.stdout  # no table left as raw markdown
