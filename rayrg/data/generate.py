@@ -198,6 +198,14 @@ def make_eval_task(config: GenerateConfig, num_subtasks: int, index: int) -> Eva
     )
 
 
+def generate_inputs(config: GenerateConfig) -> dict[str, Any]:
+    """What a generated dataset is keyed to: the generator, its config, and the versions of
+    what plays the episodes (minigrid's levels and bot, the environment adapter)."""
+    from rayrg.envs.registry import env_versions
+
+    return {"generator": GENERATOR, "config": config.to_dict(), "versions": env_versions(ENV_NAME)}
+
+
 def generate(config: GenerateConfig, out: str | Path, address: str | None = None,
              progress: bool = True, on_change: OnChange = "refuse") -> Path:
     """Generate the dataset and evaluation tasks under ``out`` (see module docstring).
@@ -212,7 +220,7 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     from rayrg.runtime import init_ray
 
     out = Path(out)
-    claimed = claim(out, "generate", {"generator": GENERATOR, "config": config.to_dict()}, on_change=on_change)
+    claimed = claim(out, "generate", generate_inputs(config), on_change=on_change)
     if claimed.done:
         return out
     data_dir = out / "trajectories"

@@ -70,7 +70,11 @@ class ImageEncoder:
 
 def encoder_record(name: str, checkpoint: str | Path) -> dict[str, Any]:
     """The record of an encoder, with its output width measured on one blank frame."""
+    from rayrg.models.identity import local_identity
+
     record = {"name": name, "checkpoint": str(Path(checkpoint).resolve())}
+    # the weights' content, so features (and training keyed on them) change with the weights
+    record["identity"] = local_identity(checkpoint) if Path(checkpoint).exists() else None
     record["dim"] = int(ImageEncoder(record)(np.zeros((1, 56, 56, 3), dtype=np.uint8)).shape[-1])
     return record
 

@@ -26,13 +26,38 @@ Factory = Callable[[dict[str, Any]], TaskEnv]
 class Environment:
     actions: str | Sequence[str]  # "module:ATTR" or the action names
     factory: str | Factory | None = None  # "module:attr" or the callable; None: data only, no simulator
+    # What makes the environment's episodes: the distributions whose version changes them
+    # (levels, rules, rendering, physics) and the adapter's own version (bump ENV_VERSION
+    # in its module when rayrg's side changes). See :func:`env_versions`.
+    packages: tuple[str, ...] = ()
+    version: str = "1"
 
 
 _ENVIRONMENTS: dict[str, Environment] = {}
 
 
-def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None) -> None:
-    _ENVIRONMENTS[name] = Environment(actions, factory)
+def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None,
+                         packages: Sequence[str] = (), version: str = "1") -> None:
+    _ENVIRONMENTS[name] = Environment(actions, factory, tuple(packages), version)
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version, or ``"not installed"`` (read from its metadata:
+    the simulator itself is not imported)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def env_versions(env_name: str) -> dict[str, str]:
+    """``{"env": <adapter version>, <package>: <version>, ...}``: part of the fingerprints of
+    the stages whose results the environment makes (generate, import, evaluate), so a new
+    minigrid or ai2thor redoes them instead of mixing episodes of two simulators."""
+    entry = _entry(env_name)
+    return {"env": f"{env_name}/{entry.version}", **{p: package_version(p) for p in entry.packages}}
 
 
 def environment_names() -> list[str]:
@@ -65,7 +90,9 @@ def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> Task
     return (_resolve(factory) if isinstance(factory, str) else factory)(dict(settings or {}))
 
 
+# minigrid (and gymnasium under it) make BabyAI's levels, rules, bot and frames; ai2thor pins
+# the Unity build (scenes, physics, metadata) that THOR episodes run in.
 register_environment("babyai-chain", actions="rayrg.envs.babyai:ACTION_NAMES",
-                     factory="rayrg.envs.babyai_env:BabyAITaskEnv")
+                     factory="rayrg.envs.babyai_env:BabyAITaskEnv", packages=("minigrid", "gymnasium"))
 register_environment("alfred-thor", actions="rayrg.envs.thor_config:ACTION_NAMES",
-                     factory="rayrg.envs.thor:make_thor_env")
+                     factory="rayrg.envs.thor:make_thor_env", packages=("ai2thor",))

@@ -155,6 +155,19 @@ RUNTIME_FIELDS = ("tasks", "modes", "seeds", "num_actors", "cpus_per_actor", "gp
                   "envs_per_actor", "policy_device")
 
 
+def eval_inputs(config: EvalConfig, policy_spec: str, tasks: list[EvalTask]) -> dict[str, Any]:
+    """What an evaluation is keyed to: the policy, the tasks, the result-relevant settings and
+    the versions of each task environment's simulator (a new minigrid or ai2thor plays other
+    episodes, so finished episodes of the old one are not mixed in)."""
+    from rayrg.envs.registry import env_versions
+    from rayrg.provenance import fingerprint
+
+    return {"policy": policy_fingerprint(policy_spec),
+            "tasks": fingerprint({"tasks": [asdict(t) for t in tasks]}),
+            "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS},
+            "versions": {name: env_versions(name) for name in sorted({t.env_name for t in tasks})}}
+
+
 def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str | None = None,
              tasks: list[EvalTask] | None = None, progress: bool = True,
              on_change: OnChange = "refuse") -> dict[str, Any]:
@@ -169,7 +182,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     from tqdm import tqdm
 
     from rayrg.envs.registry import action_names
-    from rayrg.provenance import claim, fingerprint
+    from rayrg.provenance import claim
     from rayrg.runtime import init_ray
 
     out = Path(out)
@@ -178,9 +191,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
             raise ConfigError("EvalConfig.tasks is not set (the evaluation tasks JSON)")
         tasks = load_eval_tasks(config.tasks)
     check_policy(policy_spec)
-    inputs = {"policy": policy_fingerprint(policy_spec),
-              "tasks": fingerprint({"tasks": [asdict(t) for t in tasks]}),
-              "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}}
+    inputs = eval_inputs(config, policy_spec, tasks)
     claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
     episodes_dir = out / "episodes"
     episodes_dir.mkdir(parents=True, exist_ok=True)

@@ -16,16 +16,19 @@ def _run(config, dataset, out, *, address=None):
     return label_rgvlm(config, dataset, out, address=address)
 
 
-def _prompt_inputs(config: RGVLMConfig) -> dict:
-    """The prompt texts themselves, not only their version name."""
+def _extra_inputs(config: RGVLMConfig) -> dict:
+    """The prompt texts themselves, not only their version name, and the model's identity
+    (its weights, snapshot, what its server reports: not only its name)."""
     from dataclasses import asdict
 
+    from rayrg.rewards.rgvlm.backends import backend_class
     from rayrg.rewards.rgvlm.prompts import PROMPTS
 
     template = PROMPTS.get(config.prompt_version)
-    return {"prompt": asdict(template) if template else config.prompt_version}
+    return {"prompt": asdict(template) if template else config.prompt_version,
+            "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
 
 
-RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_prompt_inputs, keep_on_redo=("_cache",))
+RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",))
 
 __all__ = ["RGVLM", "RGVLMConfig"]

@@ -83,7 +83,13 @@ def _num_scores(body: dict[str, Any]) -> int:
 class LoopbackServer:
     """``with LoopbackServer(Faults(...)) as server: server.base_url`` (…/v1)."""
 
-    def __init__(self, faults: Faults | None = None, port: int = 0) -> None:
+    def __init__(self, faults: Faults | None = None, port: int = 0, root: str | None = "/models/loopback-vlm",
+                 served: tuple[str, ...] = ("loopback-vlm",)) -> None:
+        """``root``: the weights path ``GET /v1/models`` reports for each served name, as
+        ``vllm serve`` does (None: no root, like servers that say nothing about their
+        weights); ``served``: the names it lists there (it answers chats for any name)."""
+        self.root, self.served = root, served
+        self.models_requests = 0
         self.faults = faults or Faults()
         self.stats = Stats()
         self._rng = random.Random(self.faults.seed)
@@ -152,12 +158,21 @@ class LoopbackServer:
             "usage": {"prompt_tokens": prompt_tokens(messages), "completion_tokens": max(1, len(text) // 4)},
         })
 
+    async def _models(self, request):
+        from aiohttp import web
+
+        self.models_requests += 1
+        data = [{"id": name, "object": "model", "owned_by": "loopback",
+                 **({"root": self.root} if self.root else {})} for name in self.served]
+        return web.json_response({"object": "list", "data": data})
+
     async def _start(self) -> None:
         from aiohttp import web
 
         self._release = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)

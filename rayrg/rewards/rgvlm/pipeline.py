@@ -113,8 +113,15 @@ def cap_image(png: bytes, max_side: int | None) -> bytes:
     return buf.getvalue()
 
 
+def key_settings(config: RGVLMConfig, identity: str) -> dict[str, Any]:
+    """The cache key's settings: the config's answer settings and the model's identity
+    (``Backend.model_identity``), so other weights behind the same name never hit."""
+    return {**config.answer_settings(), "model_identity": identity}
+
+
 def build_query(row: dict[str, Any], config: RGVLMConfig, settings: dict[str, Any] | None = None):
-    """``settings``: ``config.answer_settings()``, passed in by callers that build many queries."""
+    """``settings``: :func:`key_settings`, passed in by the labeller (without it, the config's
+    answer settings alone: tests and benchmarks that build queries outside a run)."""
     from rayrg.rewards.rgvlm.backends.base import WindowQuery
 
     image = cap_image(row["image"], config.max_image_side)
@@ -131,10 +138,11 @@ def cost_usd(config: RGVLMConfig, input_tokens: int, output_tokens: int) -> floa
     return (input_tokens * b.price_input_per_mtok + output_tokens * b.price_output_per_mtok) / 1e6
 
 
-def provenance(config: RGVLMConfig) -> dict[str, Any]:
+def provenance(config: RGVLMConfig, identity: str | None = None) -> dict[str, Any]:
     """How the labels were made (scrubbed again by ``write_labelled_dataset``)."""
     backend = config.backend.to_public_dict()
     return {"method": "rgvlm", "backend": config.backend.type, "model": config.backend.model,
+            "model_identity": identity,
             "prompt_version": config.prompt_version, "decoding": config.decoding.to_dict(),
             "max_parse_attempts": config.max_parse_attempts, "max_image_side": config.max_image_side,
             "windows": config.windows.to_dict(), "backend_config": backend,
@@ -144,7 +152,8 @@ def provenance(config: RGVLMConfig) -> dict[str, Any]:
 class _WindowLabeller:
     """``map_batches`` actor: builds the backend once, answers windows from cache or backend."""
 
-    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float, backend_cls: type) -> None:
+    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float, backend_cls: type,
+                 identity: str) -> None:
         # ``backend_cls`` was resolved from the registry on the driver and travels pickled by
         # reference: unpickling imports its module, which registers a backend added outside
         # rayrg (a plugin, a test module) in this worker too, before the config is validated.
@@ -153,7 +162,7 @@ class _WindowLabeller:
         self.backend = backend_cls(self.config.backend, self.config.decoding,
                                    max_parse_attempts=self.config.max_parse_attempts, share=share)
         self.decoding_json = json.dumps(self.config.decoding.to_dict(), sort_keys=True)
-        self.settings = self.config.answer_settings()
+        self.settings = key_settings(self.config, identity)  # resolved once, on the driver
 
     def _store(self, query, answer) -> None:
         if answer.scores is not None:
@@ -317,8 +326,13 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
     }
 
 
-def label_windows(ds, config: RGVLMConfig, cache_dir: Path):
-    """Windows (a Ray Dataset with the WINDOW_SCHEMA columns) → labels (LABELS_SCHEMA), lazily."""
+def label_windows(ds, config: RGVLMConfig, cache_dir: Path, identity: str | None = None):
+    """Windows (a Ray Dataset with the WINDOW_SCHEMA columns) → labels (LABELS_SCHEMA), lazily.
+
+    ``identity``: ``Backend.model_identity`` of the backend config (part of every cache key;
+    resolved here when not given)."""
+    if identity is None:
+        identity = backend_class(config.backend.type).model_identity(config.backend)
     kwargs = _map_kwargs(config)
     # Blocks of one batch each, so every actor (and every concurrent call of one) gets work;
     # a small windows file would otherwise be one block, one task, one actor.
@@ -326,7 +340,8 @@ def label_windows(ds, config: RGVLMConfig, cache_dir: Path):
     backend_cls = backend_class(config.backend.type)
     labeller = _AsyncWindowLabeller if backend_cls.asynchronous else _WindowLabeller
     share = 1.0 / kwargs["compute"].max_size
-    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share, backend_cls),
+    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share, backend_cls,
+                                                               identity),
                           batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
 
 
@@ -338,7 +353,9 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
 
     dataset, out = Path(dataset), Path(out)
     start = time.perf_counter()
-    backend_class(config.backend.type).preflight(config.backend, local=address in (None, "", "local"))
+    backend_cls = backend_class(config.backend.type)
+    backend_cls.preflight(config.backend, local=address in (None, "", "local"))
+    identity = backend_cls.model_identity(config.backend)  # remote backends: asked once per run
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "_rgvlm.yaml")
     init_ray(address)
@@ -352,7 +369,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     ds = ray.data.read_parquet(str(windows), columns=_WINDOW_INPUT)
     if config.max_windows:
         ds = ds.limit(config.max_windows)
-    labelled = label_windows(ds, config, cache_dir)
+    labelled = label_windows(ds, config, cache_dir, identity)
     # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole.
     staging = labels_dir.with_name(f".{labels_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -373,7 +390,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
               else LABELS_SCHEMA.empty_table())
 
     summary = summarize(labels, time.perf_counter() - start)
-    prov = {**provenance(config), "summary": {k: v for k, v in summary.items() if k != "this_run"}}
+    prov = {**provenance(config, identity), "summary": {k: v for k, v in summary.items() if k != "this_run"}}
     provenances = {COLUMN: prov}
     means = mean_scores(labels)
     for name, weights in config.fusion.items():

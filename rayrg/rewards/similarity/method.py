@@ -43,7 +43,14 @@ class SimilarityMethod(LabelMethod, ABC):
     value: ClassVar[str] = ""  # provenance "value" of the single reward column
 
     def __init__(self, name: str, config_cls: type[SimilarityConfig]) -> None:
-        super().__init__(name=name, config_cls=config_cls, run=self.label)
+        super().__init__(name=name, config_cls=config_cls, run=self.label, extra_inputs=self.identity_inputs)
+
+    def identity_inputs(self, config: Any) -> dict[str, Any]:
+        """The model's identity in the labels' fingerprint: new weights saved under the same
+        directory, or a new snapshot of the same hub id, label again (:mod:`rayrg.models.identity`)."""
+        from rayrg.models.identity import model_identity
+
+        return {"model_identity": model_identity(str(config.model))}
 
     # Identity, not the dataclass's field-wise ones: ``run`` is a bound method of this
     # object, so comparing or hashing it field by field would recurse.

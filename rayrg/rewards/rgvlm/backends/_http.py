@@ -44,6 +44,12 @@ def chat_url(base_url: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
 
 
+def models_url(base_url: str) -> str:
+    """``…/models`` under ``base_url`` (the OpenAI list of served models), query string kept."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/models"))
+
+
 def read_api_key(env_name: str | None) -> str | None:
     if env_name is None:
         return None

@@ -153,6 +153,16 @@ class Backend(ABC):
             # Local workers inherit this process's environment; fail before any work starts.
             raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
 
+    @classmethod
+    def model_identity(cls, config: Any) -> str:
+        """What model answers, beyond its name (:mod:`rayrg.models.identity`): resolved once
+        per run on the driver, it enters the labels' fingerprint and every answer's cache key.
+        By default ``config.model`` as local weights (content hash) or a hub id (snapshot
+        revision); remote backends ask their server."""
+        from rayrg.models.identity import model_identity
+
+        return model_identity(config.model)
+
     @abstractmethod
     def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
         """Label every query; ``on_done`` is called as each window finishes (cache writes)."""

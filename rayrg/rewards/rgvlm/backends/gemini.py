@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from rayrg.config import ConfigError
 from rayrg.rewards.rgvlm.backends._http import RETRY_STATUSES, read_api_key
 from rayrg.rewards.rgvlm.backends.base import (
     AsyncChatBackend,
@@ -117,8 +118,47 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+# model name -> identity: the API is asked once per run (process).
+_VERSIONS: dict[str, str] = {}
+
+
 class GeminiBackend(AsyncChatBackend):
     config_class = GeminiBackendConfig
+
+    @classmethod
+    def model_identity(cls, config: GeminiBackendConfig, http_client: Any = None) -> str:
+        """``gemini:<name>@<version>``: the version the API reports for the model (``models.get``),
+        asked once per run; an alias that moves to a new version then labels again.
+        ``http_client``: tests, an ``httpx2.Client`` with a mock transport."""
+        from google import genai
+        from google.genai import errors, types
+
+        if config.model in _VERSIONS and http_client is None:
+            return _VERSIONS[config.model]
+        options: dict[str, Any] = {"timeout": int(min(config.timeout_s, 30.0) * 1000)}
+        if config.base_url:
+            options["base_url"] = config.base_url
+        if config.headers:
+            options["headers"] = dict(config.headers)
+        if http_client is not None:
+            options["httpx_client"] = http_client
+        try:
+            key = read_api_key(config.api_key_env)
+        except PermanentError as exc:
+            raise ConfigError(f"backend.api_key_env: {exc}") from None
+        client = genai.Client(api_key=key, http_options=types.HttpOptions(**options))
+        try:
+            model = client.models.get(model=config.model)
+        except errors.APIError as exc:
+            raise ConfigError(f"backend.model: Gemini answered HTTP {exc.code} {exc.status or ''} when asked "
+                              f"for model {config.model!r}".rstrip()) from None
+        except _transport_errors() as exc:
+            raise ConfigError(f"backend: cannot ask Gemini for model {config.model!r} "
+                              f"({type(exc).__name__})") from None
+        identity = f"gemini:{model.name or config.model}@{model.version or 'unreported'}"
+        if http_client is None:
+            _VERSIONS[config.model] = identity
+        return identity
 
     def __init__(self, config: GeminiBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0, http_client: Any = None) -> None:

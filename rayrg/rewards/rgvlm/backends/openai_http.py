@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any, Literal
 
 from pydantic import Field
 
+from rayrg.config import ConfigError
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import (
     RETRY_STATUSES,
     chat_url,
+    models_url,
     read_api_key,
     retry_after_s,
     to_openai_messages,
@@ -29,6 +32,9 @@ from rayrg.rewards.rgvlm.backends.base import (
     TransientError,
 )
 from rayrg.rewards.rgvlm.settings import Decoding, RemoteBackendSettings
+
+# (models URL, served name) -> identity: a server is asked once per run (process).
+_SERVED: dict[tuple[str, str], str] = {}
 
 
 class OpenAIBackendConfig(RemoteBackendSettings):
@@ -52,6 +58,47 @@ class OpenAIBackendConfig(RemoteBackendSettings):
 
 class OpenAIBackend(AsyncChatBackend):
     config_class = OpenAIBackendConfig
+
+    @classmethod
+    def model_identity(cls, config: OpenAIBackendConfig) -> str:
+        """What the server reports about the served name (``GET …/models``: vLLM's ``root``
+        is the weights it loaded), asked once per run. ``base_url`` stays out of the key: a
+        job's server moves between hosts. Only a server that reports nothing about its
+        weights (no ``root``/revision, or no ``/models`` at all) is keyed to its host."""
+        import urllib.error
+        import urllib.request
+
+        from rayrg.models.identity import served_identity
+
+        url = models_url(config.base_url)
+        if (url, config.model) in _SERVED:
+            return _SERVED[(url, config.model)]
+        headers = dict(config.headers)
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise ConfigError(f"backend.api_key_env: environment variable {config.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        where = url.split("?", 1)[0]  # a gateway's key may sit in the query: never echoed
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=min(config.timeout_s, 30.0)) as response:
+                reported = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (404, 405, 501):
+                raise ConfigError(f"backend.base_url: {where} answered HTTP {exc.code} when asked which "
+                                  "model it serves") from None
+            reported = None  # no model list on this server: keyed to its host
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ConfigError(f"backend.base_url: cannot ask {where} which model it serves ({reason})") from None
+        identity = served_identity(reported, config.model, config.base_url)
+        if identity.startswith("host:"):
+            print(f"[rayrg] backend: {where} reports nothing about the weights behind {config.model!r}; "
+                  "answers are keyed to its host, so the same server on another host labels again",
+                  flush=True)
+        _SERVED[(url, config.model)] = identity
+        return identity
 
     def __init__(self, config: OpenAIBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
