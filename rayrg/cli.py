@@ -55,6 +55,7 @@ def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from rayrg.runtime import set_verbose
 
     set_verbose(args.verbose)
-    from rayrg.errors import unwrap_user_error
+    from rayrg.errors import root_cause, unwrap_user_error, write_error_log
 
     try:
         # --num-cpus sizes the local cluster every stage's init_ray then joins; `run` starts it
@@ -74,16 +75,33 @@ def main(argv: list[str] | None = None) -> int:
 
             init_ray(None, num_cpus=args.num_cpus)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Every stage keeps what it finished (claimed outputs, answer caches, checkpoints) and
+        # skips it on a re-run: the traceback of where Ctrl-C landed helps nobody.
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"rayrg {args.command}: interrupted; run the same command again to resume "
+              "(finished work is kept)", file=sys.stderr)
+        return 130
     except Exception as exc:
         # Errors the user can fix are one line, whichever process raised them (a reader in
         # a Ray Data task, a Train worker, an actor): Ray's wrappers are peeled off here.
         found = unwrap_user_error(exc)
-        if found is None:
-            raise
         if args.verbose:
             traceback.print_exception(exc, file=sys.stderr)
-        print(f"rayrg {args.command}: error: {one_line(found)}", file=sys.stderr)
-        return 2
+        if found is not None:
+            print(f"rayrg {args.command}: error: {one_line(found)}", file=sys.stderr)
+            return 2
+        # A bug (ours, a plugin's, a library's): one line naming the original error, not Ray's
+        # wrapper, and a log file with the whole traceback (worker's and driver's) to report.
+        name, message = root_cause(exc)
+        try:
+            where = f"full traceback: {write_error_log(args.command, argv, exc)}"
+        except OSError as log_error:
+            where = f"no log file ({log_error.strerror}); rerun with -v for the traceback"
+        text = one_line(Exception(message)) if message.strip() else ""
+        print(f"rayrg {args.command}: error: {name}{': ' + text if text else ''} ({where})", file=sys.stderr)
+        return 1
 
 
 def one_line(exc: BaseException) -> str:

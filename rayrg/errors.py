@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -188,3 +189,86 @@ def check_model_weights(model: str, key: str) -> None:
     if not isinstance(try_to_load_from_cache(model, "config.json"), str):
         raise UserError(f"{key}: {model!r} is neither a local directory nor in the Hugging Face "
                         "cache, and HF_HUB_OFFLINE is set (download it, or give a local path)")
+
+
+# -- unexpected errors: one line on the console, the whole traceback in a log file ------------
+LOG_DIR_ENV = "RAYRG_LOG_DIR"
+# An exception line of a traceback text: ``module.Name: message`` at the start of a line.
+_EXC_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Failure|Fault)"
+                       r"|[A-Za-z_][\w.]*\.[A-Z]\w*): (?P<message>.*)$", re.MULTILINE)
+
+
+def root_cause(exc: BaseException) -> tuple[str, str]:
+    """``(type name, message)`` of the error that started ``exc``'s chain, not Ray's wrapper.
+
+    Ray pickles a worker's exception inside its own (``RayTaskError``, Ray Data's
+    ``UserCodeException``, Ray Train's ``WorkerGroupError``), and pickling may drop the
+    original's ``__cause__``: then only the traceback text names it. The first non-Ray
+    exception found breadth-first wins; else the first exception line of Ray's text that is
+    not Ray's own; else ``exc`` itself.
+    """
+    queue, seen = [exc], set()
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if not _is_ray_wrapper(current) and current is not exc:
+            return type(current).__name__, str(current)
+        queue.extend(_children(current))
+    if _is_ray_wrapper(exc):
+        text = getattr(exc, "traceback_str", None) or str(exc)
+        for match in _EXC_LINE.finditer(text):
+            name = match.group("name")
+            if not name.startswith("ray."):
+                return name.rsplit(".", 1)[-1], match.group("message")
+    return type(exc).__name__, str(exc)
+
+
+def log_dir() -> Path:
+    """Where tracebacks of unexpected errors go: ``$RAYRG_LOG_DIR``, else
+    ``$XDG_CACHE_HOME/rayrg/logs`` (``~/.cache/rayrg/logs``).
+
+    Not the stage's ``--out``: not every command has one, a failed run may not have made it,
+    and a stray file there would sit among fingerprinted outputs.
+    """
+    import os
+
+    if os.environ.get(LOG_DIR_ENV):
+        return Path(os.environ[LOG_DIR_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "rayrg" / "logs"
+
+
+def scrub_text(text: str) -> str:
+    """``text`` without credentials: values of secret-named environment variables (the keys
+    backends read) and the userinfo/query of URLs (``?key=...``) are redacted."""
+    import os
+
+    from rayrg.config import REDACTED, is_secret_name, scrub_url
+
+    for name, value in os.environ.items():
+        if is_secret_name(name) and len(value) >= 6:
+            text = text.replace(value, REDACTED)
+    return re.sub(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", lambda m: scrub_url(m.group(0)), text)
+
+
+def write_error_log(command: str, argv: list[str], exc: BaseException) -> Path:
+    """Write ``exc``'s whole traceback (and the command line) to a new log file; its path."""
+    import datetime
+    import os
+    import platform
+    import traceback
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = log_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stamp}-{command}-{os.getpid()}.log"
+    text = "".join([
+        f"rayrg {command} failed at {datetime.datetime.now().isoformat(timespec='seconds')}\n",
+        f"command: rayrg {' '.join(argv)}\n",
+        f"python {platform.python_version()} on {platform.platform()}\n\n",
+        *traceback.format_exception(exc),
+    ])
+    path.write_text(scrub_text(text))
+    return path

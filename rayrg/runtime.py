@@ -26,7 +26,11 @@ _verbose = False
 # cluster uses token authentication (it always does since Ray 2.59; nothing to act on).
 _QUIET_LOGGERS = {"ray": logging.WARNING, "ray.data": logging.WARNING, "ray.train": logging.WARNING,
                   "ray.tune": logging.WARNING,
-                  "ray._private.authentication.authentication_token_setup": logging.ERROR}
+                  "ray._private.authentication.authentication_token_setup": logging.ERROR,
+                  # Ray Data logs a failed task's stack at ERROR before raising it; the exception
+                  # itself reaches rayrg's one error line and its log file (rayrg.errors).
+                  "ray.data.exceptions": logging.CRITICAL,
+                  "ray.data._internal.execution.streaming_executor_state": logging.CRITICAL}
 
 
 def set_verbose(verbose: bool) -> None:

@@ -88,5 +88,7 @@ def _export(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
     opts = _with_on_change(fmt.export, parse_options(args.option), args.overwrite)
     out = fmt.export(args.dataset, args.out, args.reward, **opts)
-    print(f"{args.format} dataset: {out}")
+    # The path and id to hand the format's own reader (a relative --out is not what it takes).
+    hint = getattr(fmt, "load_hint", None)
+    print(f"{args.format} dataset: {hint(out) if hint else out}")
     return 0

@@ -62,6 +62,7 @@ from pydantic import Field
 
 from rayrg.config import ConfigError, StageConfig
 from rayrg.data.access import MISSING_TRUTH_KEY, Dataset, episode_ends
+from rayrg.data.export_meta import EXPORT_KEY, export_record
 from rayrg.data.schema import (
     OPTIONAL_SCHEMA,
     REWARD_PREFIX,
@@ -485,6 +486,10 @@ def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | No
             sidecar["progress_dense"].append(_progress(all_values[dense][-1], eps))
 
     info["features"].update({names[c]: {"dtype": "float32", "shape": [1], "names": None} for c in rewards})
+    # LeRobot reads info.json into a dict and ignores keys it does not know; a LeRobot dataset
+    # has no id of its own (the caller's repo_id names it), so the record suggests one.
+    info[EXPORT_KEY] = {**export_record(data, chosen, f"rayrg/{root.name}-{_variant(chosen)}"),
+                        "features": names}
     (out / INFO_PATH).write_text(json.dumps(info, indent=4))
     if (root / STATS_PATH).is_file():
         stats = json.loads((root / STATS_PATH).read_text())
@@ -513,6 +518,13 @@ class _Format:
 
     def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None, **opts: Any) -> Path:
         return export_lerobot(dataset, out, reward_column, **opts)
+
+    @staticmethod
+    def load_hint(out: str | Path) -> str:
+        """How to open the export with LeRobot's reader (an absolute root: any working directory)."""
+        path = Path(out).resolve()
+        repo_id = json.loads((path / INFO_PATH).read_text())[EXPORT_KEY]["dataset_id"]
+        return f"{path} (load with LeRobotDataset({repo_id!r}, root={str(path)!r}))"
 
 
 LEROBOT = _Format()

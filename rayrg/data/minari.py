@@ -4,7 +4,9 @@
 (never downloading) and writes a trajectory dataset at ``out``. ``MINARI.export(dataset,
 out, reward_column)`` writes a copy of the *source* Minari dataset in which only the
 ``rewards`` column holds ``reward_column`` (float32); every other byte of data, images
-included, is the source's. Minari 0.5.4 is an optional dependency (``rayrg[minari]``).
+included, is the source's, except ``data/metadata.json``: a new ``dataset_id`` and where the
+rewards came from (:mod:`rayrg.data.export_meta`). Minari 0.5.4 is an optional dependency
+(``rayrg[minari]``).
 
 Minari layout (arrow backend), one directory per dataset::
 
@@ -50,6 +52,7 @@ import pyarrow as pa
 
 from rayrg.config import ConfigError
 from rayrg.data.access import MISSING_TRUTH_KEY, PROVENANCE_KEY, Dataset, episode_ends
+from rayrg.data.export_meta import EXPORT_KEY, export_record, resolve_reward, variant
 from rayrg.data.schema import (
     METADATA_FILE,
     TRANSITION_SCHEMA,
@@ -80,6 +83,12 @@ def _minari() -> Any:
     except ImportError as exc:
         raise ConfigError("Minari support needs the 'minari' extra: pip install 'rayrg[minari]'") from exc
     return minari
+
+
+def derived_id(source_id: str, variant_name: str) -> str:
+    """``<ns>/<name>-v<N>`` -> ``<ns>/<name>-<variant>-v0``: a relabelled copy is a new dataset."""
+    base = re.sub(r"-v\d+$", "", source_id)
+    return f"{base}-{re.sub(r'[^A-Za-z0-9_]+', '_', variant_name)}-v0"
 
 
 def episode_key(index: int) -> str:
@@ -261,11 +270,13 @@ class MinariFormat:
         claimed.finish(dataset=str(out), episodes=episodes, transitions=transitions)
         return out
 
-    def export(self, dataset: str | Path, out: str | Path, reward_column: str, *,
+    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None, *,
                dataset_id: str | None = None, on_change: OnChange = "refuse", **unknown: Any) -> Path:
         """A copy of ``dataset``'s Minari source at ``out`` with ``reward_column`` as its rewards.
 
-        ``dataset_id``: written into the copy's ``data/metadata.json`` (default: the source's).
+        ``dataset_id``: written into the copy's ``data/metadata.json`` (default: the source's
+        with the reward variant, ``<ns>/<name>-<variant>-v0``: the copy's rewards are not the
+        source's); the metadata also records where the rewards came from (:mod:`export_meta`).
         """
         if unknown:
             raise ConfigError(f"export minari: unknown options {sorted(unknown)}")
@@ -277,8 +288,9 @@ class MinariFormat:
             raise DatasetError(f"{dataset}: not imported from Minari (no extra.{SOURCE_KEY}.root in "
                                f"{METADATA_FILE}); export minari needs a dataset made by 'rayrg import minari'")
         root = resolve_root(source)
-        if reward_column not in data.reward_columns():
-            raise DatasetError(f"{dataset}: no reward column '{reward_column}' (has {data.reward_columns()})")
+        reward_column = resolve_reward(data, reward_column, "minari", skip=(SOURCE_REWARD_COLUMN,))
+        source_id = str(json.loads((root / "data" / METADATA_FILE).read_text()).get("dataset_id") or root.name)
+        dataset_id = dataset_id or derived_id(source_id, variant(reward_column))
         table = data.read(["episode_id", "step", reward_column])
         rewards = np.asarray(table.column(reward_column).to_numpy(zero_copy_only=False), dtype=np.float32)
         if np.isnan(rewards).any():
@@ -312,13 +324,23 @@ class MinariFormat:
             column = pa.array(np.concatenate([values, pad]), type=pa.float32())
             episode = episode.set_column(position, pa.field("rewards", pa.float32(), old.nullable, old.metadata), column)
             _write_arrow(episode, path)
-        if dataset_id is not None:
-            meta_path = out / "data" / METADATA_FILE
-            meta = json.loads(meta_path.read_text())
-            meta["dataset_id"] = dataset_id
-            meta_path.write_text(json.dumps(meta))
+        meta_path = out / "data" / METADATA_FILE
+        meta = json.loads(meta_path.read_text())
+        meta["dataset_id"] = dataset_id
+        meta[EXPORT_KEY] = export_record(data, reward_column, dataset_id, source_id)
+        meta_path.write_text(json.dumps(meta))
         claimed.finish(dataset=str(out), column=reward_column, episodes=len(per_episode))
         return out
+
+    @staticmethod
+    def load_hint(out: str | Path) -> str:
+        """How to open the export with Minari's own reader: ``load_dataset`` joins its argument
+        onto ``$MINARI_DATASETS_PATH``, so a relative ``--out`` must be passed absolute."""
+        path = Path(out).resolve()
+        dataset_id = json.loads((path / "data" / METADATA_FILE).read_text())["dataset_id"]
+        store = Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets")).resolve()
+        where = repr(dataset_id) if path == store / dataset_id else repr(str(path))
+        return f"{path} (dataset_id {dataset_id}; load with minari.load_dataset({where}))"
 
     @staticmethod
     def _episode_rewards(episode_ids: list[str], rewards: np.ndarray, dataset: Path) -> Iterator[tuple[int, np.ndarray]]:

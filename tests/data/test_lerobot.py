@@ -19,6 +19,7 @@ import pytest
 from rayrg.cli import main
 from rayrg.config import ConfigError
 from rayrg.data.access import Dataset
+from rayrg.data.export_meta import EXPORT_KEY
 from rayrg.data.inspect import format_summary, summarize
 from rayrg.data.lerobot import EPISODE_ID, LEROBOT, SIDECAR_FILE, import_lerobot
 from rayrg.data.schema import DatasetError, DatasetMetadata
@@ -133,7 +134,16 @@ def test_export_adds_reward_features_and_keeps_originals(source: Path, labelled:
     assert info["features"]["next.reward"] == {"dtype": "float32", "shape": [1], "names": None}
     assert info["features"]["rayrg.sparse"] == {"dtype": "float32", "shape": [1], "names": None}
     assert {k: v for k, v in info["features"].items() if k not in ("next.reward", "rayrg.sparse")} == src_info["features"]
-    assert {k: v for k, v in info.items() if k != "features"} == {k: v for k, v in src_info.items() if k != "features"}
+    assert ({k: v for k, v in info.items() if k not in ("features", EXPORT_KEY)}
+            == {k: v for k, v in src_info.items() if k != "features"})
+    # Where next.reward came from travels in LeRobot's own info.json, which LeRobot reads as a
+    # plain dict (unknown keys kept, ignored); the source's info.json has no such record.
+    record = info[EXPORT_KEY]
+    assert EXPORT_KEY not in src_info
+    assert record["reward_column"] == "reward_dense" and record["labeller"] == {"method": "test",
+                                                                               "definition": "step / 10"}
+    assert record["method"] == "test" and record["pipeline_check"] is False and record["caveat"] is None
+    assert record["dataset_id"] == f"rayrg/{source.name}-dense"
     stats = json.loads((out / "meta/stats.json").read_text())
     assert stats["next.reward"]["max"] == [pytest.approx(0.4)] and stats["rayrg.sparse"]["max"] == [1.0]
     assert stats["action"] == json.loads((source / "meta/stats.json").read_text())["action"]
@@ -216,15 +226,18 @@ def test_video_mode_import(tmp_path: Path) -> None:
         assert abs(img[..., 0].mean() - 30 * ep) < 8 and abs(img[..., 1].mean() - 20 * f) < 8, (ep, f)
 
 
-def test_cli_import_export_and_one_line_error(source: Path, tmp_path: Path, capsys) -> None:
+def test_cli_import_export_and_one_line_error(source: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     assert main(["import", "lerobot", str(source), "--out", str(tmp_path / "imp"),
                  "--option", "max_episodes=1"]) == 0
     assert Dataset.open(tmp_path / "imp").read(["step"]).num_rows == synth.LENGTHS[0]
     assert main(["label", "--config", str(_yaml(tmp_path, "method: sparse\n")), "--dataset", str(tmp_path / "imp"),
                  "--out", str(tmp_path / "lab")]) == 0
-    assert main(["export", "lerobot", str(tmp_path / "lab"), "--out", str(tmp_path / "exp")]) == 0
-    assert "next.reward" in json.loads((tmp_path / "exp/meta/info.json").read_text())["features"]
     capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # a relative --out: the output gives the absolute root to pass
+    assert main(["export", "lerobot", str(tmp_path / "lab"), "--out", "exp"]) == 0
+    assert "next.reward" in json.loads((tmp_path / "exp/meta/info.json").read_text())["features"]
+    root = str((tmp_path / "exp").resolve())
+    assert f"LeRobotDataset('rayrg/{source.name}-sparse', root={root!r})" in capsys.readouterr().out
     assert main(["export", "lerobot", str(tmp_path / "imp"), "--out", str(tmp_path / "exp2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has no reward_* columns" in err

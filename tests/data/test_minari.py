@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import io
 import json
+import re
 import shutil
 import string
 import subprocess
@@ -19,6 +21,7 @@ import pytest
 
 minari = pytest.importorskip("minari")
 
+from rayrg.config import ConfigError  # noqa: E402
 from rayrg.data.access import MISSING_TRUTH_KEY, Dataset  # noqa: E402
 from rayrg.data.minari import (  # noqa: E402
     MINARI,
@@ -264,7 +267,7 @@ def test_export_needs_a_minari_import(imported: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not imported from Minari") as err:
         MINARI.export(plain, tmp_path / "out", SOURCE_REWARD_COLUMN)
     assert "\n" not in str(err.value)
-    with pytest.raises(DatasetError, match="no reward column 'reward_nope'"):
+    with pytest.raises(ConfigError, match=r"'reward_nope' is not a reward column .* has \['reward_minari'\]"):
         MINARI.export(imported, tmp_path / "out2", "reward_nope")
 
 
@@ -273,3 +276,56 @@ def test_module_imports_minari_lazily() -> None:
     # the optional dependency installed, so minari is imported only when a method runs.
     code = "import sys, rayrg.data.minari as m; assert m.MINARI.name == 'minari'; assert 'minari' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rayrg.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_export_records_where_its_rewards_came_from(store: dict[str, Any], imported: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy's own metadata says which column, labeller and model made its rewards, whether
+    that model was a tiny random checkpoint, and the copy gets its own dataset id."""
+    import os
+
+    from rayrg.data.export_meta import EXPORT_KEY
+
+    method = get_method("sparse")
+    labelled = run_label(method, method.config_cls(), imported, tmp_path / "labelled")
+    # The labeller's recorded model is a tiny random checkpoint (its marker file decides).
+    tiny = tmp_path / "tiny-vlm"
+    tiny.mkdir()
+    (tiny / "rayrg_tiny.json").write_text("{}")
+    meta = json.loads((labelled / "metadata.json").read_text())
+    meta["extra"]["labels"]["reward_sparse"].update(model=str(tiny), api_key="sk-should-never-travel")
+    (labelled / "metadata.json").write_text(json.dumps(meta))
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "MINARI_DATASETS_PATH": str(store["root"])}
+    # A column that is not there: refused in one line that lists the columns present.
+    bad = _cli("export", "minari", str(labelled), "--out", "nope", "--reward", "reward_rgvlm_sparse",
+               cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "reward_rgvlm_sparse" in bad.stderr and "'reward_sparse'" in bad.stderr
+    assert "'reward_minari'" in bad.stderr and not (tmp_path / "nope").exists()
+
+    # A relative --out: the output names the exact argument minari.load_dataset takes.
+    done = _cli("export", "minari", str(labelled), "--out", "exports/sparse", "--reward", "sparse",
+                cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("minari dataset: ")][-1]
+    argument = ast.literal_eval(re.search(r"minari\.load_dataset\((.+)\)\)$", line).group(1))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store["root"]))
+    exported = minari.load_dataset(argument)
+    assert exported.total_episodes == len(store["episodes"])
+    assert exported.spec.dataset_id == "rayrg/babyai-sparse-v0" != SOURCE_ID
+
+    record = json.loads((tmp_path / "exports/sparse/data/metadata.json").read_text())[EXPORT_KEY]
+    assert record["reward_column"] == "reward_sparse" and record["source_dataset_id"] == SOURCE_ID
+    assert record["method"] == "sparse" and record["labeller"]["method"] == "sparse"
+    assert record["model"] == {"model": str(tiny)}
+    assert record["pipeline_check"] is True and "PIPELINE CHECK" in record["caveat"]
+    assert "sk-should-never-travel" not in json.dumps(record)
+    # The source's metadata is untouched.
+    assert EXPORT_KEY not in json.loads((store["source"] / "data" / "metadata.json").read_text())

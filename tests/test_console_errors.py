@@ -1,0 +1,100 @@
+"""Unexpected errors and Ctrl-C on the console: one line each, the traceback in a log file.
+
+A bug inside a Ray actor (not a user error) used to print the worker's traceback, Ray's
+wrappers and the driver's traceback; Ctrl-C printed a 40-line ``KeyboardInterrupt``. Both
+are now one line; the whole traceback goes to the log file the line names (and to the
+console with ``-v``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.faulty_backend import FAILURE, STALL_MARKER_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+# The driver registers the test backends (rayrg knows neither), then runs the real CLI.
+DRIVER = "import sys, tests.faulty_backend; from rayrg.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _label_args(tmp_path: Path, dataset: Path, backend: str) -> list[str]:
+    config = tmp_path / f"{backend}.yaml"
+    config.write_text(yaml.safe_dump({"method": "rgvlm", "backend": {"type": backend},
+                                      "windows": {"window_size": 4, "stride": 4}}))
+    return ["label", "--config", str(config), "--dataset", str(dataset), "--out", str(tmp_path / backend),
+            "--num-cpus", "2"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAYRG_LOG_DIR": str(tmp_path / "logs"),
+            STALL_MARKER_ENV: str(tmp_path / "stalled")}
+
+
+# Ray's C++ core worker logs to the driver's stderr on its own (e.g. that an actor pool's
+# constructor arguments live in the object store): not an error report, not Python's logging.
+_CORE_LOG = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] \w+\.cc:\d+: ")
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not _CORE_LOG.match(line)]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_unexpected_error_in_a_ray_actor_is_one_line_and_a_log(make_toy_dataset, tmp_path: Path) -> None:
+    dataset = make_toy_dataset(num_episodes=2, steps=(5, 6), frame_size=16)
+    args = _label_args(tmp_path, dataset, "fail")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, *args], capture_output=True, text=True, cwd=REPO,
+                          env=_env(tmp_path), timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = _lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr[-4000:]
+    match = re.fullmatch(r"rayrg label: error: RuntimeError: (.+) \(full traceback: (\S+)\)", lines[0])
+    assert match, lines[0]
+    assert FAILURE in match.group(1)
+    log = Path(match.group(2))
+    assert log.parent == tmp_path / "logs"
+    text = log.read_text()
+    # The whole story: the actor's frame that raised, and the driver's command line.
+    assert "Traceback" in text and "label_batch" in text and FAILURE in text
+    assert "label --config" in text
+
+    verbose = subprocess.run([sys.executable, "-c", DRIVER, "-v", *args], capture_output=True, text=True,
+                             cwd=REPO, env=_env(tmp_path), timeout=600)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr and "label_batch" in verbose.stderr
+    assert any(line.startswith("rayrg label: error: RuntimeError: ") for line in _lines(verbose.stderr))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_is_one_line_that_says_the_command_resumes(make_toy_dataset, tmp_path: Path) -> None:
+    dataset = make_toy_dataset(num_episodes=2, steps=(5, 6), frame_size=16)
+    marker = tmp_path / "stalled"
+    # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, *_label_args(tmp_path, dataset, "stall")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=_env(tmp_path), start_new_session=True)
+    try:
+        while not marker.exists():  # the stage is labelling inside a Ray actor
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines = _lines(stderr)
+    assert len(lines) == 1, stderr[-4000:]
+    assert lines[0].startswith("rayrg label: interrupted") and "same command" in lines[0] and "resume" in lines[0]
+    assert proc.returncode == 130
