@@ -80,6 +80,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--episodes-per-count", type=int, default=6)
     parser.add_argument("--no-ray", action="store_true", help="assert that Ray was never imported")
+    parser.add_argument("--batch-size", type=int, default=None, help="every variant's batch (default: the config's)")
     args = parser.parse_args()
 
     import torch
@@ -101,6 +102,8 @@ def main() -> int:
             TrainConfig(observation=default.observation, history=default.history, shared_encoder=True),
             args.steps),
     }
+    if args.batch_size:  # e.g. 256 on a GPU (benchmarks/gpu_check.sh)
+        variants = {k: (c.model_copy(update={"batch_size": args.batch_size}), n) for k, (c, n) in variants.items()}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = make_dataset(Path(tmp), args.episodes_per_count)
         rates = {}

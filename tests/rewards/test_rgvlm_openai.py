@@ -18,6 +18,7 @@ import yaml
 
 from rayrg.data.schema import DatasetMetadata, read_trajectories
 from rayrg.rewards.rgvlm.backends import build_backend
+from rayrg.rewards.rgvlm.cache import AnswerCache
 from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer
 from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE, build_query
 from tests.rewards._rgvlm_helpers import openai_config, window_row
@@ -243,10 +244,10 @@ def test_killed_run_resumes_and_labels_each_window_exactly_once(make_toy_dataset
             deadline = time.monotonic() + 120
             cache = out / "_cache"
             while time.monotonic() < deadline:
-                stored = len(list(cache.glob("??/*.json"))) if cache.exists() else 0
+                stored = len(AnswerCache(cache)) if cache.exists() else 0
                 if stored >= 5 and stored == len(server.stats.scores_answers):
                     time.sleep(0.5)
-                    if len(list(cache.glob("??/*.json"))) == len(server.stats.scores_answers):
+                    if len(AnswerCache(cache)) == len(server.stats.scores_answers):
                         break
                 assert proc.poll() is None, "labelling finished or died before it could be killed"
                 time.sleep(0.1)

@@ -112,6 +112,7 @@ def _write_entries(directory: str, seed: int) -> int:
     cache = AnswerCache(directory)
     for i in range(30):
         cache.put(cache_key(bytes([i]), ("v1",), {"model": "m"}), {"scores": [seed] * 200, "i": i})
+    cache.flush()
     return seed
 
 
@@ -125,6 +126,43 @@ def test_cache_is_atomic_across_processes(tmp_path: Path) -> None:
     for i in range(30):
         entry = cache.get(cache_key(bytes([i]), ("v1",), {"model": "m"}))
         assert entry["i"] == i and len(set(entry["scores"])) == 1  # one writer's whole entry, never a mix
+
+
+def test_cache_stores_many_entries_per_file_and_serves_them_after_reopening(tmp_path: Path) -> None:
+    # 50k answers must not be 50k files (one fsync and, on object storage, one request each)
+    cache = AnswerCache(tmp_path, flush_entries=400)
+    keys = [cache_key(bytes([i % 256, i // 256]), ("v1",), {"model": "m"}) for i in range(1000)]
+    for i, k in enumerate(keys):
+        cache.put(k, {"scores": [i % 11] * 8, "i": i})
+    cache.flush()
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 3  # 400 + 400 + 200
+    fresh = AnswerCache(tmp_path)  # another worker / a re-run
+    hits = fresh.get_many([*keys, "0" * 64])
+    assert len(hits) == 1000 and all(hits[k]["i"] == i for i, k in enumerate(keys))
+    assert len(fresh) == 1000
+
+
+def test_cache_writes_buffered_answers_without_a_flush_call(tmp_path: Path) -> None:
+    # a batch that never ends (hung requests, then a kill) must still leave its answers stored
+    cache = AnswerCache(tmp_path, flush_interval_s=0.2)
+    key = cache_key(b"x", ("v1",), {"model": "m"})
+    cache.put(key, {"scores": [1]})
+    deadline = time.monotonic() + 10
+    while AnswerCache(tmp_path).get(key) is None:
+        assert time.monotonic() < deadline, "buffered answer never written"
+        time.sleep(0.05)
+    cache.close()
+
+
+def test_cache_skips_an_unreadable_segment_and_accepts_a_uri(tmp_path: Path) -> None:
+    cache = AnswerCache(tmp_path.as_uri())  # file:///...: the pyarrow.fs path object stores take
+    good, bad = cache_key(b"a", ("v1",), {}), cache_key(b"b", ("v1",), {})
+    cache.put(good, {"scores": [1]})
+    cache.flush()
+    (next(tmp_path.rglob("*.parquet")).parent / "0-0-broken.parquet").write_bytes(b"not parquet")
+    fresh = AnswerCache(tmp_path)
+    assert fresh.get(good) == {"scores": [1]} and fresh.get(bad) is None
 
 
 def test_rate_limiter_holds_requests_per_minute() -> None:

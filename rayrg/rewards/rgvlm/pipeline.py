@@ -171,6 +171,7 @@ class _WindowLabeller:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows, queries, answers, todo = self._lookup(batch)
         done = self.backend.label_batch(todo, on_done=self._store)
+        self.cache.flush()  # this batch's answers are stored before its rows leave the actor
         return self._rows(rows, queries, answers, todo, done)
 
     def _lookup(self, batch: pa.Table):
@@ -180,10 +181,11 @@ class _WindowLabeller:
         queries = [build_query(row, self.config, self.settings) for row in rows]
         answers: dict[str, tuple[WindowAnswer, bool]] = {}
         todo = []
+        hits = self.cache.get_many([q.key for q in queries])  # one segment listing per batch
         for q in queries:
             if q.key in answers:
                 continue
-            hit = self.cache.get(q.key)
+            hit = hits.get(q.key)
             if hit is not None:
                 hit.pop("window_id", None)
                 try:
@@ -224,10 +226,11 @@ class _WindowLabeller:
         return pa.Table.from_pylist(out, schema=LABELS_SCHEMA)
 
     def __del__(self) -> None:
-        try:
-            self.backend.close()
-        except Exception:
-            pass
+        for close in (self.backend.close, self.cache.close):
+            try:
+                close()
+            except Exception:
+                pass
 
 
 class _AsyncWindowLabeller(_WindowLabeller):
@@ -241,6 +244,7 @@ class _AsyncWindowLabeller(_WindowLabeller):
 
         rows, queries, answers, todo = self._lookup(batch)
         done = await asyncio.wrap_future(self.backend.submit(todo, on_done=self._store))
+        await asyncio.to_thread(self.cache.flush)
         return self._rows(rows, queries, answers, todo, done)
 
 
