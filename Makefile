@@ -51,6 +51,7 @@ quickstart: install
 
 test: install vllm-venv
 	$(VENV)/bin/ruff check rayrg tests benchmarks jobs
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -m "not vllm"
 	RAYRG_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest -q -m vllm
 

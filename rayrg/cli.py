@@ -36,24 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_ray_args(parser: argparse.ArgumentParser) -> None:
-    """``--address`` / ``--num-cpus``: local single-node mode unless an address is given."""
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join (e.g. 'auto' inside `ray job submit`); default: a fresh local cluster",
-    )
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local cluster")
-
-
-def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
-    """``--overwrite``: redo a stage whose output directory was made from other inputs."""
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="if --out holds outputs made from other inputs (another config or dataset), delete "
-             "them and redo the stage; without it such a re-run is refused (same inputs: skipped)")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

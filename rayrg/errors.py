@@ -26,11 +26,14 @@ class UserError(Exception):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exception types ``rayrg`` reports as one line (imported lazily: no cycles)."""
-    from rayrg.config import ConfigError
-    from rayrg.data.schema import DatasetError
+    """The exception types ``rayrg`` reports as one line (imported lazily: no cycles).
 
-    return (UserError, ConfigError, DatasetError, FileNotFoundError, NotADirectoryError)
+    Errors of higher layers (``rayrg.data.schema.DatasetError``) subclass :class:`UserError`,
+    so this core module names none of them.
+    """
+    from rayrg.config import ConfigError
+
+    return (UserError, ConfigError, FileNotFoundError, NotADirectoryError)
 
 
 _LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<message>.+?)(?=\n\s*\n|\n\S|\Z)",

@@ -113,3 +113,13 @@ def quiet_ray_data() -> None:
     ctx.enable_progress_bars = True
     ctx.print_on_execution_start = False
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
+
+
+def agg_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only; no display needed on a cluster)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -28,7 +28,7 @@ def _train(path: Path) -> Any:  # rayrg train --config <file>
 
 
 def _sweep(path: Path) -> Any:  # rayrg tune --config <file>
-    from rayrg.rl.config import SweepConfig
+    from rayrg.experiments.sweep import SweepConfig
 
     return SweepConfig.from_yaml(path)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -248,3 +248,24 @@ class Dataset:
 
         return ray.data.read_parquet([str(s) for s in self.shards], columns=list(columns),
                                      include_paths=include_paths)
+
+
+def read_trajectories(
+    directory: str | Path,
+    columns: Iterable[str] | None = None,
+    validate: bool = True,
+    decode_images: bool = True,
+) -> pa.Table:
+    """Read (and by default validate) ``columns`` of a trajectory dataset into one Arrow table.
+
+    Validation reaches only the columns read (see :mod:`rayrg.data.access`).
+    """
+    return Dataset.open(directory).read(columns, validate=validate, decode_images=decode_images)
+
+
+def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
+    """Slices of ``table`` per episode (rows must be grouped by episode, as written)."""
+    start = 0
+    for end in (int(i) + 1 for i in episode_ends(table.column("episode_id")).nonzero()[0]):
+        yield table.slice(start, end - start)
+        start = end

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("alfred-import",
                        help="import ALFRED traj_data.json + images as a trajectory dataset")

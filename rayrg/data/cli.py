@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("generate", help="generate a BabyAI offline dataset (+ held-out eval tasks)")
     p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")

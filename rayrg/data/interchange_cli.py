@@ -13,24 +13,21 @@ Format-specific settings travel as ``--option KEY=VALUE`` (values parsed as YAML
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
 
 from rayrg.config import ConfigError
+from rayrg.registry import Registry
 
-FORMATS: dict[str, str] = {
+FORMATS: Registry[Any] = Registry("dataset format", {
     "lerobot": "rayrg.data.lerobot:LEROBOT",
     "minari": "rayrg.data.minari:MINARI",
-}
+})
 
 
 def get_format(name: str) -> Any:
-    if name not in FORMATS:
-        raise ConfigError(f"unknown dataset format {name!r}; known: {sorted(FORMATS)}")
-    module_name, attr = FORMATS[name].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return FORMATS.load(name)
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def _with_on_change(fn: Any, opts: dict[str, Any], overwrite: bool) -> dict[str,
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg
+    from rayrg.cli_common import add_overwrite_arg
 
     option_help = "format setting KEY=VALUE (repeatable; e.g. lerobot: camera=observation.image, max_episodes=10)"
     imp = sub.add_parser("import", help="import another dataset format as a trajectory dataset")

@@ -31,13 +31,15 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from rayrg.errors import UserError
 
 # Version 2 added the optional symbolic-state columns (OPTIONAL_SCHEMA); version-1 datasets
 # lack them and still read.
@@ -87,7 +89,7 @@ SCALAR_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that does not follow the format; the message names the file and row."""
 
 
@@ -191,31 +193,6 @@ def read_shard_schema(path: str | Path) -> pa.Schema:
         return pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
-
-
-def read_trajectories(
-    directory: str | Path,
-    columns: Iterable[str] | None = None,
-    validate: bool = True,
-    decode_images: bool = True,
-) -> pa.Table:
-    """Read (and by default validate) ``columns`` of a trajectory dataset into one Arrow table.
-
-    Validation reaches only the columns read (see :mod:`rayrg.data.access`).
-    """
-    from rayrg.data.access import Dataset
-
-    return Dataset.open(directory).read(columns, validate=validate, decode_images=decode_images)
-
-
-def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
-    """Slices of ``table`` per episode (rows must be grouped by episode, as written)."""
-    from rayrg.data.access import episode_ends
-
-    start = 0
-    for end in (int(i) + 1 for i in episode_ends(table.column("episode_id")).nonzero()[0]):
-        yield table.slice(start, end - start)
-        start = end
 
 
 def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path) -> Path:

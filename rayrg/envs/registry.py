@@ -10,14 +10,13 @@ outside rayrg are found in other processes through ``RAYRG_PLUGINS`` (:mod:`rayr
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rayrg.config import ConfigError
 from rayrg.envs.base import TaskEnv
-from rayrg.plugins import load_plugins
+from rayrg.registry import Registry, resolve
 
 Factory = Callable[[dict[str, Any]], TaskEnv]
 
@@ -33,7 +32,8 @@ class Environment:
     version: str = "1"
 
 
-_ENVIRONMENTS: dict[str, Environment] = {}
+_ENVIRONMENTS: Registry[Environment] = Registry("environment", unknown="no environment named {name!r}",
+                                                plugins=True)
 
 
 def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None,
@@ -64,22 +64,13 @@ def environment_names() -> list[str]:
     return sorted(_ENVIRONMENTS)
 
 
-def _resolve(path: str) -> Any:
-    module, attr = path.split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def _entry(env_name: str) -> Environment:
-    if env_name not in _ENVIRONMENTS:
-        load_plugins()
-    if env_name not in _ENVIRONMENTS:
-        raise ConfigError(f"no environment named {env_name!r}; known: {environment_names()}")
-    return _ENVIRONMENTS[env_name]
+    return _ENVIRONMENTS.load(env_name)  # a missing name first loads RAYRG_PLUGINS
 
 
 def action_names(env_name: str) -> tuple[str, ...]:
     actions = _entry(env_name).actions
-    return tuple(_resolve(actions) if isinstance(actions, str) else actions)
+    return tuple(resolve(actions) if isinstance(actions, str) else actions)
 
 
 def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> TaskEnv:
@@ -87,7 +78,7 @@ def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> Task
     if factory is None:
         raise ConfigError(f"environment {env_name!r} has no simulator (its datasets can be trained on, "
                           "not evaluated)")
-    return (_resolve(factory) if isinstance(factory, str) else factory)(dict(settings or {}))
+    return (resolve(factory) if isinstance(factory, str) else factory)(dict(settings or {}))
 
 
 # minigrid (and gymnasium under it) make BabyAI's levels, rules, bot and frames; ai2thor pins

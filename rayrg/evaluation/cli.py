@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("evaluate", help="evaluate a policy on held-out tasks (fixed and randomized starts)")
     p.add_argument("--policy", required=True, help="'expert', 'random' or an IQL checkpoint directory")

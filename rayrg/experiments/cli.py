@@ -1,4 +1,4 @@
-"""``rayrg run``, ``rayrg quickstart`` and ``rayrg report``."""
+"""``rayrg run``, ``rayrg quickstart``, ``rayrg report`` and ``rayrg tune``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli_common import add_ray_args
 
     p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
     p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
@@ -28,6 +28,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="(re)build the report of an experiment output directory")
     p.add_argument("out", type=Path, help="the experiment's output directory")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
+    p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
+    p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--eval-tasks", type=Path, help="override eval.tasks: eval_tasks.json of `rayrg generate`")
+    p.add_argument("--out", type=Path, required=True)
+    add_ray_args(p)
+    p.set_defaults(func=_tune)
 
 
 SET_ENV = "RAYRG_SET"
@@ -104,4 +112,15 @@ def _report(args: argparse.Namespace) -> int:
     from rayrg.report.build import build_report
 
     print(f"report: {build_report(args.out)}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from rayrg.experiments.sweep import SweepConfig, sweep
+
+    config = SweepConfig.from_yaml(args.config) if args.config else SweepConfig()
+    if args.eval_tasks:
+        config = config.model_copy(update={"eval": config.eval.model_copy(update={"tasks": str(args.eval_tasks)})})
+    table = sweep(config, args.dataset, args.out, address=args.address)
+    print(table)
     return 0

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-
-def agg_pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend (files only; no display needed on a cluster)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from rayrg.runtime import agg_pyplot
 
 
 def return_by_subtasks(

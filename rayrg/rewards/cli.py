@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")

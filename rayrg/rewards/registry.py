@@ -7,16 +7,16 @@ model family) never breaks another.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rayrg.config import ConfigError, StageConfig
+from rayrg.registry import Registry
 
-# method name -> "module:attribute" of a LabelMethod
-LABEL_METHODS: dict[str, str] = {
+# method name -> "module:attribute" of a LabelMethod (one lazy registry: rayrg/registry.py)
+LABEL_METHODS: Registry[LabelMethod] = Registry("label method", {
     "sparse": "rayrg.rewards.simple:SPARSE",
     "simulated": "rayrg.rewards.simple:SIMULATED",
     "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
@@ -24,7 +24,7 @@ LABEL_METHODS: dict[str, str] = {
     "vlmrm": "rayrg.rewards.similarity.vlmrm:VLMRM",
     "blip2": "rayrg.rewards.similarity.blip2:BLIP2",
     "roboclip": "rayrg.rewards.similarity.roboclip:ROBOCLIP",
-}
+})
 
 
 class LabelFn(Protocol):
@@ -55,10 +55,7 @@ class LabelMethod:
 
 
 def get_method(name: str) -> LabelMethod:
-    if name not in LABEL_METHODS:
-        raise ConfigError(f"unknown label method {name!r}; known: {sorted(LABEL_METHODS)}")
-    module_name, attr = LABEL_METHODS[name].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return LABEL_METHODS.load(name)
 
 
 def load_label_config(data: dict[str, Any], source: str = "<dict>") -> tuple[LabelMethod, StageConfig]:

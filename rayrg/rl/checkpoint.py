@@ -116,3 +116,15 @@ def load_policy_network(directory: str | Path, device: Any = "cpu") -> tuple[Any
         encoder.eval()
     nets["policy"].eval()
     return nets["policy"], encoder, spec, config
+
+
+def network_spec(config: Any, info: dict[str, Any], featurizer: Any, text_width: int) -> NetworkSpec:
+    """The NetworkSpec of ``config`` on data loaded by :func:`rayrg.rl.data.load_transitions`."""
+    from rayrg.rl.networks import ObsSpec
+
+    obs = ObsSpec(kind=config.observation, shape=tuple(info["obs_shape"]), history=config.history,
+                  channels=list(config.channels))
+    return NetworkSpec(num_actions=info["num_actions"], obs=obs.to_dict(), text_kind=featurizer.kind,
+                       vocab_size=max(featurizer.vocab.values(), default=1) + 1,
+                       feature_dim=text_width if featurizer.kind != "tokens" else 0,
+                       image_encoder=info.get("image_encoder"))

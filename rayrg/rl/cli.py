@@ -1,4 +1,4 @@
-"""``rayrg train`` and ``rayrg tune``."""
+"""``rayrg train`` (``rayrg tune``: :mod:`rayrg.experiments.cli`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
     p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
@@ -21,14 +21,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_train)
-
-    p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
-    p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
-    p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--eval-tasks", type=Path, help="override eval.tasks: eval_tasks.json of `rayrg generate`")
-    p.add_argument("--out", type=Path, required=True)
-    add_ray_args(p)
-    p.set_defaults(func=_tune)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -44,18 +36,6 @@ def _train(args: argparse.Namespace) -> int:
     final = train(config, args.dataset, args.out, address=args.address,
                   on_change="redo" if args.overwrite else "refuse")
     print(f"final checkpoint: {final}")
-    return 0
-
-
-def _tune(args: argparse.Namespace) -> int:
-    from rayrg.rl.config import SweepConfig
-    from rayrg.rl.tune import sweep
-
-    config = SweepConfig.from_yaml(args.config) if args.config else SweepConfig()
-    if args.eval_tasks:
-        config = config.model_copy(update={"eval": config.eval.model_copy(update={"tasks": str(args.eval_tasks)})})
-    table = sweep(config, args.dataset, args.out, address=args.address)
-    print(table)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Typed configs of IQL training (``TrainConfig``) and sweeps (``SweepConfig``).
+"""Typed config of IQL training (``TrainConfig``; sweeps: :mod:`rayrg.experiments.sweep`).
 
 Defaults follow SPRINT's IQL on ALFRED (its published configuration): expectile 0.8, β 5, γ 0.97,
 Polyak 0.005, AdamW lr 1e-4 with weight decay 0.1, batch 64, exp-advantage clipped at 100.
@@ -6,12 +6,11 @@ Polyak 0.005, AdamW lr 1e-4 with weight decay 0.1, batch 64, exp-advantage clipp
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from rayrg.config import StageConfig
-from rayrg.evaluation.config import EvalConfig
 
 HISTORY_DEFAULT = 4
 
@@ -84,48 +83,3 @@ class TrainConfig(StageConfig):
     use_gpu: bool = False
     checkpoint_every: int = Field(500, ge=1)
     report_every: int = Field(100, ge=1)
-
-
-def _sweep_eval_default() -> EvalConfig:
-    # A small budget: each checkpoint of each trial is evaluated; fixed starts, 3 tasks per
-    # mission length, one actor of 0.25 CPU so 2 concurrent trials fit 2 cores.
-    return EvalConfig(modes=["fixed"], seeds=[0], max_tasks_per_count=3, num_actors=1, cpus_per_actor=0.25)
-
-
-class SweepConfig(StageConfig):
-    """``rayrg tune``: a Tune sweep over expectile τ and temperature β with ASHA.
-
-    Trials are ranked by evaluation return, never by a training loss: the AWR policy loss is
-    scaled by exp(β·A) and the value loss by τ, so losses are not comparable across the grid.
-    Every checkpoint (``train.checkpoint_every`` steps) is evaluated by evaluation actors on
-    ``eval.tasks``; ASHA and the best trial use ``metric``. ``train.expectile`` and
-    ``train.beta`` are ignored: the swept ``expectiles`` and ``betas`` are what trials use.
-    """
-
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    expectiles: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9])
-    betas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
-    eval: EvalConfig = Field(
-        default_factory=_sweep_eval_default,
-        description="Evaluation of each checkpoint; eval.tasks is the tasks JSON from `rayrg generate` "
-                    "(required). Keep it small: it runs once per checkpoint per trial.")
-    metric: str = Field("eval/return_mean", pattern=r"^eval/",
-                        description="Evaluation metric ASHA and the best trial use: eval/return_mean "
-                                    "(all modes) or eval/return_<mode>.")
-    mode: Literal["min", "max"] = "max"
-    grace_period: int = Field(2, ge=1, description="ASHA: evaluated checkpoints before a trial may be stopped.")
-    max_concurrent_trials: int = Field(2, ge=1)
-    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs of the Tune driver function of each trial.")
-
-    def trial_cpus_total(self) -> float:
-        """Logical CPUs one running trial holds: driver, Train workers and evaluation actors."""
-        return (self.trial_cpus + self.train.num_workers * self.train.cpus_per_worker
-                + self.eval.num_actors * self.eval.cpus_per_actor)
-
-    def to_public_dict(self) -> dict[str, Any]:
-        # train.expectile/beta are not used by any trial; dumping them beside the swept values
-        # made the sweep's config unreadable.
-        data = super().to_public_dict()
-        for key in ("expectile", "beta"):
-            data["train"].pop(key, None)
-        return data

@@ -262,16 +262,3 @@ def decode_state(data: bytes) -> np.ndarray:
     from rayrg.envs.babyai import STATE_SHAPE
 
     return np.frombuffer(data, dtype=np.uint8).reshape(STATE_SHAPE)
-
-
-def network_spec(config: Any, info: dict[str, Any], featurizer: TextFeaturizer, text_width: int) -> Any:
-    """The NetworkSpec of ``config`` on data loaded by :func:`load_transitions`."""
-    from rayrg.rl.checkpoint import NetworkSpec
-    from rayrg.rl.networks import ObsSpec
-
-    obs = ObsSpec(kind=config.observation, shape=tuple(info["obs_shape"]), history=config.history,
-                  channels=list(config.channels))
-    return NetworkSpec(num_actions=info["num_actions"], obs=obs.to_dict(), text_kind=featurizer.kind,
-                       vocab_size=max(featurizer.vocab.values(), default=1) + 1,
-                       feature_dim=text_width if featurizer.kind != "tokens" else 0,
-                       image_encoder=info.get("image_encoder"))

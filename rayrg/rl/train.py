@@ -49,7 +49,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.checkpoint import network_spec
+    from rayrg.rl.data import load_transitions
     from rayrg.rl.iql import IQLLearner, unwrap
 
     config = TrainConfig.from_dict(loop_config["train"])

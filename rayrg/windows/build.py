@@ -28,14 +28,8 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from rayrg.config import StageConfig
-from rayrg.data.access import Dataset, read_shard_checked, validate_columns
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    DatasetError,
-    decode_png,
-    encode_png,
-    iter_episodes,
-)
+from rayrg.data.access import Dataset, iter_episodes, read_shard_checked, validate_columns
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png, encode_png
 from rayrg.errors import stage_errors
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
 from rayrg.windows.grid import actions_text, compose_grid

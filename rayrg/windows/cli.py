@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("windows", help="cut a trajectory dataset into W-step windows (grid images)")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")

@@ -17,15 +17,11 @@ from rayrg.data.access import (
     Dataset,
     episode_ends,
     episode_starts,
-    read_shard_checked,
-)
-from rayrg.data.schema import (
-    SCALAR_COLUMNS,
-    TRANSITION_COLUMNS,
-    DatasetError,
     iter_episodes,
+    read_shard_checked,
     read_trajectories,
 )
+from rayrg.data.schema import SCALAR_COLUMNS, TRANSITION_COLUMNS, DatasetError
 from rayrg.errors import stage_errors
 
 # Set at collection time, before the session's Ray cluster starts: Ray workers inherit the

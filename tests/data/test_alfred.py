@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rayrg.data.access import read_trajectories
 from rayrg.data.alfred import (
     REPORT_FILE,
     AlfredImportConfig,
@@ -16,7 +17,7 @@ from rayrg.data.alfred import (
     subtask_progress,
     trial_rows,
 )
-from rayrg.data.schema import DatasetError, DatasetMetadata, decode_png, read_trajectories
+from rayrg.data.schema import DatasetError, DatasetMetadata, decode_png
 from rayrg.envs.thor_config import ACTION_IDS, ACTION_NAMES
 from rayrg.provenance import StaleOutputError
 from tests.data._alfred_synth import PLAN_LOW, traj_data, write_trial

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rayrg.data.access import iter_episodes, read_trajectories
 from rayrg.data.generate import GenerateConfig, generate, rollout_episode
 from rayrg.data.inspect import format_summary, summarize
-from rayrg.data.schema import decode_png, iter_episodes, read_trajectories
+from rayrg.data.schema import decode_png
 from rayrg.envs.babyai import ACTION_NAMES, BabyAIEnvConfig
 
 SMALL = GenerateConfig(episodes_per_count=3, eval_tasks_per_count=2, noise=0.15, episodes_per_shard=5)

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rayrg.data.access import read_trajectories
 from rayrg.data.schema import (
     TRANSITION_SCHEMA,
     DatasetError,
     DatasetMetadata,
-    read_trajectories,
     shard_files,
     write_shard,
 )

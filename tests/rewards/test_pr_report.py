@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from rayrg.cli import main
-from rayrg.data.schema import SCALAR_COLUMNS, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import SCALAR_COLUMNS
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.similarity.math import average_precision
 from rayrg.rewards.similarity.reports import ground_truth, last_steps

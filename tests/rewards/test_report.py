@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rayrg.data.schema import read_trajectories
+from rayrg.data.access import read_trajectories
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.report import binary_metrics, format_table, reward_report
 from rayrg.rewards.truth import good_actions

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rayrg.data.schema import read_trajectories
+from rayrg.data.access import read_trajectories
 from rayrg.models._tiny import MARKER
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.registry import load_label_config

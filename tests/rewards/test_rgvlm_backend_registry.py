@@ -90,7 +90,7 @@ def test_a_backend_whose_config_type_disagrees_is_refused_at_registration() -> N
 @pytest.mark.integration
 def test_toy_backend_labels_through_the_real_pipeline(make_toy_dataset, tmp_path: Path, ray_local) -> None:
     from rayrg.cli import main
-    from rayrg.data.schema import read_trajectories
+    from rayrg.data.access import read_trajectories
     from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE
 
     source = make_toy_dataset(num_episodes=2, steps=(5, 9), frame_size=16)

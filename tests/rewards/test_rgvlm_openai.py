@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from rayrg.data.schema import DatasetMetadata, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import DatasetMetadata
 from rayrg.rewards.rgvlm.backends import build_backend
 from rayrg.rewards.rgvlm.cache import AnswerCache
 from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from rayrg.data.schema import DatasetMetadata, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import DatasetMetadata
 from rayrg.rewards.registry import load_label_config
 from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE
 

@@ -251,7 +251,7 @@ def test_missing_api_key_is_a_config_error_before_any_work(tmp_path: Path, monke
 
 def test_label_cli_runs_any_registered_method(make_toy_dataset, tmp_path: Path, capsys) -> None:
     from rayrg.cli import main
-    from rayrg.data.schema import read_trajectories
+    from rayrg.data.access import read_trajectories
 
     source = make_toy_dataset()
     (tmp_path / "sparse.yaml").write_text("method: sparse\n")

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from rayrg.cli import main
-from rayrg.data.schema import SCALAR_COLUMNS, DatasetMetadata, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetMetadata
 from rayrg.rewards.base import PROVENANCE_KEY
 from rayrg.rewards.registry import load_label_config
 from rayrg.rewards.similarity.reports import last_steps

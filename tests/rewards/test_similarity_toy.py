@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from pydantic import Field
 
-from rayrg.data.schema import SCALAR_COLUMNS, DatasetMetadata, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import SCALAR_COLUMNS, DatasetMetadata
 from rayrg.rewards.base import PROVENANCE_KEY
 from rayrg.rewards.registry import LABEL_METHODS, get_method, load_label_config, run_label
 from rayrg.rewards.similarity.config import PerFrameConfig

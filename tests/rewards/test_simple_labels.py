@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rayrg.data.schema import DatasetError, DatasetMetadata, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import DatasetError, DatasetMetadata
 from rayrg.rewards.base import fuse_rewards, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.registry import load_label_config
 from rayrg.rewards.simple import simulate_labels

@@ -38,12 +38,13 @@ def test_two_worker_ddp_ends_with_identical_parameters(tiny_babyai: Path, tmp_pa
 
 @pytest.mark.integration
 def test_encode_features_train_and_policy(tiny_babyai: Path, tmp_path: Path, ray_local) -> None:
-    from rayrg.data.schema import decode_png, read_trajectories
+    from rayrg.data.access import read_trajectories
+    from rayrg.data.schema import decode_png
     from rayrg.encode.encoders import ImageEncoder
     from rayrg.encode.stage import ENCODER_FILE, encode
     from rayrg.models.tiny_clip import build_tiny_clip
-    from rayrg.rl.checkpoint import save_checkpoint
-    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.checkpoint import network_spec, save_checkpoint
+    from rayrg.rl.data import load_transitions
     from rayrg.rl.iql import IQLLearner
     from rayrg.rl.policy import load_policy
 

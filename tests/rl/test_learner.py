@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rayrg.data.schema import DatasetError
-from rayrg.rl.checkpoint import NetworkSpec, save_checkpoint
+from rayrg.rl.checkpoint import NetworkSpec, network_spec, save_checkpoint
 from rayrg.rl.config import TrainConfig
-from rayrg.rl.data import history_indices, load_transitions, network_spec
+from rayrg.rl.data import history_indices, load_transitions
 from rayrg.rl.iql import IQLLearner
 from rayrg.rl.networks import ObsSpec
 

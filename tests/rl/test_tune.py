@@ -13,8 +13,8 @@ import yaml
 
 from rayrg.config import ConfigError
 from rayrg.evaluation.config import EvalConfig
-from rayrg.rl.config import SweepConfig, TrainConfig
-from rayrg.rl.tune import _check_fits, results_table
+from rayrg.experiments.sweep import SweepConfig, _check_fits, results_table
+from rayrg.rl.config import TrainConfig
 
 SMALL = {"batch_size": 8, "hidden": 32, "text_dim": 8, "report_every": 5, "checkpoint_every": 10,
          "updates_per_call": 5}

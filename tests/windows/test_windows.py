@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayrg.config import ConfigError
-from rayrg.data.schema import decode_png, read_trajectories
+from rayrg.data.access import read_trajectories
+from rayrg.data.schema import decode_png
 from rayrg.windows.build import SUMMARY_FILE, WindowConfig, make_windows, window_bounds
 from rayrg.windows.grid import compose_grid
 from rayrg.windows.preview import write_preview

@@ -289,7 +289,7 @@ def _first_windows(config: RGVLMConfig, dataset: Path, n: int) -> pa.Table:
                 if sum(b.num_rows for b in batches) >= n:
                     return pa.Table.from_batches(batches).slice(0, n)
         return pa.Table.from_batches(batches) if batches else WINDOW_SCHEMA.empty_table()
-    from rayrg.data.schema import iter_episodes
+    from rayrg.data.access import iter_episodes
 
     ds = Dataset.open(dataset)
     rows: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli import add_ray_args
+    from rayrg.cli_common import add_ray_args
 
     p = sub.add_parser("pr-report", help="precision-recall of reward columns vs goal / sub-task truth (PNG + JSON)")
     p.add_argument("--dataset", type=Path, action="append", required=True,

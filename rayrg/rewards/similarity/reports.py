@@ -26,10 +26,10 @@ import pyarrow as pa
 from rayrg.data.access import Dataset, episode_ends
 from rayrg.data.schema import SCALAR_COLUMNS, DatasetError
 from rayrg.pipeline_check import is_tiny_random, pipeline_check_caveat, provenance_is_tiny_random
-from rayrg.report.plots import agg_pyplot
 from rayrg.rewards.similarity.math import pr_summary
 from rayrg.rewards.similarity.method import SimilarityMethod
 from rayrg.rewards.truth import subtask_advanced
+from rayrg.runtime import agg_pyplot
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +38,11 @@ from rayrg.errors import check_model_weights, stage_errors
 from rayrg.pipeline_check import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.similarity.config import SimilarityConfig
-from rayrg.rewards.similarity.method import EpisodeMethod, FrameMethod, SimilarityMethod
+
+if TYPE_CHECKING:
+    # Types only: method.py runs this module's ``label`` (method -> stages); importing the
+    # method classes at run time would close a cycle (pyproject's import-linter contracts).
+    from rayrg.rewards.similarity.method import EpisodeMethod, FrameMethod, SimilarityMethod
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,17 @@ YAML configs like a built-in one.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rayrg.config import ConfigError
+from rayrg.registry import Registry
 
 if TYPE_CHECKING:
     from rayrg.rewards.rgvlm.backends.base import Backend
 
-_ENTRIES: dict[str, str | type[Backend]] = {}
+_ENTRIES: Registry[type[Backend]] = Registry(
+    "RG-VLM backend", unknown="no RG-VLM backend named {name!r}",
+    check=lambda name, cls: _check_type(name, cls))
 _LISTENERS: list[Callable[[], None]] = []
 
 
@@ -29,9 +30,7 @@ def register_backend(name: str, backend: str | type[Backend]) -> None:
 
     A class is checked now; a path when it is first imported (the config union imports all).
     """
-    if not isinstance(backend, str):
-        _check_type(name, backend)
-    _ENTRIES[name] = backend
+    _ENTRIES[name] = backend  # a class is checked here (the registry's check)
     for listener in list(_LISTENERS):
         listener()
 
@@ -46,14 +45,7 @@ def backend_names() -> list[str]:
 
 
 def backend_class(name: str) -> type[Backend]:
-    entry = _ENTRIES.get(name)
-    if entry is None:
-        raise ConfigError(f"no RG-VLM backend named {name!r}; known: {sorted(_ENTRIES)}")
-    if isinstance(entry, str):
-        module, attr = entry.split(":")
-        entry = _ENTRIES[name] = getattr(importlib.import_module(module), attr)
-    _check_type(name, entry)
-    return entry
+    return _ENTRIES.load(name)
 
 
 def _check_type(name: str, cls: type[Backend]) -> None:

@@ -1,4 +1,4 @@
-"""Ray Tune sweeps of IQL's expectile τ and temperature β, ranked by evaluation return.
+"""``rayrg tune``: Ray Tune sweeps of IQL's expectile τ and temperature β, ranked by evaluation return.
 
 Why not a loss: the AWR policy loss is scaled by exp(β·A) and the value loss by τ, so a
 trial with a smaller loss is not a better policy, and losses are not comparable across the
@@ -16,18 +16,68 @@ writes ``progress.csv``, ``result.json`` and TensorBoard events per trial under
 ``<out>/sweep``; each trial's evaluations are under ``<trial>/eval/<checkpoint>``. The table
 of each trial's best evaluated checkpoint is ``<out>/sweep_results.csv`` and ``.md``, and the
 best trial is ``<out>/best.json``.
+
+An experiment, not part of the rl stage: it drives training and evaluation together (the
+layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
-from rayrg.config import ConfigError
-from rayrg.rl.config import SweepConfig, TrainConfig
+from rayrg.config import ConfigError, StageConfig
+from rayrg.evaluation.config import EvalConfig
+from rayrg.rl.config import TrainConfig
+
+
+def _sweep_eval_default() -> EvalConfig:
+    # A small budget: each checkpoint of each trial is evaluated; fixed starts, 3 tasks per
+    # mission length, one actor of 0.25 CPU so 2 concurrent trials fit 2 cores.
+    return EvalConfig(modes=["fixed"], seeds=[0], max_tasks_per_count=3, num_actors=1, cpus_per_actor=0.25)
+
+
+class SweepConfig(StageConfig):
+    """``rayrg tune``: a Tune sweep over expectile τ and temperature β with ASHA.
+
+    Trials are ranked by evaluation return, never by a training loss: the AWR policy loss is
+    scaled by exp(β·A) and the value loss by τ, so losses are not comparable across the grid.
+    Every checkpoint (``train.checkpoint_every`` steps) is evaluated by evaluation actors on
+    ``eval.tasks``; ASHA and the best trial use ``metric``. ``train.expectile`` and
+    ``train.beta`` are ignored: the swept ``expectiles`` and ``betas`` are what trials use.
+    """
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    expectiles: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9])
+    betas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    eval: EvalConfig = Field(
+        default_factory=_sweep_eval_default,
+        description="Evaluation of each checkpoint; eval.tasks is the tasks JSON from `rayrg generate` "
+                    "(required). Keep it small: it runs once per checkpoint per trial.")
+    metric: str = Field("eval/return_mean", pattern=r"^eval/",
+                        description="Evaluation metric ASHA and the best trial use: eval/return_mean "
+                                    "(all modes) or eval/return_<mode>.")
+    mode: Literal[min, max] = "max"
+    grace_period: int = Field(2, ge=1, description="ASHA: evaluated checkpoints before a trial may be stopped.")
+    max_concurrent_trials: int = Field(2, ge=1)
+    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs of the Tune driver function of each trial.")
+
+    def trial_cpus_total(self) -> float:
+        """Logical CPUs one running trial holds: driver, Train workers and evaluation actors."""
+        return (self.trial_cpus + self.train.num_workers * self.train.cpus_per_worker
+                + self.eval.num_actors * self.eval.cpus_per_actor)
+
+    def to_public_dict(self) -> dict[str, Any]:
+        # train.expectile/beta are not used by any trial; dumping them beside the swept values
+        # made the sweep's config unreadable.
+        data = super().to_public_dict()
+        for key in ("expectile", "beta"):
+            data["train"].pop(key, None)
+        return data
 
 
 def eval_metrics(summary: dict[str, Any]) -> dict[str, float]:
