@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # and PyPI has no CPU-only torchvision, so the default (CUDA) torch wheels are used; they run on CPU.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install vllm-venv quickstart test lint bench clean
+.PHONY: install vllm-venv lerobot-venv chromium quickstart test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,14 +46,48 @@ $(VLLM_VENV)/.installed: pyproject.toml
 
 vllm-venv: $(VLLM_VENV)/.installed
 
+# LeRobot's own dataset reader, to load rayrg's LeRobot exports in CI (`lerobot`-marked tests).
+# lerobot 0.4.4 is the last release for Python 3.11 (0.6 needs 3.12) and reads format v3.0, the
+# one rayrg writes. Its wheel pins torch<2.11 and pulls policies, robots, wandb, rerun ...;
+# the reader imports none of those, so lerobot goes in without its deps, plus what
+# `lerobot.datasets` and `lerobot.utils.rabc` import, in lerobot's own ranges. torch,
+# torchvision, numpy, pyarrow, pytest and rayrg come from $(VENV) through a site dir appended
+# after this venv's own (about 1.5 min and 0.3 GB instead of another 6 GB torch).
+LEROBOT_VENV ?= .venv-lerobot
+LEROBOT_SPEC ?= lerobot==0.4.4
+$(LEROBOT_VENV)/.installed: $(VENV)/.installed
+	rm -rf $(LEROBOT_VENV)
+	python3 -m venv $(LEROBOT_VENV)
+	$(PY) -c "import sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" \
+	  > $$($(LEROBOT_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_rayrg_base.pth
+	# pip lists the packages of $(VENV) that this venv's older huggingface-hub would not suit
+	# (transformers ...); they are never imported here, so its report is shown only on failure
+	out=$$($(LEROBOT_VENV)/bin/pip install -q 'datasets>=4.0.0,<5.0.0' 'huggingface-hub>=0.34.2,<0.36.0' \
+	  'av>=15.0.0,<16.0.0' 'packaging>=24.2,<26.0' 'accelerate>=1.10.0,<2.0.0' 2>&1) || { echo "$$out"; exit 1; }
+	$(LEROBOT_VENV)/bin/pip install -q --no-deps $(LEROBOT_SPEC)
+	$(LEROBOT_VENV)/bin/python -c "import lerobot.datasets.lerobot_dataset, lerobot.utils.rabc, torch, rayrg; \
+	  import importlib.metadata as m; print('lerobot', m.version('lerobot'), 'torch', torch.__version__)"
+	touch $@
+
+lerobot-venv: $(LEROBOT_VENV)/.installed
+
+# The browser tests drive Debian's chromium headless; CI runs as root.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  test "$$(id -u)" = 0 || { echo "make test: chromium is missing; install it: sudo apt-get install chromium" >&2; exit 1; }; \
+	  echo "installing Debian's chromium (about 25 s)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 quickstart: install
 	$(VENV)/bin/rayrg quickstart
 
-test: install vllm-venv
+test: install vllm-venv lerobot-venv chromium
 	$(VENV)/bin/ruff check rayrg tests benchmarks jobs
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q -m "not vllm"
+	RAYRG_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q -m "not vllm and not lerobot"
 	RAYRG_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest -q -m vllm
+	RAYRG_REQUIRE_LEROBOT=1 $(LEROBOT_VENV)/bin/python -m pytest -q -m lerobot
 
 bench: install vllm-venv
 	# bench_label_vllm needs vLLM, which lives in its own venv (it pins its own torch)
@@ -63,4 +97,4 @@ bench: install vllm-venv
 	done
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) $(LEROBOT_VENV) runs

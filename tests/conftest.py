@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,11 @@ def _has_cuda() -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _vllm_tests(items)
+    _required_tests(items, "browser", _has_browser(), "RAYRG_REQUIRE_BROWSER",
+                    "no chromium binary (`make test` installs Debian's chromium; or apt-get install chromium)")
+    _required_tests(items, "lerobot", importlib.util.find_spec("lerobot") is not None, "RAYRG_REQUIRE_LEROBOT",
+                    "lerobot is not importable here: `make test` runs these tests in .venv-lerobot "
+                    "(`make lerobot-venv`)")
     if _has_cuda():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
@@ -41,12 +47,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+def _has_browser() -> bool:
+    from tests._browser import CHROMIUM
+
+    return CHROMIUM is not None
+
+
+def _required_tests(items: list[pytest.Item], marker: str, available: bool, env: str, why: str) -> None:
+    """Tests that need a tool outside the main venv (`marker`): skipped with `why` where it is
+    missing, unless `make test` set `env`=1; then a missing tool is an error, never a skip."""
+    marked = [item for item in items if marker in item.keywords]
+    if not marked or available:
+        return
+    if os.environ.get(env) == "1":
+        raise pytest.UsageError(f"{env}=1 but {why}")
+    skip = pytest.mark.skip(reason=why)
+    for item in marked:
+        item.add_marker(skip)
+
+
 def _vllm_tests(items: list[pytest.Item]) -> None:
     """vLLM pins its own torch, so `vllm`-marked tests run in a second venv (.venv-vllm,
     `make vllm-venv`); `make test` runs them there with RAYRG_REQUIRE_VLLM=1, where a missing
     vLLM is an error, never a skip. Elsewhere they are skipped with that reason."""
-    import importlib.util
-
     marked = [item for item in items if "vllm" in item.keywords]
     if not marked or importlib.util.find_spec("vllm") is not None:
         return

@@ -285,7 +285,7 @@ def test_rgvlm_round_trip_through_the_loopback_server(source: Path, tmp_path: Pa
         np.testing.assert_array_equal(exported.column("next.reward").to_numpy(), np.asarray(want, np.float32))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lerobot") is None, reason="lerobot is not installed")
+@pytest.mark.lerobot
 def test_export_loads_in_lerobot(labelled: Path, tmp_path: Path) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

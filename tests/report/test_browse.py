@@ -4,8 +4,6 @@ made by the real RG-VLM pipeline against the loopback chat server (some windows 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
@@ -17,10 +15,7 @@ import yaml
 from rayrg.data.schema import DatasetError
 from rayrg.report.browse import transition_truth, window_agreement, write_browser
 from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer
-
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome")
-                 if shutil.which(n)), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+from tests._browser import dump_dom
 
 
 def test_truth_and_agreement_follow_the_reward_report() -> None:
@@ -78,19 +73,15 @@ class _Shown(HTMLParser):
 
 def _dump(html_file: Path, tmp_path: Path, **query: str) -> _Shown:
     url = html_file.resolve().as_uri() + (f"?{urlencode(query)}" if query else "")
-    proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = dump_dom(url, tmp_path / "chromium-profile")
     shown = _Shown()
-    shown.feed(proc.stdout)
-    assert shown.body.get("data-ready") == "1", proc.stdout[-2000:]  # the page's script ran to the end
+    shown.feed(dom)
+    assert shown.body.get("data-ready") == "1", dom[-2000:]  # the page's script ran to the end
     return shown
 
 
 @pytest.mark.integration
-@needs_chromium
+@pytest.mark.browser
 def test_browser_pages_filters_and_renders_images(labelled: Path, tmp_path: Path) -> None:
     from rayrg.cli import main
 
@@ -134,12 +125,10 @@ def test_browser_pages_filters_and_renders_images(labelled: Path, tmp_path: Path
 
 
 @pytest.mark.integration
-@needs_chromium
+@pytest.mark.browser
 def test_failed_reasons_and_model_text_are_shown(labelled: Path, tmp_path: Path) -> None:
     page = write_browser(labelled, tmp_path / "p.html", page_size=100)
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-                          page.resolve().as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = dump_dom(page.resolve().as_uri(), tmp_path / "profile")
     labels = pq.read_table(labelled / "_labels").to_pylist()
     for r in labels:
         if r["status"] == "failed":

@@ -199,3 +199,41 @@ def test_a_windows_dir_is_counted_as_made(tmp_path: Path) -> None:
     assert [(w.start_step, w.num_steps) for w in windows] == [(0, 8), (8, 3)]
     assert size == png_size(rows[0]["image"])
     assert _first_windows(config, tmp_path / "unused", 2).column("window_id").to_pylist() == ["ep0:0", "ep1:8"]
+
+
+def test_estimate_matches_transformers_own_token_count(make_toy_dataset, tmp_path: Path) -> None:
+    """Independent of the estimator's rules: transformers' Qwen2-VL processor and the
+    checkpoint's chat template count the input_ids of the same two requests (system, image +
+    analysis prompt; then turn 1, its answer and the scores prompt) for the tiny checkpoint."""
+    pytest.importorskip("torchvision")  # the Qwen2-VL processor needs it
+    from transformers import AutoProcessor
+
+    from rayrg.models.tiny_qwen2vl import build_tiny_qwen2vl
+    from rayrg.rewards.rgvlm.backends.hf import to_hf_messages
+    from rayrg.rewards.rgvlm.estimate import Measured, _first_windows
+    from rayrg.rewards.rgvlm.prompts import render
+    from rayrg.rewards.rgvlm.settings import local_text_counter
+
+    model = build_tiny_qwen2vl(tmp_path / "tiny-qwen2vl")
+    source = make_toy_dataset(num_episodes=1, steps=(9,), frame_size=24)
+    config = RGVLMConfig.from_dict({"method": "rgvlm", "windows": {"window_size": 4}, "max_windows": 1,
+                                    "backend": {"type": "transformers", "model": str(model)}})
+    row = _first_windows(config, source, 1).to_pylist()[0]  # the window the run would send first
+    system, analysis, scores = render(config.prompt_version, row["instruction"], row["actions_text"],
+                                      row["start_step"], row["num_steps"])
+    image = cap_image(row["image"], config.max_image_side)
+    answer = "The agent turns left, moves forward twice, then picks up the blue key: step 3 helps most."
+    turn1 = [{"role": "system", "text": system}, {"role": "user", "text": analysis, "image": image}]
+    turn2 = [*turn1, {"role": "assistant", "text": answer}, {"role": "user", "text": scores}]
+    processor = AutoProcessor.from_pretrained(str(model))
+    true1, true2 = (len(processor.apply_chat_template(to_hf_messages(m), add_generation_prompt=True, tokenize=True,
+                                                      return_dict=True)["input_ids"][0]) for m in (turn1, turn2))
+    count, _ = local_text_counter(str(model))
+    # turn 2 carries turn 1's answer: its length as if measured (the answer as the model wrote it)
+    measured = Measured(windows=1, failed=0, mean_window_latency_s=1.0, invalid_answer_rate=0.0,
+                        turn1_output_tokens=float(count(answer)), turn2_output_tokens=10.0, backend_calls=2,
+                        input_tokens=0, estimated_input_tokens=0, wall_s=1.0)
+    est = estimate(config, source, measured=measured)
+    assert est.windows == 1 and est.image_tokens > 1
+    assert est.turn1_input_tokens == pytest.approx(true1, rel=INPUT_TOLERANCE), (est.turn1_input_tokens, true1)
+    assert est.turn2_input_tokens == pytest.approx(true2, rel=INPUT_TOLERANCE), (est.turn2_input_tokens, true2)

@@ -72,6 +72,27 @@ def _label(model: Path, source: Path, out: Path, **backend):
     return json.loads((result / SUMMARY_FILE).read_text()), pq.read_table(result / "_labels").to_pylist()
 
 
+def _estimate_agrees_with_vllm(model: Path, source: Path, summary: dict, labels: list[dict]) -> None:
+    """`rayrg estimate` against vLLM's own prompt token counts (``RequestOutput.prompt_token_ids``,
+    summed into input_tokens), within 2 %; turn 2 carries turn 1's answer, so the measured answer
+    lengths are given to the estimate (as ``--measure`` would)."""
+    from rayrg.rewards.rgvlm.estimate import Measured, estimate
+    from rayrg.rewards.rgvlm.settings import local_text_counter
+
+    config = RGVLMConfig.from_dict({
+        "method": "rgvlm", "decoding": {"max_tokens_analysis": 16, "max_tokens_scores": 48},
+        "backend": {"type": "vllm", "model": str(model), "batch_size": 4, **_CPU_ENGINE}})
+    count, _ = local_text_counter(str(model))
+    turn1 = [count(r["turn1_text"]) for r in labels]
+    measured = Measured(windows=len(labels), failed=0, mean_window_latency_s=1.0, invalid_answer_rate=0.0,
+                        turn1_output_tokens=sum(turn1) / len(turn1), turn2_output_tokens=48.0,
+                        backend_calls=summary["backend_calls"], input_tokens=summary["input_tokens"],
+                        estimated_input_tokens=0, wall_s=1.0)
+    est = estimate(config, source, measured=measured)
+    assert est.windows == summary["windows"]
+    assert est.input_tokens == pytest.approx(summary["input_tokens"], rel=0.02), (est.input_tokens, summary)
+
+
 @pytest.mark.vllm
 @pytest.mark.integration
 @pytest.mark.slow
@@ -93,6 +114,7 @@ def test_engine_in_actor_labels_both_turns_with_prefix_cache_and_rerun_from_cach
     for row in labels:
         assert row["cached_input_tokens"] > 0.25 * row["input_tokens"], row
     assert summary["prefix_cache_hit_rate"] > 0.25
+    _estimate_agrees_with_vllm(tiny_qwen2vl, source, summary, labels)
 
     again, labels2 = _label(tiny_qwen2vl, source, tmp_path / "out")
     assert again["backend_calls"] == 0 and again["cached"] == n  # and the engine never started

@@ -6,7 +6,8 @@
        (window_bounds, as the windows stage cuts them; the grid's size from one frame's PNG
         header and the window layout, so no frame is decoded and no grid drawn)
     per window: the rendered prompts ─► text tokens (the backend's tokenizer when local,
-       else characters / 4); the grid ─► image tokens (the backend config's own rule)
+       else characters / 4), plus the tokens its chat template adds (local checkpoints);
+       the grid ─► image tokens (the backend config's own rule)
     turn 1: system + image + analysis prompt               ─► output O1
     turn 2: turn 1 + O1 + scores prompt, re-asked while it does not parse ─► output O2
 
@@ -235,8 +236,10 @@ def _estimate(config: RGVLMConfig, windows: list[WindowText], width: int, height
         output_basis = f"at most: the budgets max_tokens_analysis {o1:.0f} + max_tokens_scores {o2:.0f}"
     n = len(windows)
     texts = np.array(list(_per_window(config, windows, count)), dtype=np.float64).reshape(n, 4)
-    t1 = texts[:, 0] + image  # turn-1 input per window
-    t2 = t1 + o1 + texts[:, 1]  # turn-2 input: turn 1 again, its answer, the scores prompt
+    template1, template2 = b.template_tokens()
+    t1 = texts[:, 0] + image + template1  # turn-1 input per window
+    # turn-2 input: turn 1 again, its answer, the scores prompt, and the template around them
+    t2 = t1 + o1 + texts[:, 1] + (template2 - template1)
     input_tokens = float(t1.sum() + turn2 * t2.sum())
     output_tokens = n * (o1 + turn2 * o2)
     requests = n * (TURN1_REQUESTS + turn2)

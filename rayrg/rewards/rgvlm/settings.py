@@ -15,6 +15,7 @@ so a new field forces that decision.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -85,6 +86,11 @@ class BackendSettings(AnswerClassified):
         characters / 4 approximation, which English prose and JSON both sit close to."""
         return approx_text_tokens, "approximate: characters / 4"
 
+    def template_tokens(self) -> tuple[int, int]:
+        """Tokens the chat template adds around the texts and the image of a turn-1 and a
+        turn-2 request (role markers, image start/end); 0 where the template is not known."""
+        return 0, 0
+
 
 def approx_text_tokens(text: str) -> int:
     return len(text) // 4
@@ -128,13 +134,59 @@ class RemoteBackendSettings(BackendSettings):
 def local_text_counter(model: str) -> tuple[Callable[[str], int], str] | None:
     """The model's own tokenizer when ``model`` is a local directory with ``tokenizer.json``
     (read with ``tokenizers`` alone, no model code); None otherwise."""
-    from pathlib import Path
-
     path = Path(model) / "tokenizer.json"
     if not path.is_file():
         return None
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
+    counted = ("its chat template's tokens counted" if local_template_tokens(model) is not None
+               else "chat-template tokens not counted")
     return (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids),
-            f"exact: the tokenizer of {model} (chat-template tokens not counted)")
+            f"exact: the tokenizer of {model} ({counted})")
+
+
+def _chat_template(model: Path) -> str | None:
+    """The chat template a local checkpoint ships, where transformers looks for it."""
+    import json
+
+    if (model / "chat_template.jinja").is_file():
+        return (model / "chat_template.jinja").read_text()
+    for name in ("chat_template.json", "processor_config.json", "tokenizer_config.json"):
+        path = model / name
+        if path.is_file():
+            template = json.loads(path.read_text()).get("chat_template")
+            if isinstance(template, str):
+                return template
+    return None
+
+
+def local_template_tokens(model: str) -> tuple[int, int] | None:
+    """(turn-1, turn-2) tokens the chat template of a local checkpoint adds to the texts and
+    images of an RG-VLM request: the template rendered as transformers renders it (jinja2,
+    sandboxed, trim_blocks/lstrip_blocks) on the request's messages with empty texts, then
+    tokenized, less the one placeholder token per image (the processor expands it into the
+    image's own tokens, counted apart). None without a tokenizer.json or a template."""
+    root = Path(model)
+    template = _chat_template(root) if (root / "tokenizer.json").is_file() else None
+    if template is None:
+        return None
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from tokenizers import Tokenizer
+
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.globals["raise_exception"] = fail
+    compiled = env.from_string(template)
+    tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+    text = [{"type": "text", "text": ""}]
+    turn1 = [{"role": "system", "content": text}, {"role": "user", "content": [{"type": "image"}, *text]}]
+    turn2 = [*turn1, {"role": "assistant", "content": text}, {"role": "user", "content": text}]
+    counts = []
+    for messages in (turn1, turn2):
+        rendered = compiled.render(messages=messages, add_generation_prompt=True)
+        counts.append(len(tokenizer.encode(rendered, add_special_tokens=False).ids) - 1)  # 1 image
+    return counts[0], counts[1]

@@ -29,7 +29,12 @@ from rayrg.rewards.rgvlm.backends.base import (
     WindowQuery,
 )
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding, local_text_counter
+from rayrg.rewards.rgvlm.settings import (
+    BackendSettings,
+    Decoding,
+    local_template_tokens,
+    local_text_counter,
+)
 
 
 class TransformersBackendConfig(BackendSettings):
@@ -56,6 +61,9 @@ class TransformersBackendConfig(BackendSettings):
 
     def text_counter(self) -> tuple[Callable[[str], int], str]:
         return local_text_counter(self.model) or super().text_counter()
+
+    def template_tokens(self) -> tuple[int, int]:
+        return local_template_tokens(self.model) or super().template_tokens()
 
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:

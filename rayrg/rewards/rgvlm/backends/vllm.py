@@ -34,7 +34,12 @@ from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import to_openai_messages
 from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, RayPlan, WindowAnswer, WindowQuery
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding, local_text_counter
+from rayrg.rewards.rgvlm.settings import (
+    BackendSettings,
+    Decoding,
+    local_template_tokens,
+    local_text_counter,
+)
 
 
 class VLLMBackendConfig(BackendSettings):
@@ -71,6 +76,9 @@ class VLLMBackendConfig(BackendSettings):
 
     def text_counter(self) -> tuple[Callable[[str], int], str]:
         return local_text_counter(self.model) or super().text_counter()
+
+    def template_tokens(self) -> tuple[int, int]:
+        return local_template_tokens(self.model) or super().template_tokens()
 
     def answer_settings(self) -> dict[str, Any]:
         settings = super().answer_settings()
