@@ -70,25 +70,15 @@ def test_report_needs_the_manifest(tmp_path: Path) -> None:
         build_report(tmp_path)
 
 
-def _chromium() -> str | None:
-    import shutil
 
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(n)), None)
-
-
+@pytest.mark.browser
 def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
     """The HTML report as a browser builds it: real tables (header + one row per method), the
     notes as block quotes, every image present on disk, and markup in names escaped."""
-    import os
-    import subprocess
     from html.parser import HTMLParser
 
-    chromium = _chromium()
-    if chromium is None:
-        if os.environ.get("RAYRG_REQUIRE_BROWSER") == "1":
-            pytest.fail("RAYRG_REQUIRE_BROWSER=1 but no chromium binary")
-        pytest.skip("no chromium binary (apt-get install chromium)")
+    from tests._browser import dump_dom
+
     evaluations = []
     for method, p in (("sparse", 0.2), ("dense", 0.6)):
         d = tmp_path / "eval" / method / "seed0"
@@ -99,12 +89,7 @@ def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     build_report(tmp_path)
     page = tmp_path / "report" / "report.html"
-    proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    shown = dump_dom(page.resolve().as_uri(), tmp_path / "profile")
 
     class Dom(HTMLParser):
         def __init__(self) -> None:
@@ -122,8 +107,8 @@ def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
             self.text.append(data)
 
     dom = Dom()
-    dom.feed(proc.stdout)
+    dom.feed(shown)
     assert "table" in dom.tags and "th" in dom.tags and "blockquote" in dom.tags
     assert "b" not in dom.tags and "<b>x</b>" in "".join(dom.text)  # the name is text, not markup
     assert dom.images and all((page.parent / src).is_file() for src in dom.images)
-    assert "|---|" not in proc.stdout  # no table left as raw markdown
+    assert "|---|" not in shown  # no table left as raw markdown
