@@ -46,6 +46,15 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local cluster")
 
 
+def add_allow_unfinished_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--allow-unfinished``: use labels whose failed windows were not retried yet."""
+    parser.add_argument(
+        "--allow-unfinished", action="store_true",
+        help=f"{what} a labelled dataset whose failed windows were not retried yet (NaN rewards "
+             "there); without it such a dataset is refused with the command that retries them. "
+             "The output is keyed to the missing windows, so it is redone once the retry fills them")
+
+
 def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
     """``--overwrite``: redo a stage whose output directory was made from other inputs."""
     parser.add_argument(
