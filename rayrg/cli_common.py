@@ -25,3 +25,12 @@ def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true",
         help="if --out holds outputs made from other inputs (another config or dataset), delete "
              "them and redo the stage; without it such a re-run is refused (same inputs: skipped)")
+
+
+def add_allow_unfinished_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--allow-unfinished``: use labels whose failed windows were not retried yet."""
+    parser.add_argument(
+        "--allow-unfinished", action="store_true",
+        help=f"{what} a labelled dataset whose failed windows were not retried yet (NaN rewards "
+             "there); without it such a dataset is refused with the command that retries them. "
+             "The output is keyed to the missing windows, so it is redone once the retry fills them")

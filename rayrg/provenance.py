@@ -67,11 +67,17 @@ def dataset_fingerprint(directory: str | Path) -> str:
     meta = directory / "metadata.json"
     if meta.exists():
         try:
-            recorded = json.loads(meta.read_text()).get("fingerprint")
+            raw = json.loads(meta.read_text())
         except json.JSONDecodeError:
-            recorded = None
-        if recorded:
-            return str(recorded)
+            raw = {}
+        if raw.get("fingerprint"):
+            return str(raw["fingerprint"])
+        # Unfinished labels carry no fingerprint, only a key naming the windows that failed
+        # (rayrg.data.access.UNFINISHED_KEY): a consumer allowed to use them keys on it, so
+        # after the retry fills those windows it redoes its work.
+        unfinished = (raw.get("extra") or {}).get("unfinished") or {}
+        if unfinished.get("key"):
+            return str(unfinished["key"])
     files = [p for p in directory.glob("*.parquet")] + ([meta] if meta.exists() else [])
     return "content:" + files_fingerprint(files, directory)
 
@@ -92,8 +98,19 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+# Prefix of a value kept in an explanation only as a digest (a secret-bearing field such as
+# ``headers`` or ``extra_body``): a change is named by its field, its value never shown.
+OPAQUE_PREFIX = "opaque:"
+
+
+def opaque(value: Any) -> str:
+    """What an explanation keeps of a secret-bearing value: a digest that shows a change."""
+    return OPAQUE_PREFIX + fingerprint({"value": value})[:12]
+
+
 def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> str:
-    """``a.b: 1 → 2; c: added`` for the first ``limit`` differing leaves."""
+    """``a.b: 1 → 2; c: added`` for the first ``limit`` differing leaves (an :func:`opaque`
+    leaf: ``a.headers: changed (value not shown)``)."""
     a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
 
     def short(v: Any) -> str:
@@ -106,6 +123,8 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int 
             changes.append(f"{key}: added")
         elif key not in b:
             changes.append(f"{key}: removed")
+        elif a[key] != b[key] and any(str(v).startswith(OPAQUE_PREFIX) for v in (a[key], b[key])):
+            changes.append(f"{key}: changed (value not shown)")
         elif a[key] != b[key]:
             changes.append(f"{key}: {short(a[key])} → {short(b[key])}")
     if not changes:
@@ -124,6 +143,7 @@ class Claim:
     inputs: dict[str, Any]
     status: Literal["new", "resume", "done", "redo"]
     record: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -134,8 +154,9 @@ class Claim:
         _write(self.out, self.record)
 
     def _base(self) -> dict[str, Any]:
-        return {"stage": self.stage, "fingerprint": self.fingerprint, "inputs": self.inputs,
+        base = {"stage": self.stage, "fingerprint": self.fingerprint, "inputs": self.inputs,
                 "results_version": RESULTS_VERSION}
+        return {**base, "explain": self.explain} if self.explain else base
 
 
 def _write(out: Path, record: dict[str, Any]) -> None:
@@ -156,13 +177,17 @@ def read_record(out: str | Path) -> dict[str, Any] | None:
 
 
 def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: OnChange = "refuse",
-          keep: Iterable[str] = (), quiet: bool = False) -> Claim:
+          keep: Iterable[str] = (), quiet: bool = False, explain: Mapping[str, Any] | None = None) -> Claim:
     """Key ``out`` to ``inputs`` before a stage writes there (see the module docstring).
 
     ``keep``: names inside ``out`` that survive a redo because they are keyed by content
     themselves (the RG-VLM answer cache: paid-for answers are never thrown away).
     ``quiet``: the stage says itself what it skips (evaluation and training may extend
     finished work: more seeds, more steps).
+    ``explain``: readable forms of inputs that enter as a hash (``{"answers": {...}}`` for
+    RG-VLM's answer settings), recorded beside them but not hashed, so a refusal names the
+    setting that changed (``answers.decoding.temperature: 0.0 → 0.7``) rather than two hashes.
+    Secret-bearing values in it must be :func:`opaque`.
     """
     out = Path(out)
     inputs = {**json.loads(json.dumps(dict(inputs), default=str)), "results_version": RESULTS_VERSION}
@@ -178,7 +203,9 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
     elif record.get("fingerprint") == fp:
         status = "done" if record.get("complete") else "resume"
     else:
-        what = describe_changes(record.get("inputs", {}), inputs)
+        explained = json.loads(json.dumps(dict(explain or {}), default=str))
+        what = describe_changes({**record.get("inputs", {}), **record.get("explain", {})},
+                                {**inputs, **explained})
         if on_change == "refuse":
             raise StaleOutputError(
                 f"{stage}: {out} was made from other inputs ({what}); rerun with --overwrite to "
@@ -193,7 +220,8 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
             else:
                 path.unlink()
         status = "redo"
-    result = Claim(stage, out, fp, inputs, status, record or {})
+    result = Claim(stage, out, fp, inputs, status, record or {},
+                   json.loads(json.dumps(dict(explain or {}), default=str)))
     if quiet:
         pass
     elif status == "done":

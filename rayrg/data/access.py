@@ -10,6 +10,7 @@
     ds.read_shard(path, columns)     # the same for one shard (a Ray task's unit of work)
     ds.ray_read(columns)             # a Ray Dataset of those columns (projection in the reader)
     episode_ends(table["episode_id"])
+    require_finished(path, "train", allow=...)   # every consumer of labels: refuse unfinished ones
 
 Reading validates only what it reads: the schema comes from the footers (no data), the
 episode structure from ``episode_id``/``step`` (small; added to the read when validating
@@ -24,6 +25,7 @@ unwraps the latter, so the user sees the same line either way.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -52,6 +54,10 @@ PROVENANCE_KEY = "labels"
 # Ground truth an imported dataset does not have (``{"subtasks": reason, ...}`` in metadata
 # ``extra``): its columns hold placeholders (0, -1), which readers must never score.
 MISSING_TRUTH_KEY = "missing_ground_truth"
+# A labelled dataset some of whose windows failed (``{"failed", "windows", "method", "missing",
+# "retry", "key"}`` in metadata ``extra``): it carries no final fingerprint, and every consumer
+# refuses it through :func:`require_finished` unless told to use it anyway.
+UNFINISHED_KEY = "unfinished"
 FRAME_COLUMNS = ("frame", "final_frame")
 _STRUCTURE = ("episode_id", "step")
 _FIELDS = {f.name: f for f in [*TRANSITION_SCHEMA, *OPTIONAL_SCHEMA]}
@@ -104,6 +110,49 @@ def read_parquet_columns(path: str | Path, columns: list[str] | None) -> pa.Tabl
             if missing:
                 raise DatasetError(f"{path}: missing columns {missing}") from exc
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
+
+
+class UnfinishedLabelsError(DatasetError):
+    """A consumer was given a labelled dataset with failed windows (one line: count, retry command)."""
+
+
+def unfinished_labels(path: str | Path) -> dict[str, Any] | None:
+    """The ``unfinished`` record of a labelled dataset's metadata (None: finished, or not labelled)."""
+    meta = Path(path) / "metadata.json"
+    if not meta.is_file():
+        return None  # the consumer's own reading names a missing metadata file
+    try:
+        extra = json.loads(meta.read_text()).get("extra") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    found = extra.get(UNFINISHED_KEY)
+    return dict(found) if found else None
+
+
+def require_finished(path: str | Path, what: str, allow: bool = False,
+                     opt_in: str = "pass --allow-unfinished") -> dict[str, Any] | None:
+    """The one check every consumer of labels makes before it uses ``path`` (train, tune,
+    encode, a label method on top, export, ``rayrg run``'s later stages).
+
+    Unfinished labels (failed windows, NaN rewards there) are refused in one line giving the
+    failed count and the command that retries them; with ``allow`` (the consumer's explicit
+    opt-in) they are used and the record is returned. The consumer's fingerprint takes the
+    dataset's through :func:`rayrg.provenance.dataset_fingerprint`, which for an unfinished
+    dataset names the missing windows, so once the retry fills them the consumer redoes its
+    work instead of skipping it as up to date.
+    """
+    info = unfinished_labels(path)
+    if info is None:
+        return None
+    failed, windows = info.get("failed", "?"), info.get("windows", "?")
+    retry = info.get("retry") or "the same label command"
+    if not allow:
+        raise UnfinishedLabelsError(
+            f"{path}: unfinished labels: {failed} of {windows} {info.get('method', '')} windows failed "
+            f"(NaN rewards there); retry them with `{retry}`, or {opt_in} to {what} on it anyway")
+    print(f"[rayrg] {what}: using unfinished labels of {path} ({failed} of {windows} windows failed); "
+          f"after `{retry}` fills them, the same command redoes this", flush=True)
+    return info
 
 
 def _first_line(exc: BaseException) -> str:

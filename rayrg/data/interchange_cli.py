@@ -49,7 +49,7 @@ def _with_on_change(fn: Any, opts: dict[str, Any], overwrite: bool) -> dict[str,
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg
+    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg
 
     option_help = "format setting KEY=VALUE (repeatable; e.g. lerobot: camera=observation.image, max_episodes=10)"
     imp = sub.add_parser("import", help="import another dataset format as a trajectory dataset")
@@ -69,6 +69,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--reward", help="reward column for the format's reward field (reward_<variant> or "
                                         "<variant>; needed when there are several)")
         p.add_argument("--option", action="append", metavar="KEY=VALUE", help=option_help)
+        add_allow_unfinished_arg(p, "export")
         add_overwrite_arg(p)
         p.set_defaults(func=_export)
 
@@ -84,6 +85,8 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
     opts = _with_on_change(fmt.export, parse_options(args.option), args.overwrite)
+    if args.allow_unfinished:
+        opts["allow_unfinished"] = True
     out = fmt.export(args.dataset, args.out, args.reward, **opts)
     # The path and id to hand the format's own reader (a relative --out is not what it takes).
     hint = getattr(fmt, "load_hint", None)

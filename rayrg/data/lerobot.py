@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rayrg.config import ConfigError, StageConfig
-from rayrg.data.access import MISSING_TRUTH_KEY, Dataset, episode_ends
+from rayrg.data.access import MISSING_TRUTH_KEY, Dataset, episode_ends, require_finished
 from rayrg.data.export_meta import EXPORT_KEY, export_record
 from rayrg.data.schema import (
     OPTIONAL_SCHEMA,
@@ -385,11 +385,13 @@ def _variant(column: str) -> str:
 
 
 def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | None = None,
-                   on_change: OnChange = "refuse", dense_column: str | None = None, **opts: Any) -> Path:
+                   on_change: OnChange = "refuse", dense_column: str | None = None,
+                   allow_unfinished: bool = False, **opts: Any) -> Path:
     """Write the LeRobot source of labelled ``dataset`` with its rewards to ``out``."""
     if opts:
         raise ConfigError(f"export lerobot: unknown options {sorted(opts)} (known: dense_column)")
     dataset, out = Path(dataset), Path(out)
+    require_finished(dataset, "export lerobot", allow=allow_unfinished)
     data = Dataset.open(dataset)
     meta = data.metadata.extra.get(META_KEY)
     if not meta:

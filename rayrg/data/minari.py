@@ -51,7 +51,13 @@ import numpy as np
 import pyarrow as pa
 
 from rayrg.config import ConfigError
-from rayrg.data.access import MISSING_TRUTH_KEY, PROVENANCE_KEY, Dataset, episode_ends
+from rayrg.data.access import (
+    MISSING_TRUTH_KEY,
+    PROVENANCE_KEY,
+    Dataset,
+    episode_ends,
+    require_finished,
+)
 from rayrg.data.export_meta import EXPORT_KEY, export_record, resolve_reward, variant
 from rayrg.data.schema import (
     METADATA_FILE,
@@ -271,7 +277,8 @@ class MinariFormat:
         return out
 
     def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None, *,
-               dataset_id: str | None = None, on_change: OnChange = "refuse", **unknown: Any) -> Path:
+               dataset_id: str | None = None, on_change: OnChange = "refuse", allow_unfinished: bool = False,
+               **unknown: Any) -> Path:
         """A copy of ``dataset``'s Minari source at ``out`` with ``reward_column`` as its rewards.
 
         ``dataset_id``: written into the copy's ``data/metadata.json`` (default: the source's
@@ -282,6 +289,7 @@ class MinariFormat:
             raise ConfigError(f"export minari: unknown options {sorted(unknown)}")
         _minari()
         dataset, out = Path(dataset), Path(out)
+        require_finished(dataset, "export minari", allow=allow_unfinished)
         data = Dataset.open(dataset)
         source = data.metadata.extra.get(SOURCE_KEY, {}).get("root")
         if not source:

@@ -59,15 +59,18 @@ class EncodeBatch:
 
 
 def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str | Path,
-           address: str | None = None, batch_size: int = 256, max_actors: int = 2) -> Path:
-    """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``."""
+           address: str | None = None, batch_size: int = 256, max_actors: int = 2,
+           allow_unfinished: bool = False) -> Path:
+    """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``,
+    and unfinished labels unless ``allow_unfinished``."""
     from ray.data import ActorPoolStrategy
 
     from rayrg.config import ConfigError
-    from rayrg.data.access import Dataset
+    from rayrg.data.access import Dataset, require_finished
     from rayrg.encode.encoders import encoder_record
     from rayrg.runtime import init_ray
 
+    require_finished(dataset, "encode", allow=allow_unfinished)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; choose a new --out (features are never mixed or reused)")
@@ -79,5 +82,10 @@ def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str |
                         batch_format="numpy", compute=ActorPoolStrategy(min_size=1, max_size=max_actors),
                         num_cpus=0.5)
     ds.write_parquet(str(out))
-    (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve())}, indent=2))
+    from rayrg.provenance import dataset_fingerprint
+
+    # The dataset's fingerprint (for unfinished labels: which windows were missing) goes into
+    # the features' record, so a run keyed to these features is keyed to it too.
+    (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve()),
+                                                "dataset_fingerprint": dataset_fingerprint(dataset)}, indent=2))
     return out

@@ -76,12 +76,15 @@ def _run(args: argparse.Namespace) -> int:
     if sets:
         print(f"[rayrg] run: overrides {sets}", flush=True)
     config = ExperimentConfig.from_dict(apply_overrides(data, sets), source=str(args.config))
+    args.retry = ["rayrg", "run", str(args.config), *(["--out", str(args.out)] if args.out else []),
+                  *(f"--set={s}" for s in args.set)]
     return _checked_run(config.with_out(args.out), args)
 
 
 def _quickstart(args: argparse.Namespace) -> int:
     from rayrg.experiments.config import ExperimentConfig
 
+    args.retry = ["rayrg", "quickstart", "--out", str(args.out)]
     return _checked_run(ExperimentConfig().with_out(args.out), args)
 
 
@@ -104,7 +107,10 @@ def _checked_run(config, args: argparse.Namespace) -> int:
         from rayrg.runtime import init_ray
 
         init_ray(None, num_cpus=args.num_cpus)
-    run_experiment(config, address=args.address)
+    import shlex
+
+    retry = [*args.retry, *(["--address", args.address] if args.address else [])]
+    run_experiment(config, address=args.address, command=shlex.join(retry))
     return 0
 
 

@@ -44,9 +44,11 @@ def slug(name: str) -> str:
 
 
 class ExperimentRunner:
-    def __init__(self, config: ExperimentConfig, address: str | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, address: str | None = None, command: str | None = None) -> None:
         self.config = config
         self.address = address
+        # What retries failed label windows (named when a later stage refuses unfinished labels).
+        self.command = command or f"rayrg run <the experiment config> --out {config.out_dir}"
         self.out = config.out_dir
         self.notes: list[str] = []  # prominent messages that also go into the report
         self.manifest: dict[str, Any] = {
@@ -122,7 +124,9 @@ class ExperimentRunner:
 
                 print("\n".join(f"[rayrg] {line}" for line in estimate(label, source).lines()), flush=True)
             self._stage(f"label[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
-                        run_label(m, c, s, d, address=self.address, on_change=REDO))
+                        run_label(m, c, s, d, address=self.address, on_change=REDO, retry=self.command,
+                                  # the run's opt-in to unfinished labels is train.nan_policy: zero
+                                  allow_unfinished=self.config.train.nan_policy == "zero"))
             entry = {"index": i, "method": method.name, "path": str(directory),
                      "fingerprint": dataset_fingerprint(directory)}
             for side in ("_windows", "_labels"):
@@ -200,5 +204,5 @@ class ExperimentRunner:
         return report
 
 
-def run_experiment(config: ExperimentConfig, address: str | None = None) -> Path:
-    return ExperimentRunner(config, address=address).run()
+def run_experiment(config: ExperimentConfig, address: str | None = None, command: str | None = None) -> Path:
+    return ExperimentRunner(config, address=address, command=command).run()

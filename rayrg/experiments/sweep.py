@@ -140,6 +140,10 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
         raise ConfigError("SweepConfig eval.tasks is not set: trials are ranked by evaluation return "
                           "(give the eval_tasks.json of `rayrg generate`, or `rayrg tune --eval-tasks`)")
     load_eval_tasks(config.eval.tasks)  # a bad tasks file fails here, not inside every trial
+    from rayrg.data.access import require_finished
+
+    require_finished(dataset, "tune", allow=config.train.nan_policy == "zero",
+                     opt_in="set train.nan_policy: zero")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "sweep_config.yaml")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
@@ -17,6 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="paid RG-VLM backends (nonzero prices): skip the cost confirmation. Without it "
                         "the estimate is shown and, on a terminal, confirmation asked; when stdin is not "
                         "a terminal (jobs, pipes) the run proceeds after printing the estimate")
+    add_allow_unfinished_arg(p, "label on top of")
     add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_label)
@@ -60,6 +61,7 @@ def _load(path: Path):
 
 def _label(args: argparse.Namespace) -> int:
     import json
+    import shlex
     import sys
 
     from rayrg.rewards.registry import run_label
@@ -71,8 +73,14 @@ def _label(args: argparse.Namespace) -> int:
         if not confirm(config, args.dataset, sys.stdin, sys.stdout):
             print("not started", flush=True)
             return 1
+    # What retries failed windows: this command again (the answers paid for come from the cache).
+    retry = ["rayrg", "label", "--config", str(args.config), "--dataset", str(args.dataset), "--out", str(args.out)]
+    retry += ["--address", args.address] if args.address else []
+    retry += ["--yes"] if args.yes else []
+    retry += ["--allow-unfinished"] if args.allow_unfinished else []
     out = run_label(method, config, args.dataset, args.out, address=args.address,
-                    on_change="redo" if args.overwrite else "refuse")
+                    on_change="redo" if args.overwrite else "refuse", allow_unfinished=args.allow_unfinished,
+                    retry=shlex.join(retry))
     summary = Path(out) / f"_{method.name}_summary.json"
     if summary.exists():
         print(json.dumps(json.loads(summary.read_text()), indent=2))

@@ -66,11 +66,15 @@ def load_label_config(data: dict[str, Any], source: str = "<dict>") -> tuple[Lab
 
 
 # Settings that change how fast or where a labeller runs, never what it answers: left out of
-# an output's fingerprint, so changing them never invalidates labels already made.
+# an output's fingerprint, so changing them never invalidates labels already made. Parallelism
+# (actor counts, concurrency) and inference batch sizes are among them for every method. A
+# batch size can change floating-point results on a GPU (other kernels, other summation
+# order); it is left out on purpose: those differences are far below a label's resolution,
+# and re-labelling a dataset because a batch was resized would cost more than it could fix.
 RUNTIME_FIELDS = frozenset({
-    "cache_dir", "labels_dir", "num_actors", "max_in_flight", "max_retries", "retry_backoff_s",
-    "timeout_s", "requests_per_minute", "tokens_per_minute", "num_cpus", "num_gpus", "batch_size",
-    "concurrency", "api_key_env", "price_input_per_mtok", "price_output_per_mtok",
+    "cache_dir", "labels_dir", "num_actors", "max_actors", "max_in_flight", "max_retries",
+    "retry_backoff_s", "timeout_s", "requests_per_minute", "tokens_per_minute", "num_cpus", "num_gpus",
+    "batch_size", "concurrency", "api_key_env", "price_input_per_mtok", "price_output_per_mtok",
 })
 
 
@@ -102,37 +106,92 @@ def label_inputs(method: LabelMethod, config: StageConfig, dataset: Path) -> dic
     return inputs
 
 
+def _readable(value: Any) -> Any:
+    """Answer settings as recorded for explaining a change: secret-bearing fields
+    (:data:`~rayrg.config.OPAQUE_FIELDS`: headers, extra_body) only as digests."""
+    from rayrg.config import OPAQUE_FIELDS
+    from rayrg.provenance import opaque
+
+    if isinstance(value, dict):
+        return {k: opaque(v) if k in OPAQUE_FIELDS else _readable(v) for k, v in value.items()}
+    return value
+
+
+def label_explanation(config: StageConfig) -> dict[str, Any]:
+    """Readable forms of what :func:`label_inputs` hashes, recorded beside the fingerprint (not
+    in it) so a refusal names the setting that changed: ``answers.decoding.temperature: 0.0 →
+    0.7``, or ``answers.backend.headers: changed (value not shown)``."""
+    answer_settings = getattr(config, "answer_settings", None)
+    return {"answers": _readable(answer_settings())} if callable(answer_settings) else {}
+
+
+def retry_command(dataset: str | Path, out: str | Path, config_path: str | Path | None = None) -> str:
+    """The ``rayrg label`` command that retries the failed windows of ``out``."""
+    import shlex
+
+    return shlex.join(["rayrg", "label", "--config", str(config_path or "<your label config>"),
+                       "--dataset", str(dataset), "--out", str(out)])
+
+
+def _failed_windows(result: Path, method: LabelMethod) -> tuple[int, int, str]:
+    """(failed, windows, digest of the failed window ids) from the method's summary."""
+    import json
+
+    summary = result / f"_{method.name}_summary.json"
+    info = json.loads(summary.read_text()) if summary.exists() else {}
+    return int(info.get("failed", 0)), int(info.get("windows", 0)), str(info.get("failed_windows_sha", ""))
+
+
 def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out: str | Path, *,
-              address: str | None = None, on_change: str = "refuse") -> Path:
+              address: str | None = None, on_change: str = "refuse", allow_unfinished: bool = False,
+              retry: str | None = None) -> Path:
     """Label ``dataset`` into ``out`` unless ``out`` already holds labels of the same inputs.
 
     The labelled dataset's ``metadata.json`` carries the fingerprint, so training keys on it.
+    When windows failed it carries none: it is marked unfinished (``extra["unfinished"]``:
+    the failed count, ``retry`` — the command that retries them — and a key naming the
+    failed windows), and every consumer refuses it unless told otherwise
+    (:func:`rayrg.data.access.require_finished`). ``allow_unfinished``: label on top of an
+    unfinished ``dataset`` anyway (the output stays marked unfinished).
     """
     import json
 
+    from rayrg.data.access import UNFINISHED_KEY, require_finished
     from rayrg.data.schema import METADATA_FILE
     from rayrg.provenance import claim
 
     dataset, out = Path(dataset), Path(out)
     if dataset.resolve() == out.resolve():
         raise ConfigError(f"label: --out must differ from --dataset ({out}); a labelled dataset is a new one")
+    require_finished(dataset, f"label {method.name}", allow=allow_unfinished)
     claimed = claim(out, f"label {method.name}", label_inputs(method, config, dataset),
-                    on_change=on_change, keep=method.keep_on_redo)  # type: ignore[arg-type]
+                    on_change=on_change, keep=method.keep_on_redo,  # type: ignore[arg-type]
+                    explain=label_explanation(config))
     if claimed.done:
         return out
     result = Path(method.run(config, dataset, out, address=address))
+    failed, windows, missing = _failed_windows(result, method)
     meta_path = result / METADATA_FILE
     meta = json.loads(meta_path.read_text())
-    meta["fingerprint"] = claimed.fingerprint
+    extra = meta.setdefault("extra", {})
+    inherited = extra.get(UNFINISHED_KEY)  # labelled on top of unfinished labels (allowed)
+    if failed:
+        extra[UNFINISHED_KEY] = {"method": method.name, "failed": failed, "windows": windows,
+                                 "missing": missing, "retry": retry or retry_command(dataset, out),
+                                 "key": f"unfinished:{claimed.fingerprint}:{missing}"}
+    elif inherited:
+        # This stage's fingerprint already contains the upstream's unfinished key; the
+        # upstream's retry command stays the one to run.
+        extra[UNFINISHED_KEY] = {**inherited, "key": f"unfinished:{claimed.fingerprint}"}
+    # Unfinished labels carry no final fingerprint (a consumer keys on the unfinished key).
+    meta["fingerprint"] = None if extra.get(UNFINISHED_KEY) else claimed.fingerprint
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    summary = result / f"_{method.name}_summary.json"
-    failed = json.loads(summary.read_text()).get("failed", 0) if summary.exists() else 0
     if failed:
         # Not complete: the same command again retries only the failed windows (answers
-        # already paid for come from the cache); the dataset is usable meanwhile, with NaN
-        # rewards where windows failed.
-        print(f"[rayrg] label {method.name}: {failed} windows failed (reasons in {summary.name}); "
-              "run the same command again to retry only those", flush=True)
+        # already paid for come from the cache); consumers refuse the dataset meanwhile.
+        print(f"[rayrg] label {method.name}: {failed} of {windows} windows failed (reasons in "
+              f"_{method.name}_summary.json); the labels are unfinished: retry only those with "
+              f"`{extra[UNFINISHED_KEY]['retry']}`", flush=True)
         return result
     claimed.finish(dataset=str(result))
     return result

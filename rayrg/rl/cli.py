@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
     p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
@@ -21,6 +21,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_overwrite_arg(p)
     add_ray_args(p)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("encode", help="frozen image-encoder features of a dataset's frames (observation: features)")
+    p.add_argument("--dataset", type=Path, required=True, help="trajectory or labelled dataset")
+    p.add_argument("--out", type=Path, required=True, help="feature directory to write (must be new or empty)")
+    p.add_argument("--encoder", required=True, choices=["clip", "resnet18"], help="image encoder family")
+    p.add_argument("--checkpoint", type=Path, required=True, help="the encoder's checkpoint directory")
+    p.add_argument("--batch-size", type=int, default=256, help="frames per inference batch")
+    add_allow_unfinished_arg(p, "encode")
+    add_ray_args(p)
+    p.set_defaults(func=_encode)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -43,6 +53,6 @@ def _encode(args: argparse.Namespace) -> int:
     from rayrg.encode.stage import encode
 
     out = encode(args.dataset, args.out, args.encoder, args.checkpoint, address=args.address,
-                 batch_size=args.batch_size)
+                 batch_size=args.batch_size, allow_unfinished=args.allow_unfinished)
     print(f"features: {out}")
     return 0

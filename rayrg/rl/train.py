@@ -186,9 +186,13 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     of other inputs — or of more steps than now asked — is refused, or with
     ``on_change="redo"`` deleted and trained again from step 0.
     """
+    from rayrg.data.access import require_finished
     from rayrg.provenance import StaleOutputError, claim
     from rayrg.rl.data import check_training_data
 
+    # nan_policy: zero is the opt-in: failed windows are learned as reward 0, and the run is
+    # keyed to which ones failed (the dataset's unfinished key), so it is redone after the retry.
+    require_finished(dataset, "train", allow=config.nan_policy == "zero", opt_in="set nan_policy: zero")
     check_training_data(dataset, config.reward_column, config.nan_policy, config.observation, config.features_dir)
     out = Path(out).resolve()
     final = out / "final"

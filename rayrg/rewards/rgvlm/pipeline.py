@@ -20,6 +20,7 @@ Side outputs (``_`` prefix so Parquet readers of the labelled dataset skip them)
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -305,6 +306,11 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
         "windows": n,
         "labelled": status.count("ok"),
         "failed": status.count("failed"),
+        # Which windows failed: an unfinished dataset's consumers key on it, so they redo their
+        # work once a retry fills these (rayrg.rewards.registry.run_label).
+        "failed_windows_sha": hashlib.sha256("\n".join(sorted(
+            w for w, st in zip(labels.column("window_id").to_pylist(), status, strict=True) if st == "failed"
+        )).encode()).hexdigest()[:16],
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "cached": int(col["cached"].sum()),
         "backend_calls": int(col["backend_calls"].sum()),
