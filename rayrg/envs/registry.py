@@ -4,7 +4,12 @@ one ``register_environment`` line each, imported lazily.
 An entry names the environment's action vocabulary (a light module: no simulator import;
 training needs only this) and its factory, which takes one settings dict (the
 ``env_settings`` of an EvalConfig) and returns a :class:`~rayrg.envs.base.TaskEnv`. Either is
-a ``"module:attr"`` path, imported on first use, or the object itself. Environments registered
+a ``"module:attr"`` path, imported on first use, or the object itself. It also declares, so
+``rayrg run``'s preflight can refuse before any work, the reference policies the
+environment can run (``random`` runs anywhere; ``expert`` needs a scripted solver) and its
+needs: checks of what the machine must have beyond the packages (THOR's Unity build), each a
+``"module:attr"`` of a light module or a callable taking ``env_settings`` and returning one
+line of what is missing, or None. Environments registered
 outside rayrg are found in other processes through ``RAYRG_PLUGINS`` (:mod:`rayrg.plugins`).
 """
 
@@ -19,6 +24,11 @@ from rayrg.envs.base import TaskEnv
 from rayrg.registry import Registry, resolve
 
 Factory = Callable[[dict[str, Any]], TaskEnv]
+NeedCheck = Callable[[dict[str, Any]], "str | None"]  # env_settings -> what is missing, or None
+
+# The reference policies rayrg knows (rayrg.evaluation.policies); an environment declares which
+# of them it can run.
+REFERENCE_POLICIES = ("expert", "random")
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class Environment:
     # in its module when rayrg's side changes). See :func:`env_versions`.
     packages: tuple[str, ...] = ()
     version: str = "1"
+    reference_policies: tuple[str, ...] = ("random",)  # uniform actions need nothing of the env
+    needs: tuple[str | NeedCheck, ...] = ()  # "module:attr" or the callable
 
 
 _ENVIRONMENTS: Registry[Environment] = Registry("environment", unknown="no environment named {name!r}",
@@ -37,8 +49,15 @@ _ENVIRONMENTS: Registry[Environment] = Registry("environment", unknown="no envir
 
 
 def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None,
-                         packages: Sequence[str] = (), version: str = "1") -> None:
-    _ENVIRONMENTS[name] = Environment(actions, factory, tuple(packages), version)
+                         packages: Sequence[str] = (), version: str = "1",
+                         reference_policies: Sequence[str] = ("random",),
+                         needs: Sequence[str | NeedCheck] = ()) -> None:
+    unknown = sorted(set(reference_policies) - set(REFERENCE_POLICIES))
+    if unknown:
+        raise ValueError(f"environment {name!r}: unknown reference policies {unknown}; "
+                         f"known: {list(REFERENCE_POLICIES)}")
+    _ENVIRONMENTS[name] = Environment(actions, factory, tuple(packages), version,
+                                      tuple(reference_policies), tuple(needs))
 
 
 def package_version(name: str) -> str:
@@ -73,6 +92,23 @@ def action_names(env_name: str) -> tuple[str, ...]:
     return tuple(resolve(actions) if isinstance(actions, str) else actions)
 
 
+def reference_policies(env_name: str) -> tuple[str, ...]:
+    """The reference policies ``env_name`` can run (declared; nothing is imported)."""
+    return _entry(env_name).reference_policies
+
+
+def missing_needs(env_name: str, settings: dict[str, Any] | None = None) -> list[str]:
+    """What this machine lacks to run ``env_name`` with ``settings``, one line each (empty:
+    nothing). Imports only the light modules the needs name, never the simulator."""
+    problems = []
+    for need in _entry(env_name).needs:
+        check = resolve(need) if isinstance(need, str) else need
+        problem = check(dict(settings or {}))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> TaskEnv:
     factory = _entry(env_name).factory
     if factory is None:
@@ -82,8 +118,13 @@ def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> Task
 
 
 # minigrid (and gymnasium under it) make BabyAI's levels, rules, bot and frames; ai2thor pins
-# the Unity build (scenes, physics, metadata) that THOR episodes run in.
+# the Unity build (scenes, physics, metadata) that THOR episodes run in. BabyAI's expert is
+# minigrid's BabyAIBot; THOR has no scripted solver here (ALFRED's planner is not ported), so
+# random only, and it needs a Unity build on the evaluating machine (found without ai2thor's
+# Controller, by rayrg.envs.thor_build).
 register_environment("babyai-chain", actions="rayrg.envs.babyai:ACTION_NAMES",
-                     factory="rayrg.envs.babyai_env:BabyAITaskEnv", packages=("minigrid", "gymnasium"))
+                     factory="rayrg.envs.babyai_env:BabyAITaskEnv", packages=("minigrid", "gymnasium"),
+                     reference_policies=("expert", "random"))
 register_environment("alfred-thor", actions="rayrg.envs.thor_config:ACTION_NAMES",
-                     factory="rayrg.envs.thor:make_thor_env", packages=("ai2thor",))
+                     factory="rayrg.envs.thor:make_thor_env", packages=("ai2thor",),
+                     reference_policies=("random",), needs=("rayrg.envs.thor_build:missing_build",))

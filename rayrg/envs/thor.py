@@ -23,41 +23,43 @@ toggleable and off / on; sliceable and not sliced), the one whose centre is angu
 closest to the centre of the view (yaw from the agent's heading, pitch from the camera
 horizon). No candidate: the action fails without a THOR call (the step still counts).
 
-**Sub-goals** are checked in order after every step (+1 each; return = fraction done),
-mirroring ALFRED's checks on ai2thor 5.x metadata: ``GotoLocation`` — an object of the
-destination's type is visible, or the agent is within ``goto_radius`` of the expert's
-goal pose and 90° of its heading; ``PickupObject`` — an object of the type is held;
-``PutObject`` — one lies (not held) in a receptacle of the type; ``Heat/Cool/CleanObject``
-— the object was heated (microwave switched on with it inside, or THOR says Hot/cooked),
-cooled (fridge closed with it inside, or Cold), cleaned (faucet switched on with it in
-the sink, or it stopped being dirty), and it is held again; ``SliceObject`` — it is
-sliced; ``ToggleObject`` — one of the type is on. Types match case-insensitively, and a
-sliced piece (``AppleSliced``) counts as its whole (``apple``).
+**Sub-goals** are checked in order after every step (+1 each; return = fraction done) by
+:class:`~rayrg.envs.alfred_subgoals.SubgoalTracker` (ALFRED's rules on THOR metadata).
 
 **Budget**: ``task.step_budget(step_budget_multiplier, step_budget_minimum)`` (2x the
 expert's steps by default); the episode ends at success or at the budget
 (``info["truncated"]``).
 
-**Builds**: ai2thor downloads its Unity build at run time. :func:`check_thor_build` finds a
-pre-placed build or probes the download with a short timeout and otherwise raises
-:class:`ThorUnavailableError` saying how to provide one — before any Controller is made,
-so an offline machine fails in about a second, never hangs and never falls back.
+**Builds**: :mod:`rayrg.envs.thor_build` finds the Unity build (or raises
+:class:`ThorUnavailableError` saying how to provide one) before any Controller is made.
 """
 
 from __future__ import annotations
 
-import ctypes.util
 import logging
 import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rayrg.envs.alfred_subgoals import SUBGOAL_TYPES, SubgoalTracker, type_matches
+from rayrg.envs.alfred_subgoals import wrap_degrees as _wrap_degrees
 from rayrg.envs.base import EvalTask, InitMode, Observation, TaskEnv
-from rayrg.envs.thor_config import ACTION_NAMES, NAV_API, ThorConfig, object_type
+from rayrg.envs.thor_build import (
+    ThorUnavailableError,
+    check_thor_build,
+    how_to,
+    probe_download,
+    releases_dir,
+    resolve_platform,
+)
+from rayrg.envs.thor_config import ACTION_NAMES, NAV_API, ThorConfig
+
+# Callers import these from here too (this module was once all three).
+__all__ = ["HEADINGS", "SUBGOAL_TYPES", "SubgoalTracker", "ThorEnv", "ThorUnavailableError", "check_thor_build",
+           "choose_target", "make_thor_env", "probe_download", "releases_dir", "resolve_platform",
+           "start_controller", "type_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -65,99 +67,7 @@ HEADINGS = (0.0, 90.0, 180.0, 270.0)
 DEFAULT_HORIZON = 30.0  # ALFRED's init_action horizon
 
 
-class ThorUnavailableError(RuntimeError):
-    """No usable AI2-THOR build (or ai2thor itself) on this machine; the message says how to get one."""
-
-
-# -- build discovery --------------------------------------------------------------------------
-def resolve_platform(config: ThorConfig) -> str:
-    if config.platform != "auto":
-        return config.platform
-    return "Linux64" if (config.x_display or os.environ.get("DISPLAY")) else "CloudRendering"
-
-
-def releases_dir() -> Path:
-    """Where ai2thor looks for (and unpacks) builds: ``~/.ai2thor/releases``."""
-    return Path(os.path.expanduser("~")) / ".ai2thor" / "releases"
-
-
-def _how_to(platform: str, commit: str, url: str, problems: list[str]) -> str:
-    build = f"thor-{platform}-{commit}"
-    return (
-        "AI2-THOR is not available on this machine:\n"
-        + "".join(f"  - {p}\n" for p in problems)
-        + "Provide a build in one of these ways:\n"
-        f"  1. On a machine with internet access, keep thor.allow_download on: the first start "
-        f"downloads the ~800 MB build ({url}) into {releases_dir()}/.\n"
-        f"  2. Pre-place it: download {url} elsewhere and unzip it to {releases_dir() / build}/ "
-        "(the folder name must match; ai2thor then never touches the network).\n"
-        "  3. Point thor.local_executable_path (or $RAYRG_THOR_EXECUTABLE) at the Unity "
-        "executable of an unpacked build (ai2thor runs it on an X display: set DISPLAY or "
-        "thor.x_display, e.g. under Xvfb).\n"
-        "Platforms: CloudRendering is headless and needs Vulkan (libvulkan1 and a GPU driver); "
-        "Linux64 needs an X server with GLX. Install ai2thor with: pip install 'rayrg[thor]'."
-    )
-
-
-def check_thor_build(config: ThorConfig) -> dict[str, Any]:
-    """Where the build comes from (``kind``: local_executable / pre_placed / download), or
-    :class:`ThorUnavailableError` at once. Never starts Unity; the only network access is one
-    HEAD request with ``download_probe_timeout_s`` when no build is on disk."""
-    try:
-        import ai2thor.build
-    except ImportError as exc:
-        raise ThorUnavailableError(
-            f"ai2thor is not installed ({exc}). Install it with: pip install 'rayrg[thor]' "
-            "(ai2thor>=5,<6), then provide a Unity build (see rayrg.envs.thor).") from exc
-    commit = ai2thor.build.COMMIT_ID or "unknown"
-    if config.local_executable_path:
-        path = Path(config.local_executable_path).expanduser()
-        if path.is_file() and os.access(path, os.X_OK):
-            return {"kind": "local_executable", "path": str(path), "platform": "Linux64", "commit": commit}
-        platform = "Linux64"
-        url = ai2thor.build.Build(platform, commit, False, str(releases_dir())).url
-        raise ThorUnavailableError(_how_to(platform, commit, url, [
-            f"local_executable_path {path} is not an executable file"]))
-
-    platform = resolve_platform(config)
-    url = ai2thor.build.Build(platform, commit, False, str(releases_dir())).url
-    problems = []
-    if platform == "CloudRendering" and ctypes.util.find_library("vulkan") is None:
-        problems.append("CloudRendering needs the Vulkan loader (libvulkan.so); none was found")
-    if platform == "Linux64" and not (config.x_display or os.environ.get("DISPLAY")):
-        problems.append("Linux64 needs an X display; neither thor.x_display nor $DISPLAY is set")
-    build_dir = releases_dir() / f"thor-{platform}-{commit}"
-    if build_dir.is_dir():
-        kind = {"kind": "pre_placed", "path": str(build_dir)}
-    else:
-        problems.append(f"no pre-placed build at {build_dir}")
-        if not config.allow_download:
-            problems.append("thor.allow_download is off")
-        else:
-            reason = probe_download(url, config.download_probe_timeout_s)
-            if reason:
-                problems.append(f"the build cannot be downloaded: {reason}")
-            elif len(problems) == 1:  # only the missing local copy, which ai2thor will fetch
-                problems = []
-        kind = {"kind": "download", "url": url}
-    if problems:
-        raise ThorUnavailableError(_how_to(platform, commit, url, problems))
-    return {**kind, "platform": platform, "commit": commit}
-
-
-def probe_download(url: str, timeout_s: float) -> str | None:
-    """None when ``url`` answers 200 to a HEAD request within ``timeout_s``, else why not."""
-    import requests
-
-    try:
-        response = requests.head(url, timeout=timeout_s)
-    except Exception as exc:  # DNS failure, refused, timeout: all mean no download here
-        return f"{url} is unreachable ({type(exc).__name__}: {exc})"
-    if response.status_code != 200:
-        return f"{url} answered HTTP {response.status_code}"
-    return None
-
-
+# -- the controller ---------------------------------------------------------------------------
 def controller_kwargs(config: ThorConfig, build: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``ai2thor.controller.Controller`` (ALFRED's settings)."""
     kwargs: dict[str, Any] = {
@@ -192,7 +102,7 @@ def start_controller(config: ThorConfig, controller_cls: Callable[..., Any] | No
         controller = controller_cls(**controller_kwargs(config, build))
     except Exception as exc:
         commit = build.get("commit", "unknown")
-        raise ThorUnavailableError(_how_to(build["platform"], commit, build.get("url", "(see ai2thor.build)"), [
+        raise ThorUnavailableError(how_to(build["platform"], commit, build.get("url", "(see ai2thor.build)"), [
             f"the ai2thor Controller did not start ({build['kind']} build): {type(exc).__name__}: {exc}"])) from exc
     log.info("AI2-THOR started (%s build, platform %s)", build["kind"], build["platform"])
     return controller
@@ -215,10 +125,6 @@ def _affords(obj: dict[str, Any], action: str, held_id: str | None) -> bool:
     if action == "SliceObject":
         return bool(obj.get("sliceable")) and not obj.get("isSliced")
     raise ValueError(f"{action} is not an interaction action")
-
-
-def _wrap_degrees(angle: float) -> float:
-    return (angle + 180.0) % 360.0 - 180.0
 
 
 def view_offset(metadata: dict[str, Any], obj: dict[str, Any]) -> float:
@@ -249,118 +155,6 @@ def choose_target(metadata: dict[str, Any], action: str) -> str | None:
     if not candidates:
         return None
     return min(candidates, key=lambda o: (view_offset(metadata, o), o["objectId"]))["objectId"]
-
-
-# -- sub-goals --------------------------------------------------------------------------------
-def type_matches(obj_type: str, arg: str) -> bool:
-    t, a = obj_type.lower(), arg.lower()
-    return t == a or t == f"{a}sliced"
-
-
-SUBGOAL_TYPES = ("GotoLocation", "PickupObject", "PutObject", "HeatObject", "CoolObject",
-                 "CleanObject", "SliceObject", "ToggleObject")
-
-
-class SubgoalTracker:
-    """ALFRED sub-goals completed so far, checked in order on THOR metadata (never decreases)."""
-
-    def __init__(self, subgoals: list[dict[str, Any]], grid_size: float = 0.25, goto_radius: float = 1.0) -> None:
-        unknown = [s["action"] for s in subgoals if s["action"] not in SUBGOAL_TYPES]
-        if unknown:
-            raise ValueError(f"unknown ALFRED sub-goal type(s) {unknown}; known: {SUBGOAL_TYPES}")
-        self.subgoals = subgoals
-        self.grid_size = grid_size
-        self.goto_radius = goto_radius
-        self.completed = 0
-        self.heated: set[str] = set()
-        self.cooled: set[str] = set()
-        self.cleaned: set[str] = set()
-        self._dirty: set[str] = set()
-
-    @property
-    def num_subtasks(self) -> int:
-        return len(self.subgoals)
-
-    @property
-    def all_done(self) -> bool:
-        return self.completed >= self.num_subtasks
-
-    def observe_initial(self, metadata: dict[str, Any]) -> None:
-        """Remember the start's state (dirty objects), without scoring anything."""
-        self._dirty = {o["objectId"] for o in metadata.get("objects", []) if o.get("isDirty")}
-
-    def update(self, metadata: dict[str, Any], action: str | None = None,
-               target: str | None = None, success: bool = False) -> int:
-        self._latch(metadata, action, target, success)
-        while not self.all_done and self._done(self.completed, metadata):
-            self.completed += 1
-        return self.completed
-
-    def _latch(self, metadata: dict[str, Any], action: str | None, target: str | None, success: bool) -> None:
-        objects = metadata.get("objects", [])
-        for o in objects:
-            if o.get("temperature") == "Hot" or o.get("isCooked"):
-                self.heated.add(o["objectId"])
-            if o.get("temperature") == "Cold":
-                self.cooled.add(o["objectId"])
-            if o["objectId"] in self._dirty and not o.get("isDirty"):
-                self.cleaned.add(o["objectId"])
-        self._dirty = {o["objectId"] for o in objects if o.get("isDirty")}
-        if not (success and target):
-            return
-        # ALFRED's env: heat = microwave switched on, cool = fridge closed, clean = faucet on,
-        # applied to the objects inside / in the sink at that moment.
-        kind = object_type(target)
-        if action == "ToggleObjectOn" and kind == "Microwave":
-            self.heated |= self._inside(objects, ("Microwave",))
-        elif action == "CloseObject" and kind == "Fridge":
-            self.cooled |= self._inside(objects, ("Fridge",))
-        elif action == "ToggleObjectOn" and kind == "Faucet":
-            self.cleaned |= self._inside(objects, ("SinkBasin", "Sink", "BathtubBasin"))
-
-    @staticmethod
-    def _inside(objects: list[dict[str, Any]], kinds: tuple[str, ...]) -> set[str]:
-        return {o["objectId"] for o in objects
-                if any(object_type(p) in kinds for p in o.get("parentReceptacles") or [])}
-
-    def _done(self, index: int, metadata: dict[str, Any]) -> bool:
-        goal = self.subgoals[index]
-        kind, args = goal["action"], [str(a) for a in goal.get("args", [])]
-        objects = metadata.get("objects", [])
-
-        def of(arg: str) -> list[dict[str, Any]]:
-            return [o for o in objects if type_matches(o["objectType"], arg)]
-
-        if kind == "GotoLocation":
-            return self._near_goal(goal, metadata) or any(o.get("visible") for a in args[:1] for o in of(a))
-        if kind == "PickupObject":
-            return any(o.get("isPickedUp") for o in of(args[0]))
-        if kind == "PutObject":
-            return any(not o.get("isPickedUp") and any(
-                type_matches(object_type(p), args[1]) for p in o.get("parentReceptacles") or [])
-                for o in of(args[0]))
-        if kind in ("HeatObject", "CoolObject", "CleanObject"):
-            done = {"HeatObject": self.heated, "CoolObject": self.cooled, "CleanObject": self.cleaned}[kind]
-            return any(o["objectId"] in done and o.get("isPickedUp") for o in of(args[0]))
-        if kind == "SliceObject":
-            return any(o.get("isSliced") for o in of(args[0])) or any(
-                o["objectType"].lower() == f"{args[0].lower()}sliced" for o in objects)
-        if kind == "ToggleObject":
-            return any(o.get("isToggled") for o in of(args[0]))
-        return False
-
-    def _near_goal(self, goal: dict[str, Any], metadata: dict[str, Any]) -> bool:
-        location = (goal.get("planner_action") or {}).get("location")
-        if not location:
-            return False
-        try:  # "loc|x|z|rotation|horizon": x, z in grid steps, rotation in quarter turns
-            _, x, z, rot, _ = location.split("|")
-            gx, gz, heading = int(x) * self.grid_size, int(z) * self.grid_size, int(rot) * 90.0
-        except ValueError:
-            return False
-        agent = metadata["agent"]
-        dist = math.hypot(agent["position"]["x"] - gx, agent["position"]["z"] - gz)
-        return dist <= self.goto_radius and abs(_wrap_degrees(agent["rotation"]["y"] - heading)) <= 90.0
 
 
 # -- the environment --------------------------------------------------------------------------

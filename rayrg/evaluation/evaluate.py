@@ -141,6 +141,19 @@ def check_policy(policy_spec: str) -> None:
                           f"({type(exc).__name__}: {first})") from exc
 
 
+def check_reference_policy(policy_spec: str, env_names: set[str]) -> None:
+    """'expert' / 'random' only where the environment declares it (:mod:`rayrg.envs.registry`):
+    one line here rather than an actor failing on its first episode."""
+    from rayrg.envs.registry import REFERENCE_POLICIES, reference_policies
+
+    if policy_spec not in REFERENCE_POLICIES:
+        return
+    for env in sorted(env_names):
+        has = reference_policies(env)
+        if policy_spec not in has:
+            raise ConfigError(f"policy '{policy_spec}': {env} has no such policy (it has: {', '.join(has) or 'none'})")
+
+
 def policy_fingerprint(policy_spec: str) -> str:
     """'expert' / 'random' by name; a checkpoint (checked by :func:`check_policy`) by the hash
     of its files, whatever made it."""
@@ -191,6 +204,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
             raise ConfigError("EvalConfig.tasks is not set (the evaluation tasks JSON)")
         tasks = load_eval_tasks(config.tasks)
     check_policy(policy_spec)
+    check_reference_policy(policy_spec, {t.env_name for t in tasks})
     inputs = eval_inputs(config, policy_spec, tasks)
     claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
     episodes_dir = out / "episodes"

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from rayrg.config import ConfigError, StageConfig
 from rayrg.data.alfred import AlfredImportConfig
 from rayrg.data.generate import GenerateConfig
+from rayrg.envs.registry import REFERENCE_POLICIES
 from rayrg.evaluation.config import EvalConfig
 from rayrg.rl.config import TrainConfig
 
@@ -116,9 +117,14 @@ class ExperimentConfig(StageConfig):
     seeds: list[int] = Field(default_factory=lambda: [0], description="Training seeds (paper: 5).")
     evaluation: EvalConfig = Field(default_factory=_default_evaluation,
                                    description="Evaluation config; its tasks come from the data stage.")
-    reference_policies: list[Literal["expert", "random"]] = Field(
-        default_factory=lambda: ["expert", "random"],
-        description="Policies evaluated beside the learned ones, as reference rows of the report.")
+    # Default: the environment's declared ones (rayrg.envs.registry), not a fixed list: only
+    # BabyAI has an expert, and a fixed [expert, random] made every THOR run fail at evaluation,
+    # after its labels and training were paid for. Listed explicitly, each is checked by
+    # preflight against what the environment has.
+    reference_policies: list[Literal["expert", "random"]] | None = Field(
+        None, description="Policies evaluated beside the learned ones, as reference rows of the "
+                          "report (default: every one the environment has: BabyAI expert and "
+                          "random, THOR random).")
 
     comparisons: list[tuple[str, str]] | None = Field(
         None, description="Paired comparisons (a, b) in the report, as a − b over the same tasks "
@@ -154,12 +160,14 @@ class ExperimentConfig(StageConfig):
     def _methods_resolve(self) -> ExperimentConfig:
         if not self.methods:
             raise ValueError("no methods to train")
-        clash = set(self.methods) & set(self.reference_policies)
+        # Unset: any reference policy may be the environment's (preflight checks which it has).
+        references = REFERENCE_POLICIES if self.reference_policies is None else self.reference_policies
+        clash = set(self.methods) & set(references)
         if clash:
             raise ValueError(f"methods {sorted(clash)} share a name with a reference policy")
         named = [n for pair in (self.comparisons or []) for n in pair]
         named += list(self.claims.to_dict().values()) if self.claims else []
-        unknown = [n for n in named if n not in self.methods and n not in self.reference_policies]
+        unknown = [n for n in named if n not in self.methods and n not in references]
         if unknown:
             raise ValueError(f"comparisons/claims name unknown methods {unknown}; methods: {sorted(self.methods)}")
         for name in self.methods:
@@ -178,6 +186,14 @@ class ExperimentConfig(StageConfig):
         spec = self.methods[method]
         return TrainConfig.from_dict({**self.train.to_dict(), **spec.train, "reward_column": spec.reward_column,
                                       "seed": seed}, source=f"{self.name}: methods.{method}.train")
+
+    def resolved_reference_policies(self, env_name: str) -> list[str]:
+        """The reference policies evaluated: those listed, else every one ``env_name`` has."""
+        if self.reference_policies is not None:
+            return list(self.reference_policies)
+        from rayrg.envs.registry import reference_policies
+
+        return list(reference_policies(env_name))
 
     def eval_config(self, tasks: str | Path) -> EvalConfig:
         return self.evaluation.model_copy(update={"tasks": str(tasks)})

@@ -2,13 +2,15 @@
 
 ``rayrg run`` calls :func:`preflight` before it starts Ray or writes a file. It checks data
 paths, model weights (a local directory, or the Hugging Face cache: nothing is downloaded
-here), API keys in the environment, and GPUs / CPUs asked for against what there is, and
-returns one line per missing thing naming the config key to change. :func:`plan` says what
+here), API keys in the environment, GPUs / CPUs asked for against what there is, and the
+evaluation environment's declarations (:mod:`rayrg.envs.registry`): the reference policies
+asked for against those it has, and its needs (THOR's Unity build). It returns one line per
+missing thing naming the config key to change. :func:`plan` says what
 the run will do (stages, sizes, expected model calls); ``rayrg run --dry-run`` prints it
 alone.
 
-On a cluster (``--address``) weights and GPUs live on the workers, not here: those checks
-are left to the workers and the plan says so.
+On a cluster (``--address``) weights, GPUs and the environment's needs live on the workers,
+not here: those checks are left to the workers and the plan says so.
 """
 
 from __future__ import annotations
@@ -88,6 +90,61 @@ def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: b
             problems.append(problem)
 
 
+def experiment_env_name(config: ExperimentConfig) -> str | None:
+    """The environment the experiment evaluates in, when known before any work: BabyAI's
+    for generated data, THOR's for ALFRED, the tasks file's for ``source: path`` (None: not
+    known before the data stage, or the tasks file is missing, which is reported already)."""
+    data = config.data
+    if data.source == "babyai":
+        from rayrg.envs.babyai import ENV_NAME as BABYAI
+
+        return BABYAI
+    if data.source == "alfred":
+        from rayrg.envs.thor_config import ENV_NAME as THOR
+
+        return THOR
+    if data.source == "path" and data.eval_tasks and Path(data.eval_tasks).is_file():
+        from rayrg.evaluation.evaluate import load_eval_tasks
+
+        try:
+            names = {t.env_name for t in load_eval_tasks(data.eval_tasks)}
+        except (ConfigError, ValueError, TypeError, KeyError):  # a bad tasks file: evaluate reports it
+            return None
+        return next(iter(names)) if len(names) == 1 else None
+    return None
+
+
+def _environment_needs(config: ExperimentConfig, problems: list[str], local: bool) -> None:
+    """The evaluation environment has the reference policies asked for, and this machine has
+    what the environment needs (on a cluster the evaluating workers have it, not this one)."""
+    from rayrg.envs.registry import missing_needs, reference_policies
+
+    env = experiment_env_name(config)
+    if env is None:
+        return
+    try:
+        has = reference_policies(env)
+    except ConfigError as exc:  # not registered: nothing here can evaluate in it
+        problems.append(f"data.eval_tasks: {exc}")
+        return
+    it_has = f"(it has: {', '.join(has) or 'none'})"
+    for policy in config.reference_policies or ():
+        if policy not in has:
+            problems.append(f"reference_policies: {env} has no {policy!r} policy {it_has}; "
+                            "drop it, or leave reference_policies unset for the environment's own")
+    if config.reference_policies is None:  # the environment's own; comparisons may name others
+        named = [n for pair in (config.comparisons or []) for n in pair]
+        named += list(config.claims.to_dict().values()) if config.claims else []
+        for name in dict.fromkeys(n for n in named if n not in config.methods and n not in has):
+            problems.append(f"comparisons/claims: {env} has no {name!r} policy {it_has}")
+    if local:
+        try:
+            lines = missing_needs(env, config.evaluation.env_settings)
+        except ConfigError as exc:  # env_settings the environment's config type refuses: one line
+            lines = [" ".join(part.strip() for part in str(exc).splitlines())]
+        problems.extend(f"evaluation.env_settings: {env} cannot run here: {line}" for line in lines)
+
+
 def _local_resources() -> tuple[int, int]:
     cpus = os.cpu_count() or 1
     try:
@@ -113,6 +170,7 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
         problems.append(f"data.alfred.root: {data.alfred.root} is not a directory (the ALFRED data root)")
     for i, label in enumerate(config.labels):
         _label_needs(i, label, needs, problems, local)
+    _environment_needs(config, problems, local)
     for name in config.methods:
         train = config.train_config(name, config.seeds[0] if config.seeds else 0)
         key = "train" if not config.methods[name].train else f"methods.{name}.train"
@@ -178,9 +236,14 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
     lines.append(f"  train: {len(config.methods)} methods × {len(config.seeds)} seeds "
                  f"({', '.join(f'{k}: {v} steps' for k, v in steps.items())})")
     ev = config.evaluation
+    env = experiment_env_name(config)
+    refs: Any = config.reference_policies
+    if refs is None:
+        refs = config.resolved_reference_policies(env) if env else "(the environment's own)"
     lines.append(f"  evaluate: {len(config.methods) * len(config.seeds)} policies + reference "
-                 f"{config.reference_policies}, modes {ev.modes}, seeds {ev.seeds}")
+                 f"{refs}" + (f" in {env}" if env else "") + f", modes {ev.modes}, seeds {ev.seeds}")
     lines.append("  report: <out>/report/report.md")
     if address not in (None, "", "local"):
-        lines.append("  (on a cluster: weights and GPUs are checked by the workers that use them)")
+        lines.append("  (on a cluster: weights, GPUs and the environment's needs are checked by the "
+                     "workers that use them)")
     return "\n".join(lines)

@@ -168,14 +168,15 @@ class ExperimentRunner:
         return checkpoints
 
     def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> None:
-        from rayrg.evaluation.evaluate import evaluate
+        from rayrg.evaluation.evaluate import evaluate, load_eval_tasks
 
         cfg = self.config.eval_config(tasks)
         runs: list[tuple[str, str, int | None, str, Path]] = [
             (name, "learned", seed, str(checkpoint), self.out / "eval" / slug(name) / f"seed{seed}")
             for (name, seed), checkpoint in checkpoints.items()]
+        env_name = load_eval_tasks(tasks)[0].env_name
         runs += [(ref, "reference", None, ref, self.out / "eval" / "_reference" / ref)
-                 for ref in self.config.reference_policies]
+                 for ref in self.config.resolved_reference_policies(env_name)]
         for name, kind, seed, policy, directory in runs:
             label = f"evaluate {name}" + (f" seed {seed}" if seed is not None else "")
             self._stage(label, directory, lambda p=policy, d=directory: evaluate(

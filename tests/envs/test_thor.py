@@ -254,12 +254,12 @@ def test_unavailable_build_fails_fast_with_how_to(no_builds: Path) -> None:
 
 def test_download_probe_failure_is_unavailable(no_builds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ai2thor")
-    import rayrg.envs.thor as thor
+    import rayrg.envs.thor_build as thor_build
 
-    monkeypatch.setattr(thor, "probe_download", lambda url, timeout: f"{url} is unreachable (test)")
+    monkeypatch.setattr(thor_build, "probe_download", lambda url, timeout: f"{url} is unreachable (test)")
     with pytest.raises(ThorUnavailableError, match="cannot be downloaded"):
         check_thor_build(ThorConfig(platform="Linux64", x_display=":99"))
-    monkeypatch.setattr(thor, "probe_download", lambda url, timeout: None)
+    monkeypatch.setattr(thor_build, "probe_download", lambda url, timeout: None)
     assert check_thor_build(ThorConfig(platform="Linux64", x_display=":99"))["kind"] == "download"
 
 

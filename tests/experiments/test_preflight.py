@@ -24,7 +24,9 @@ def run(tmp_path: Path, capsys: pytest.CaptureFixture, config: dict, *extra: str
 @pytest.mark.parametrize(("config", "needle"), [
     ({"data": {"source": "path", "trajectories": "/nope/traj", "eval_tasks": "/dev/null"}},
      "data.trajectories: /nope/traj does not exist"),
-    ({"data": {"source": "alfred", "alfred": {"root": "/nope/alfred"}}}, "data.alfred.root"),
+    # (/bin/sh stands for a Unity build: THOR's need is met, so the root is the one line)
+    ({"data": {"source": "alfred", "alfred": {"root": "/nope/alfred"}},
+      "evaluation": {"env_settings": {"local_executable_path": "/bin/sh"}}}, "data.alfred.root"),
     ({"labels": [{"method": "clip", "model": "someone/missing-clip"}]},
      "labels[0].model: model 'someone/missing-clip' is neither a local path nor in the Hugging Face cache"),
     ({"labels": [{"method": "rgvlm", "backend": {"type": "gemini", "api_key_env": "RAYRG_TEST_NO_SUCH_KEY"}}]},
