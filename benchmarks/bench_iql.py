@@ -13,6 +13,12 @@ Each learner runs its fused update on device-resident data (the trainer's own pa
 ``IQLLearner.update`` + ``TransitionTensors.sample``) and is timed after a warm-up. The data
 is generated in-process (no Ray is imported: the bench doubles as an update-only device check,
 ``--no-ray`` asserts it). The last line reads ``iql default vs frame path: N.N×``.
+
+It then times whole ``--run-steps`` runs of the default (construction included) three ways:
+today's eager update, V(s) and V(s') in one call (``fused-value``; the twin Q heads are
+already one matmul per layer, rayrg.rl.networks.MultiHeadMLP), and ``torch.compile``
+(inductor on CPU, compilation included, as each Ray worker would pay it), printing each
+variant's wall time over eager's (below 1: faster).
 """
 
 from __future__ import annotations
@@ -72,6 +78,48 @@ def updates_per_s(config, dataset: Path, device: str, steps: int) -> tuple[float
     return steps / run(steps), len(data)
 
 
+def _fused_value_learner() -> type:
+    from rayrg.rl.iql import IQLLearner
+
+    class FusedValueLearner(IQLLearner):
+        """V(s) and V(s') in one call on the two batches concatenated (V(s') detached)."""
+
+        def values(self, obs, next_obs, text):  # type: ignore[no-untyped-def]
+            import torch
+
+            both = self.v(torch.cat([obs, next_obs]), torch.cat([text, text]))
+            return both[:obs.shape[0]], both[obs.shape[0]:].detach()
+
+    return FusedValueLearner
+
+
+def run_wall_s(config, dataset: Path, device: str, steps: int, variant: str) -> float:
+    """Wall time of a whole ``steps``-update run of ``variant`` (eager, compile, fused-value):
+    learner construction and, for ``compile``, compilation included (each Ray worker compiles anew)."""
+    import torch
+
+    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.iql import IQLLearner
+
+    data, featurizer, info = load_transitions(dataset, "reward_sparse", observation=config.observation,
+                                              history=config.history)
+    data = data.to(device)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    cls = _fused_value_learner() if variant == "fused-value" else IQLLearner
+    learner = cls(config, network_spec(config, info, featurizer, int(data.text.shape[-1])), device=device)
+    update = torch.compile(learner.update) if variant == "compile" else learner.update
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+    metrics = {}
+    for _ in range(steps):
+        metrics = update(data.sample(config.batch_size, generator))
+    float(metrics["loss/q"])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -81,6 +129,8 @@ def main() -> int:
     parser.add_argument("--episodes-per-count", type=int, default=6)
     parser.add_argument("--no-ray", action="store_true", help="assert that Ray was never imported")
     parser.add_argument("--batch-size", type=int, default=None, help="every variant's batch (default: the config's)")
+    parser.add_argument("--run-steps", type=int, default=1500,
+                        help="updates of the whole-run comparison (eager, torch.compile, fused V); 0: skip it")
     args = parser.parse_args()
 
     import torch
@@ -111,12 +161,22 @@ def main() -> int:
             rates[name], n = updates_per_s(config, dataset, args.device, steps)
             print(f"{name}: {rates[name]:.1f} updates/s ({steps} updates, {n} transitions, "
                   f"batch {config.batch_size}, {args.device}, {args.threads} threads)", flush=True)
+        walls = {}
+        for variant in ("eager", "fused-value", "compile") if args.run_steps else ():
+            walls[variant] = run_wall_s(default, dataset, args.device, args.run_steps, variant)
+            print(f"{args.run_steps}-update run of the default, {variant}: {walls[variant]:.1f} s "
+                  f"(construction{' and compilation' if variant == 'compile' else ''} included)", flush=True)
     if args.no_ray and "ray" in sys.modules:
         print("bench_iql: --no-ray, but ray was imported", file=sys.stderr)
         return 1
     values = list(rates.values())
     print(f"frame shared encoder vs frame path: {values[2] / values[1]:.1f}×")
     print(f"{default.observation} shared encoder vs frame path: {values[3] / values[1]:.1f}×")
+    if walls:
+        print(f"{args.run_steps}-update run, fused V(s), V(s') vs eager (wall time): "
+              f"{walls['fused-value'] / walls['eager']:.2f}")
+        print(f"{args.run_steps}-update run, torch.compile (compilation included) vs eager (wall time): "
+              f"{walls['compile'] / walls['eager']:.2f}")
     print(f"iql default vs frame path: {values[0] / values[1]:.1f}×")
     return 0
 

@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 
 # Env workers and small torch models are faster with one thread each; several Ray
 # workers on 2 cores otherwise oversubscribe the CPU.
-_WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+# OMP_WAIT_POLICY=PASSIVE: an OpenMP thread that waits for work sleeps instead of spinning.
+# It must be in the environment before torch loads (libgomp reads it once), so it travels here
+# rather than in the worker function. With the default (spin), two training runs on 2 cores,
+# each using 2 intra-op threads, fell to 1/20 of one run alone (issue 29; bench_train_shared).
+_WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+               "OMP_WAIT_POLICY": "PASSIVE"}
 
 _verbose = False
 
@@ -61,6 +66,21 @@ def _logging_config() -> Any:
     return ray.LoggingConfig(log_level=ray_log_level())
 
 
+def pin_ray_address() -> None:
+    """Point everything in this process that looks Ray up by itself at the cluster it is in.
+
+    ``ray.util.state`` (and Ray Train's placement-group cleaner, a detached actor that polls
+    it every second) resolves a missing address by auto-discovery: with two local clusters on
+    one machine (two ``rayrg`` commands at once) that raises "Found multiple active Ray
+    instances". ``RAY_ADDRESS`` is what that discovery reads first. Runs in the driver after
+    ``ray.init`` and, as the local cluster's ``worker_process_setup_hook``, in every worker;
+    it overrides an inherited value, which may name another cluster (a parent process's).
+    """
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
     """Start (``address=None``: a fresh local cluster) or join (``address``) a Ray cluster.
 
@@ -86,6 +106,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     env_vars = {**_WORKER_ENV, **runtime_env.get("env_vars", {})}
     runtime_env = {**runtime_env, "env_vars": env_vars}
     if address in (None, "", "local"):
+        runtime_env.setdefault("worker_process_setup_hook", f"{__name__}.pin_ray_address")
         ray.init(
             address="local",
             num_cpus=num_cpus,
@@ -102,6 +123,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     else:
         # On a cluster the job's runtime_env (from `ray job submit`) already applies.
         ray.init(address=address, **kwargs)
+    pin_ray_address()
     log.debug("ray: %s", ray.cluster_resources())
 
 

@@ -174,7 +174,8 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
     for name in config.methods:
         train = config.train_config(name, config.seeds[0] if config.seeds else 0)
         key = "train" if not config.methods[name].train else f"methods.{name}.train"
-        needs.cpus.append((f"{key}.num_workers × cpus_per_worker", train.num_workers * train.cpus_per_worker))
+        needs.cpus.append((f"{key}.num_workers × max(cpus_per_worker, torch_threads)",
+                           train.num_workers * train.worker_cpus()))
         if train.use_gpu:
             needs.gpus.append((f"{key}.use_gpu", float(train.num_workers)))
     ev = config.evaluation

@@ -68,7 +68,7 @@ class SweepConfig(StageConfig):
 
     def trial_cpus_total(self) -> float:
         """Logical CPUs one running trial holds: driver, Train workers and evaluation actors."""
-        return (self.trial_cpus + self.train.num_workers * self.train.cpus_per_worker
+        return (self.trial_cpus + self.train.num_workers * self.train.worker_cpus()
                 + self.eval.num_actors * self.eval.cpus_per_actor)
 
     def to_public_dict(self) -> dict[str, Any]:
@@ -117,8 +117,9 @@ class EvalReportCallback(TuneReportCallback):
 def _trial(trial_config: dict[str, Any]) -> None:
     import ray.tune
 
-    from rayrg.rl.train import build_trainer
+    from rayrg.rl.train import build_trainer, use_granted_cpus
 
+    use_granted_cpus()  # the trial's own process: threads = its with_resources grant (≥ 1)
     config = TrainConfig.from_dict({**trial_config["train"], "expectile": trial_config["expectile"],
                                     "beta": trial_config["beta"]})
     trial_dir = ray.tune.get_context().get_trial_dir()
@@ -204,7 +205,7 @@ def _check_fits(config: SweepConfig, cluster_cpus: float) -> None:
         raise ConfigError(
             f"sweep needs {need:g} CPUs for {trials} concurrent trial(s) of {config.trial_cpus_total():g} "
             f"(trial_cpus + train workers + eval actors) but the cluster has {cluster_cpus:g}: lower "
-            f"max_concurrent_trials, trial_cpus, train.cpus_per_worker or eval.cpus_per_actor")
+            f"max_concurrent_trials, trial_cpus, train.cpus_per_worker, train.torch_threads or eval.cpus_per_actor")
 
 
 def _has_tabulate() -> bool:

@@ -77,9 +77,19 @@ class TrainConfig(StageConfig):
     text_dim: int = Field(64, ge=4, description="Learned token-embedding width (tokens encoder).")
     updates_per_call: int = Field(8, ge=1, description="Updates per host-loop iteration (no sync in between).")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads per worker (None: Ray's default of 1 per worker).")
+        None, ge=1, description="torch intra-op threads per worker; the worker asks Ray for that many "
+                                "CPUs (None: cpus_per_worker, and 1 thread for a fractional grant).")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP).")
-    cpus_per_worker: float = Field(0.5, gt=0.0, description="Fractional, so 2-CPU machines never deadlock.")
+    cpus_per_worker: float = Field(
+        0.5, gt=0.0, description="CPUs each worker asks Ray for, at least (torch_threads raises it). "
+                                 "Fractional, so 2-CPU machines never deadlock; it runs 1 thread.")
     use_gpu: bool = False
     checkpoint_every: int = Field(500, ge=1)
     report_every: int = Field(100, ge=1)
+
+    def worker_cpus(self) -> float:
+        """The CPUs one training worker asks Ray for: the threads it runs (``torch_threads``),
+        at least ``cpus_per_worker``. Ray then never packs more busy threads on a node than it
+        has cores; the worker sets its threads from the grant (rayrg.rl.train.use_granted_cpus)."""
+        return max(self.cpus_per_worker, float(self.torch_threads or 0))
+

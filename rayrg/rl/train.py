@@ -43,8 +43,36 @@ def _quiet_report_log(level: str) -> None:
     logging.getLogger(context.__file__).setLevel(level)
 
 
+def use_granted_cpus() -> int:
+    """Set torch's threads to the CPUs Ray granted this worker or trial, at least 1; return them.
+
+    A fractional grant (the default ``cpus_per_worker: 0.5``, there so that a worker, the
+    Train controller and evaluation actors all fit a 2-CPU machine and never deadlock) gives 1
+    thread: half a core's worth of Ray's bookkeeping, one thread of work. Together with
+    :meth:`TrainConfig.worker_cpus` a run never has more busy threads than the CPUs it holds, and with
+    ``OMP_WAIT_POLICY=PASSIVE`` (:mod:`rayrg.runtime`) an idle OpenMP thread sleeps rather
+    than spinning on a core another run holds.
+    """
+    import ray
+    import torch
+
+    granted = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    threads = max(1, int(granted + 1e-9))
+    torch.set_num_threads(threads)
+    try:  # inter-op threads are unused by the update; allowed only before any inter-op work
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    return threads
+
+
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """The worker function: plain dict in, ``ray.train.report`` out."""
+    import os
+
+    # Before torch loads (libgomp reads it once), for clusters whose job environment lacks
+    # it; a local cluster's workers get it from rayrg.runtime.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import ray.train
     import ray.train.torch
     import torch
@@ -58,8 +86,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.seed * 1009 + rank)
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
+    use_granted_cpus()  # torch_threads, or 1 for a fractional grant (worker_cpus() asked for them)
     device = ray.train.torch.get_device()
 
     resume = loop_config.get("resume_from")
@@ -117,7 +144,7 @@ def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | 
 
     from rayrg.runtime import ray_log_level
 
-    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
+    resources = {"CPU": config.worker_cpus(), **({"GPU": 1} if config.use_gpu else {})}
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config={"train": config.to_dict(), "dataset": str(Path(dataset).resolve()),
@@ -235,10 +262,24 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     return final
 
 
+def check_fits(config: TrainConfig) -> None:
+    """Refuse a run whose workers can never all be placed (Ray would wait for them forever)."""
+    import ray
+
+    from rayrg.config import ConfigError
+
+    need, have = config.num_workers * config.worker_cpus(), float(ray.cluster_resources().get("CPU", 0.0))
+    if need > have + 1e-9:
+        raise ConfigError(f"train: {config.num_workers} worker(s) × {config.worker_cpus():g} CPUs "
+                          f"(max of cpus_per_worker and torch_threads) = {need:g}, but the cluster has "
+                          f"{have:g}: lower torch_threads or num_workers")
+
+
 def _fit(config: TrainConfig, dataset: str | Path, out: Path, resume: Path | None, address: str | None) -> Any:
     from rayrg.runtime import init_ray
 
     init_ray(address)
+    check_fits(config)
     result = build_trainer(config, dataset, out, resume_from=resume,
                            callbacks=[progress_callback(config.num_steps)]).fit()
     if result.checkpoint is None:

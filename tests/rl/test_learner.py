@@ -199,3 +199,19 @@ def test_state_encoder_is_the_sum_of_each_cells_channel_embeddings() -> None:
     (expected_grad,) = torch.autograd.grad((expected * torch.arange(out.shape[1])).sum(), weight)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_fused_value_variant_of_bench_iql_matches_todays_update() -> None:
+    """bench_iql's fused variant (V(s) and V(s') in one call) trains the same networks to 1e-5,
+    so its timing compares like with like."""
+    from benchmarks.bench_iql import _fused_value_learner
+
+    today = _tiny_learner()
+    fused = _tiny_learner()
+    fused.__class__ = _fused_value_learner()
+    for seed in range(1, 6):
+        a, b = today.update(_batch(seed)), fused.update(_batch(seed))
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    for name in ("q", "q_target", "v", "policy"):
+        for p, q in zip(getattr(today, name).parameters(), getattr(fused, name).parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
