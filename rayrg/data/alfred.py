@@ -397,7 +397,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     config and to the trial files' names, sizes and modification times (hashing every
     ALFRED JSON would read gigabytes): an import of other inputs is refused or redone.
     """
-    from dataclasses import asdict
+    from rayrg.contracts.tasks import TASKS_FILE, write_eval_tasks
 
     out = Path(out)
     trials = [str(t) for t in find_trials(config.root, config.split)]
@@ -455,7 +455,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
 
     tasks, broken_eval = build_eval_tasks(config)
     _log_broken(broken_eval, "building evaluation tasks")
-    (out / "eval_tasks.json").write_text(json.dumps([asdict(t) for t in tasks], indent=1))
+    write_eval_tasks(out / TASKS_FILE, tasks)
     report = {"split": config.split, "eval_split": config.eval_split or config.split,
               "trials_found": len(trials), "trials_imported": totals["trials"],
               "episodes": totals["episodes"], "transitions": totals["transitions"],
@@ -471,5 +471,5 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     ).write(data_dir)
     log.info("imported %d ALFRED trials (%d episodes, %d transitions, %d broken) into %s",
              totals["trials"], totals["episodes"], totals["transitions"], len(totals["broken"]), data_dir)
-    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / "eval_tasks.json"))
+    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE))
     return out

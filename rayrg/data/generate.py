@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from rayrg.config import StageConfig
+from rayrg.contracts.tasks import TASKS_FILE, write_eval_tasks
 from rayrg.data.schema import DatasetMetadata, encode_png, write_shard
 from rayrg.envs.babyai import (
     ACTION_NAMES,
@@ -261,7 +262,7 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
 
     tasks = [t for t in ray.get(eval_refs) if t is not None]
     skipped = len(eval_refs) - len(tasks)
-    (out / "eval_tasks.json").write_text(json.dumps([asdict(t) for t in tasks], indent=1))
+    write_eval_tasks(out / TASKS_FILE, tasks)
 
     DatasetMetadata(
         generator=GENERATOR,
@@ -277,6 +278,6 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     log.info("generated %s episodes (%s transitions, %s bot failures) and %d eval tasks in %s",
              totals.get("episodes"), totals.get("transitions"), totals.get("bot_failures"),
              len(tasks), out)
-    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / "eval_tasks.json"),
+    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE),
                    episodes=totals.get("episodes", 0), eval_task_count=len(tasks))
     return out

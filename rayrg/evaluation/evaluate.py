@@ -3,7 +3,7 @@
 Work items are (task, mode, seed). An actor runs up to ``envs_per_actor`` items in lockstep
 so a learned policy is called once per step for all of them (batched; on GPU when the actor
 has one). Results are written per finished chunk as small Parquet files under
-``<out>/episodes/``; a re-run reads them and runs only the missing items (an interrupted
+``<out>/episodes/`` (:mod:`rayrg.contracts.episodes`); a re-run reads them and runs only the missing items (an interrupted
 evaluation resumes). ``<out>/summary.json`` holds the aggregate with 95 % CIs.
 """
 
@@ -16,10 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from rayrg.config import ConfigError
+from rayrg.contracts.episodes import SCHEMA as EPISODES_SCHEMA
+from rayrg.contracts.episodes import episodes_dir as episodes_path
+from rayrg.contracts.episodes import read_episodes, write_episodes
+from rayrg.contracts.tasks import read_eval_tasks
 from rayrg.envs.base import EvalTask
 from rayrg.errors import stage_errors_iter
 from rayrg.evaluation.config import EvalConfig
@@ -28,34 +29,12 @@ from rayrg.provenance import OnChange
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = pa.schema([
-    ("task_id", pa.string()), ("env_name", pa.string()), ("num_subtasks", pa.int32()),
-    ("mode", pa.string()), ("seed", pa.int64()), ("return", pa.float64()),
-    ("subtasks_completed", pa.int32()), ("success", pa.bool_()), ("steps", pa.int32()),
-    ("budget", pa.int32()), ("start_pos", pa.list_(pa.int32())), ("start_dir", pa.int32()),
-])
+RESULT_SCHEMA = EPISODES_SCHEMA  # the episodes contract (rayrg.contracts.episodes)
 
 
 def load_eval_tasks(path: str | Path) -> list[EvalTask]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"evaluation tasks file not found: {path}")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{path}: expected a non-empty list of tasks")
-    tasks = []
-    for i, item in enumerate(raw):
-        try:
-            task = EvalTask(**item)
-        except TypeError as exc:
-            raise ConfigError(f"{path}: task {i}: {exc}") from exc
-        if task.num_subtasks < 1 or task.expert_steps < 1:
-            raise ConfigError(f"{path}: task {i} ({task.task_id}): needs num_subtasks >= 1 and expert_steps >= 1")
-        tasks.append(task)
-    return tasks
+    """The tasks of an ``eval_tasks.json`` (read through :mod:`rayrg.contracts.tasks`)."""
+    return [EvalTask(**spec.model_dump()) for spec in read_eval_tasks(path)]
 
 
 def item_key(task_id: str, mode: str, seed: int) -> str:
@@ -207,7 +186,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     check_reference_policy(policy_spec, {t.env_name for t in tasks})
     inputs = eval_inputs(config, policy_spec, tasks)
     claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
-    episodes_dir = out / "episodes"
+    episodes_dir = episodes_path(out)
     episodes_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "eval_config.yaml")
     if config.max_tasks_per_count:
@@ -222,8 +201,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     if len(env_names) != 1:
         raise ConfigError(f"one environment per evaluation, got {sorted(env_names)}")
 
-    finished = sorted(episodes_dir.glob("*.parquet"))
-    done_rows = pq.read_table(finished).to_pylist() if finished else []
+    done_rows = read_episodes(episodes_dir)
     done = {item_key(r["task_id"], r["mode"], r["seed"]) for r in done_rows}
     todo = [(t, m, s) for t in tasks for m in config.modes for s in config.seeds
             if item_key(t.task_id, m, s) not in done]
@@ -249,9 +227,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
         for rows in stage_errors_iter(pool.map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)):
             name = hashlib.sha256("".join(item_key(r["task_id"], r["mode"], r["seed"]) for r in rows)
                                   .encode()).hexdigest()[:16]
-            tmp = episodes_dir / f".{name}.parquet.tmp"
-            pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp)
-            tmp.replace(episodes_dir / f"{name}.parquet")
+            write_episodes(episodes_dir, name, rows)
             done_rows.extend(rows)
             bar.update(len(rows))
         bar.close()

@@ -5,7 +5,8 @@ inputs (:mod:`rayrg.provenance`): a re-run skips what is done, resumes what was
 interrupted (written shards, the RG-VLM answer cache, checkpoints, finished episodes), and
 redoes a stage whose inputs changed — and with it everything downstream, because each
 downstream fingerprint contains its upstream ones. ``<out>/manifest.json`` lists every
-stage's paths, fingerprint and status; the report reads only that file.
+stage's paths, fingerprint and status (:mod:`rayrg.contracts.manifest`): each stage's outputs
+are recorded where the stage says it wrote them, and the report reads only what it lists.
 
 Layout::
 
@@ -20,21 +21,32 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from rayrg.contracts.episodes import episodes_dir
+from rayrg.contracts.manifest import (
+    Claims,
+    DataEntry,
+    Evaluation,
+    LabelStep,
+    Manifest,
+    MethodEntry,
+    StageRun,
+    TrainRun,
+    write_manifest,
+)
+from rayrg.contracts.tasks import TASKS_FILE
 from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
 from rayrg.provenance import dataset_fingerprint, public, read_record
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
 REDO = "redo"  # inside `rayrg run` a changed stage is redone, with everything downstream
 
 
@@ -50,18 +62,17 @@ class ExperimentRunner:
         # What retries failed label windows (named when a later stage refuses unfinished labels).
         self.command = command or f"rayrg run <the experiment config> --out {config.out_dir}"
         self.out = config.out_dir
-        self.notes: list[str] = []  # prominent messages that also go into the report
-        self.manifest: dict[str, Any] = {
-            "name": config.name, "config": public(config), "stages": [], "labels": [], "train": [],
-            "evaluations": [], "methods": {
-                name: {"label": config.label_name(name), "note": spec.note, "reward_column": spec.reward_column,
-                       "slug": slug(name)} for name, spec in config.methods.items()},
-            "notes": self.notes, "comparisons": config.resolved_comparisons(),
-            "claims": config.claims.to_dict() if config.claims else None,
-        }
+        self.manifest = Manifest(
+            name=config.name, config=public(config),
+            methods={name: MethodEntry(label=config.label_name(name), note=spec.note,
+                                       reward_column=spec.reward_column, slug=slug(name))
+                     for name, spec in config.methods.items()},
+            comparisons=config.resolved_comparisons(),
+            claims=Claims(**config.claims.to_dict()) if config.claims else None)
+        self.notes = self.manifest.notes  # prominent messages that also go into the report
 
     # -- bookkeeping ----------------------------------------------------------------------
-    def _stage(self, name: str, directory: Path, fn: Callable[[], Any]) -> dict[str, Any]:
+    def _stage(self, name: str, directory: Path, fn: Callable[[], Any]) -> StageRun:
         """Run one stage and record it; 'skipped' when its output was complete with the same inputs."""
         before = read_record(directory)
         start = time.perf_counter()
@@ -71,17 +82,14 @@ class ExperimentRunner:
         skipped = bool(before and before.get("complete") and before.get("fingerprint") == after.get("fingerprint"))
         if not skipped:
             print(f"[rayrg] {name}: finished in {seconds:.1f} s", flush=True)
-        entry = {"stage": name, "path": str(directory), "fingerprint": after.get("fingerprint"),
-                 "status": "skipped" if skipped else "ran", "seconds": seconds}
-        self.manifest["stages"].append(entry)
+        entry = StageRun(stage=name, path=directory, fingerprint=after.get("fingerprint"),
+                         status="skipped" if skipped else "ran", seconds=seconds)
+        self.manifest.stages.append(entry)
         self._write_manifest()
         return entry
 
     def _write_manifest(self) -> None:
-        path = self.out / MANIFEST_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str))
-        tmp.replace(path)
+        write_manifest(self.out, self.manifest)
 
     # -- stages ---------------------------------------------------------------------------
     def data(self) -> tuple[Path, Path]:
@@ -96,16 +104,16 @@ class ExperimentRunner:
 
             self._stage("generate", directory, lambda: generate(cfg.generate, directory, address=self.address,
                                                                 on_change=REDO))
-            trajectories, tasks = directory / "trajectories", directory / "eval_tasks.json"
+            trajectories, tasks = directory / "trajectories", directory / TASKS_FILE
         else:
             from rayrg.data.alfred import import_alfred
 
             assert cfg.alfred is not None  # checked by DataSection
             self._stage("alfred-import", directory, lambda: import_alfred(
                 cfg.alfred, directory, address=self.address, on_change=REDO))
-            trajectories, tasks = directory / "trajectories", directory / "eval_tasks.json"
-        self.manifest["data"] = {"trajectories": str(trajectories), "eval_tasks": str(tasks),
-                                 "fingerprint": dataset_fingerprint(trajectories)}
+            trajectories, tasks = directory / "trajectories", directory / TASKS_FILE
+        self.manifest.data = DataEntry(trajectories=trajectories, eval_tasks=tasks,
+                                       fingerprint=dataset_fingerprint(trajectories))
         return trajectories, tasks
 
     def labels(self, trajectories: Path) -> Path:
@@ -127,14 +135,13 @@ class ExperimentRunner:
                         run_label(m, c, s, d, address=self.address, on_change=REDO, retry=self.command,
                                   # the run's opt-in to unfinished labels is train.nan_policy: zero
                                   allow_unfinished=self.config.train.nan_policy == "zero"))
-            entry = {"index": i, "method": method.name, "path": str(directory),
-                     "fingerprint": dataset_fingerprint(directory)}
-            for side in ("_windows", "_labels"):
-                if (directory / side).is_dir():
-                    entry[side.strip("_")] = str(directory / side)
-            self.manifest["labels"].append(entry)
+            # Side outputs where the method says it writes them (not found by probing folders).
+            sides = method.side_outputs(label, directory) if method.side_outputs else {}
+            self.manifest.labels.append(LabelStep(
+                index=i, method=method.name, path=directory, fingerprint=dataset_fingerprint(directory),
+                windows=sides.get("windows"), labels=sides.get("labels")))
             current = directory
-        self.manifest["labelled"] = str(current)
+        self.manifest.labelled = current
         return current
 
     def _resolve_label(self, label: Any) -> Any:
@@ -163,15 +170,15 @@ class ExperimentRunner:
                     c, labelled, d, address=self.address, on_change=REDO))
                 final = directory / "final"
                 checkpoints[(name, seed)] = final
-                self.manifest["train"].append({"method": name, "seed": seed, "checkpoint": str(final),
-                                               "fingerprint": (read_record(directory) or {}).get("fingerprint")})
+                self.manifest.train.append(TrainRun(method=name, seed=seed, checkpoint=final,
+                                                    fingerprint=(read_record(directory) or {}).get("fingerprint")))
         return checkpoints
 
     def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> None:
         from rayrg.evaluation.evaluate import evaluate, load_eval_tasks
 
         cfg = self.config.eval_config(tasks)
-        runs: list[tuple[str, str, int | None, str, Path]] = [
+        runs: list[tuple[str, Literal["learned", "reference"], int | None, str, Path]] = [
             (name, "learned", seed, str(checkpoint), self.out / "eval" / slug(name) / f"seed{seed}")
             for (name, seed), checkpoint in checkpoints.items()]
         env_name = load_eval_tasks(tasks)[0].env_name
@@ -181,10 +188,10 @@ class ExperimentRunner:
             label = f"evaluate {name}" + (f" seed {seed}" if seed is not None else "")
             self._stage(label, directory, lambda p=policy, d=directory: evaluate(
                 cfg, p, d, address=self.address, on_change=REDO, progress=True))
-            self.manifest["evaluations"].append({
-                "method": name, "kind": kind, "seed": seed, "policy": policy, "path": str(directory),
-                "label": self.config.label_name(name) if kind == "learned" else f"{name} (reference)",
-                "fingerprint": (read_record(directory) or {}).get("fingerprint")})
+            self.manifest.evaluations.append(Evaluation(
+                method=name, kind=kind, seed=seed, policy=policy, path=directory, episodes=episodes_dir(directory),
+                label=self.config.label_name(name) if kind == "learned" else f"{name} (reference)",
+                fingerprint=(read_record(directory) or {}).get("fingerprint")))
 
     # -- all ------------------------------------------------------------------------------
     def run(self) -> Path:

@@ -1,5 +1,10 @@
 """``rayrg report``: the experiment's markdown/HTML report with its plots.
 
+Its inputs are ``<out>/manifest.json`` (:mod:`rayrg.contracts.manifest`) and the outputs that
+manifest lists, each read through its contract or accessor: evaluation episodes
+(:mod:`rayrg.contracts.episodes`), the labelled dataset (:mod:`rayrg.data.access`), the RG-VLM
+labels and windows of the label step it records. No folder is looked for.
+
 Contents (what exists is reported; what is missing is named, never invented):
 
 * Figure-4 analogue: return per number of sub-tasks, per method, fixed vs randomized start,
@@ -23,49 +28,33 @@ from typing import Any
 
 import numpy as np
 
+from rayrg.contracts.episodes import read_episodes
+from rayrg.contracts.manifest import MANIFEST_FILE, Manifest, read_manifest
 from rayrg.report import plots
 
 log = logging.getLogger(__name__)
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
-    """``<out>/manifest.json`` as written by ``rayrg run`` (the report's only input index)."""
-    from rayrg.config import ConfigError
-
-    path = out / "manifest.json"
-    if not path.exists():
-        raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
-
-
-def load_episode_results(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-episode evaluation results of every evaluation the manifest lists."""
-    import pyarrow.parquet as pq
-
+def load_episode_results(manifest: Manifest) -> list[dict[str, Any]]:
+    """Per-episode evaluation results of every evaluation the manifest lists, read from the
+    episodes folder it records for each (:mod:`rayrg.contracts.episodes`)."""
     rows: list[dict[str, Any]] = []
-    for entry in manifest.get("evaluations", []):
-        files = sorted((Path(entry["path"]) / "episodes").glob("*.parquet"))
-        if not files:
-            continue
-        key = entry["method"]
-        seed = entry["seed"] if entry.get("seed") is not None else 0
-        for row in pq.read_table(files).to_pylist():
-            rows.append({"method": key, "train_seed": int(seed), "mode": row["mode"],
+    for entry in manifest.evaluations:
+        seed = entry.seed if entry.seed is not None else 0
+        for row in read_episodes(entry.episodes):
+            rows.append({"method": entry.method, "train_seed": int(seed), "mode": row["mode"],
                          "num_subtasks": int(row["num_subtasks"]), "task_id": row["task_id"],
                          "eval_seed": int(row["seed"]), "return": float(row["return"])})
     return rows
 
 
-def _method_labels(manifest: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+def _method_labels(manifest: Manifest) -> tuple[dict[str, str], dict[str, str]]:
     """method key -> display label and -> note (learned methods and reference policies)."""
-    labels = {name: m.get("label") or name for name, m in manifest.get("methods", {}).items()}
-    notes = {name: m["note"] for name, m in manifest.get("methods", {}).items() if m.get("note")}
-    for entry in manifest.get("evaluations", []):
-        if entry.get("kind") == "reference":
-            labels[entry["method"]] = entry.get("label") or entry["method"]
+    labels = {name: m.label or name for name, m in manifest.methods.items()}
+    notes = {name: m.note for name, m in manifest.methods.items() if m.note}
+    for entry in manifest.evaluations:
+        if entry.kind == "reference":
+            labels[entry.method] = entry.label or entry.method
     return labels, notes
 
 
@@ -193,23 +182,23 @@ def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
     return "\n".join(["## Rewards along one episode", "", "![reward curves](reward_curves.png)", ""])
 
 
-def _window_picture(manifest: dict[str, Any], report_dir: Path) -> str:
-    import pyarrow.parquet as pq
+def _window_picture(manifest: Manifest, report_dir: Path) -> str:
+    from rayrg.rewards.report import label_rows
 
-    entries = [e for e in manifest.get("labels", []) if e.get("method") == "rgvlm" and e.get("labels")]
-    if not entries:
+    steps = [e for e in manifest.labels if e.method == "rgvlm" and e.labels and e.windows]
+    if not steps:
         return ""
-    label_files = sorted(Path(entries[-1]["labels"]).glob("*.parquet"))
-    windows_dir = entries[-1].get("windows")
-    if not label_files or not windows_dir:
+    step = steps[-1]
+    assert step.labels is not None and step.windows is not None
+    labels = label_rows(step.labels)
+    if not labels:
         return ""
+    windows_dir = step.windows
     from rayrg.report.browse import PAGE_FILE, write_browser
 
     # Every window (up to the browser's default cap), failed ones too: `rayrg browse` on the step.
-    write_browser(entries[-1].get("path") or Path(windows_dir).parent, report_dir / PAGE_FILE,
-                  labels=entries[-1]["labels"], windows=windows_dir)
-    browse = f"[Browse every labelled window]({PAGE_FILE}) (`rayrg browse {entries[-1].get('path')}`)"
-    labels = pq.read_table(label_files).to_pylist()
+    write_browser(step.path, report_dir / PAGE_FILE, labels=step.labels, windows=windows_dir)
+    browse = f"[Browse every labelled window]({PAGE_FILE}) (`rayrg browse {step.path}`)"
     scored = [r for r in labels if r.get("status") == "ok" and r.get("scores")]
     if not scored:
         return f"## A labelled window\n\nNo window was labelled successfully.\n\n{browse}\n"
@@ -230,24 +219,24 @@ def build_report(out: str | Path) -> Path:
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     labels, method_notes = _method_labels(manifest)
-    all_notes = list(manifest.get("notes", []))
+    all_notes = list(manifest.notes)
 
-    sections = [f"# rayrg report: {manifest.get('name', out.name)}", ""]
+    sections = [f"# rayrg report: {manifest.name}", ""]
     for note in all_notes:
         sections += [f"> **{note}**", ""]
     if method_notes:
         sections += ["Notes on methods:", ""] + [f"- {labels.get(k, k)}: {v}" for k, v in method_notes.items()] + [""]
-    numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / "manifest.json")}
+    numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / MANIFEST_FILE)}
     results = load_episode_results(manifest)
     if results:
-        learned = list(manifest.get("methods", {}))
+        learned = list(manifest.methods)
         md, numbers["evaluation"] = _figure4(
-            results, labels, learned, [tuple(c) for c in manifest.get("comparisons", [])],
-            manifest.get("claims"), report_dir)
+            results, labels, learned, list(manifest.comparisons),
+            manifest.claims.model_dump() if manifest.claims else None, report_dir)
         sections.append(md)
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]
-    labelled = Path(manifest["labelled"]) if manifest.get("labelled") else None
+    labelled = manifest.labelled
     md, numbers["rewards"] = _reward_table(labelled, all_notes)
     sections.append(md)
     sections.append(_window_picture(manifest, report_dir))
@@ -256,7 +245,7 @@ def build_report(out: str | Path) -> Path:
     markdown = "\n".join(sections)
     (report_dir / "report.md").write_text(markdown)
     (report_dir / "report.json").write_text(json.dumps(numbers, indent=2, default=str))
-    (report_dir / "report.html").write_text(_to_html(markdown, title=f"rayrg report: {manifest.get('name', out.name)}"))
+    (report_dir / "report.html").write_text(_to_html(markdown, title=f"rayrg report: {manifest.name}"))
     return report_dir / "report.md"
 
 

@@ -52,6 +52,9 @@ class LabelMethod:
     # Names inside the output that survive a redo because they key themselves by content
     # (RG-VLM's answer cache: an answer paid for is never thrown away).
     keep_on_redo: tuple[str, ...] = ()
+    # Where the method writes side outputs that other stages read, given its config and
+    # ``out`` (RG-VLM: {"windows": ..., "labels": ...}); the runner records them in the manifest.
+    side_outputs: Callable[[Any, Path], dict[str, Path]] | None = None
 
 
 def get_method(name: str) -> LabelMethod:

@@ -139,3 +139,12 @@ def reward_caveat(rows: Sequence[dict[str, Any]]) -> str | None:
     ``rayrg report`` calls this too, so every report of these rows carries the same line.
     """
     return pipeline_check_caveat(rows, what="the rewards marked RANDOM WEIGHTS were")
+
+
+def label_rows(labels_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of an RG-VLM labels table (``[]`` when the folder holds none): how the report
+    reads labels, so that it opens no label file itself."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(labels_dir).glob("*.parquet"))
+    return pq.read_table(files).to_pylist() if files else []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rayrg.contracts.tasks import read_eval_tasks
 from rayrg.data.access import read_trajectories
 from rayrg.data.alfred import (
     REPORT_FILE,
@@ -106,7 +107,7 @@ def test_import_skips_and_reports_broken_trials(alfred_root: Path, tmp_path: Pat
     meta = DatasetMetadata.read(out / "trajectories")
     assert meta.num_episodes == 4 and meta.extra["broken_trials"] == 7
     assert meta.extra["action_names"] == list(ACTION_NAMES)
-    tasks = json.loads((out / "eval_tasks.json").read_text())
+    tasks = [t.model_dump() for t in read_eval_tasks(out / "eval_tasks.json")]
     # eval tasks need traj_data only: the image-less broken trials still give tasks
     assert len(tasks) == 7 and tasks[0]["env_name"] == "alfred-thor"
     # a second run resumes: every shard is already there
@@ -159,7 +160,7 @@ def test_reimport_skips_and_a_changed_config_is_refused(alfred_root: Path, tmp_p
                                                         capsys: pytest.CaptureFixture) -> None:
     cfg = config(alfred_root, use_ray=False, eval_max_tasks=2)
     out = import_alfred(cfg, tmp_path / "data", progress=False)
-    assert len(json.loads((out / "eval_tasks.json").read_text())) == 2
+    assert len(read_eval_tasks(out / "eval_tasks.json")) == 2
     assert read_trajectories(out / "trajectories", decode_images=False).num_rows == 4 * len(PLAN_LOW)
     import_alfred(cfg, tmp_path / "data", progress=False)
     assert "up to date" in capsys.readouterr().out

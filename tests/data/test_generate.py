@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rayrg.contracts.tasks import read_eval_tasks
 from rayrg.data.access import iter_episodes, read_trajectories
 from rayrg.data.generate import GenerateConfig, generate, rollout_episode
 from rayrg.data.inspect import format_summary, summarize
@@ -49,7 +49,7 @@ def test_every_subtask_count_and_consistent_ground_truth(generated: Path) -> Non
 
 
 def test_eval_tasks_held_out(generated: Path) -> None:
-    tasks = json.loads((generated / "eval_tasks.json").read_text())
+    tasks = [t.model_dump() for t in read_eval_tasks(generated / "eval_tasks.json")]
     table = read_trajectories(generated / "trajectories", columns=["seed"], decode_images=False)
     train_seeds = set(table.column("seed").to_pylist())
     assert {t["num_subtasks"] for t in tasks} == {1, 2, 3, 4, 5, 6}

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rayrg.contracts.episodes import read_episodes
+from rayrg.contracts.manifest import read_manifest
+
 REDUCED = {
     "name": "reduced",
     "data": {"generate": {"subtask_counts": [1, 2], "episodes_per_count": 3, "eval_tasks_per_count": 1,
@@ -52,20 +55,24 @@ def test_reduced_experiment_end_to_end_and_rerun_skips(tmp_path: Path) -> None:
         "sparse", "simulated+sparse", "rgvlm+sparse", "expert", "random"}
     assert set(numbers["evaluation"]["by_mode_method_subtasks"]["fixed"]) >= {"expert", "random"}
     assert numbers["evaluation"]["comparisons"]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert {s["status"] for s in manifest["stages"]} == {"ran"}
+    manifest = read_manifest(out)
+    assert {s.status for s in manifest.stages} == {"ran"}
+    # Side outputs recorded where the label method writes them, not found by probing folders.
+    rgvlm = next(step for step in manifest.labels if step.method == "rgvlm")
+    assert rgvlm.windows == rgvlm.path / "_windows" and rgvlm.labels == rgvlm.path / "_labels"
+    assert all(step.windows is None for step in manifest.labels if step.method != "rgvlm")
+    assert all(read_episodes(e.episodes) for e in manifest.evaluations)
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["stage"] for s in manifest["stages"] if s["status"] != "skipped"] == []
+    assert [s.stage for s in read_manifest(out).stages if s.status != "skipped"] == []
 
     changed = {**REDUCED, "out": str(out)}
     changed["labels"] = [REDUCED["labels"][0], {**REDUCED["labels"][1], "accuracy": 0.8}, REDUCED["labels"][2]]
     config.write_text(yaml.safe_dump(changed))
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    status = {s["stage"]: s["status"] for s in json.loads((out / "manifest.json").read_text())["stages"]}
+    status = {s.stage: s.status for s in read_manifest(out).stages}
     assert status["generate"] == status["label[0] sparse"] == "skipped"
     assert status["label[1] simulated"] == status["label[2] rgvlm"] == "ran"  # downstream of the change
     assert {v for k, v in status.items() if k.startswith(("train", "evaluate sparse"))} == {"ran"}

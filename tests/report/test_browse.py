@@ -153,11 +153,11 @@ def test_max_windows_embeds_the_first_and_says_so(labelled: Path, tmp_path: Path
 
 @pytest.mark.integration
 def test_report_links_the_browser(labelled: Path, tmp_path: Path) -> None:
+    from rayrg.contracts.manifest import LabelStep, Manifest, write_manifest
     from rayrg.report.build import build_report
 
-    manifest = {"name": "t", "labels": [{"index": 0, "method": "rgvlm", "path": str(labelled),
-                                         "labels": str(labelled / "_labels"), "windows": str(labelled / "_windows")}]}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, Manifest(name="t", labels=[LabelStep(
+        index=0, method="rgvlm", path=labelled, labels=labelled / "_labels", windows=labelled / "_windows")]))
     build_report(tmp_path)
     assert '<a href="labels_browser.html">' in (tmp_path / "report" / "report.html").read_text()
     assert (tmp_path / "report" / "labels_browser.html").stat().st_size > 1000

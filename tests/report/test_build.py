@@ -7,18 +7,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from rayrg.config import ConfigError
-from rayrg.evaluation.evaluate import RESULT_SCHEMA
+from rayrg.contracts.episodes import episodes_dir, write_episodes
+from rayrg.contracts.manifest import Evaluation, Manifest, MethodEntry, write_manifest
 from rayrg.report.build import build_report
 
 TASKS = [f"t{k}-{i}" for k in (1, 2) for i in range(8)]
 
 
 def _episodes(directory: Path, p_success: float, seed: int) -> None:
+    """Episodes of one evaluation at ``episodes_dir(directory)``, written through the contract."""
     rng = np.random.default_rng(seed)
     rows = []
     for mode in ("fixed", "randomized"):
@@ -28,8 +28,12 @@ def _episodes(directory: Path, p_success: float, seed: int) -> None:
             rows.append({"task_id": task, "env_name": "babyai", "num_subtasks": k, "mode": mode, "seed": 0,
                          "return": done / k, "subtasks_completed": done, "success": done == k, "steps": 5,
                          "budget": 10, "start_pos": [1, 1], "start_dir": 0})
-    (directory / "episodes").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "episodes" / "a.parquet")
+    write_episodes(episodes_dir(directory), "a", rows)
+
+
+def _evaluation(method: str, directory: Path, seed: int | None, label: str) -> Evaluation:
+    return Evaluation(method=method, kind="learned" if seed is not None else "reference", seed=seed,
+                      policy=method, path=directory, episodes=episodes_dir(directory), label=label)
 
 
 def test_report_from_manifest(tmp_path: Path) -> None:
@@ -38,16 +42,16 @@ def test_report_from_manifest(tmp_path: Path) -> None:
         for seed in (0, 1, 2):
             d = tmp_path / "eval" / method / f"seed{seed}"
             _episodes(d, p, seed * 10 + len(method))
-            evaluations.append({"method": method, "kind": "learned", "seed": seed, "path": str(d), "label": method})
+            evaluations.append(_evaluation(method, d, seed, method))
     for ref, p in (("expert", 1.0), ("random", 0.0)):
         d = tmp_path / "eval" / "_reference" / ref
         _episodes(d, p, 99)
-        evaluations.append({"method": ref, "kind": "reference", "seed": None, "path": str(d),
-                            "label": f"{ref} (reference)"})
-    manifest = {"name": "t", "methods": {m: {"label": m} for m in ("sparse", "dense", "dense+sparse")},
-                "evaluations": evaluations, "comparisons": [["dense+sparse", "sparse"]],
-                "claims": {"sparse": "sparse", "dense": "dense", "dense_plus_sparse": "dense+sparse"}}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        evaluations.append(_evaluation(ref, d, None, f"{ref} (reference)"))
+    manifest = Manifest.model_validate({
+        "name": "t", "methods": {m: {"label": m} for m in ("sparse", "dense", "dense+sparse")},
+        "evaluations": evaluations, "comparisons": [["dense+sparse", "sparse"]],
+        "claims": {"sparse": "sparse", "dense": "dense", "dense_plus_sparse": "dense+sparse"}})
+    write_manifest(tmp_path, manifest)
     build_report(tmp_path)
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     table = numbers["evaluation"]["by_mode_method_subtasks"]
@@ -83,10 +87,9 @@ def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
     for method, p in (("sparse", 0.2), ("dense", 0.6)):
         d = tmp_path / "eval" / method / "seed0"
         _episodes(d, p, len(method))
-        evaluations.append({"method": method, "kind": "learned", "seed": 0, "path": str(d), "label": method})
-    manifest = {"name": "<b>x</b>", "notes": ["a pipeline-check note"],
-                "methods": {m: {"label": m} for m in ("sparse", "dense")}, "evaluations": evaluations}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        evaluations.append(_evaluation(method, d, 0, method))
+    write_manifest(tmp_path, Manifest(name="<b>x</b>", notes=["a pipeline-check note"], evaluations=evaluations,
+                                      methods={m: MethodEntry(label=m) for m in ("sparse", "dense")}))
     build_report(tmp_path)
     page = tmp_path / "report" / "report.html"
     shown = dump_dom(page.resolve().as_uri(), tmp_path / "profile")

@@ -6,6 +6,8 @@ the actors that use them (a subprocess test checks it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.rgvlm.config import RGVLMConfig
 
@@ -29,6 +31,14 @@ def _extra_inputs(config: RGVLMConfig) -> dict:
             "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
 
 
-RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",))
+def side_outputs(config: RGVLMConfig, out: Path) -> dict[str, Path]:
+    """The windows dataset and the labels table a run writes (or reads: ``windows_dir``)."""
+    out = Path(out)
+    return {"windows": Path(config.windows_dir) if config.windows_dir else out / "_windows",
+            "labels": Path(config.labels_dir) if config.labels_dir else out / "_labels"}
+
+
+RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),
+                    side_outputs=side_outputs)
 
 __all__ = ["RGVLM", "RGVLMConfig"]

@@ -370,9 +370,12 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     config.to_yaml(out / "_rgvlm.yaml")
     init_ray(address)
     quiet_ray_data()
-    windows = Path(config.windows_dir) if config.windows_dir else make_windows(
-        dataset, out / "_windows", config.windows, address=address)
-    labels_dir = Path(config.labels_dir or out / "_labels")
+    from rayrg.rewards.rgvlm import side_outputs
+
+    sides = side_outputs(config, out)  # the same paths the runner records in the manifest
+    windows = sides["windows"] if config.windows_dir else make_windows(
+        dataset, sides["windows"], config.windows, address=address)
+    labels_dir = sides["labels"]
     cache_dir = Path(config.cache_dir or out / "_cache")
     AnswerCache(cache_dir)  # create it on the driver (workers share the path)
 

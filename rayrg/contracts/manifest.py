@@ -1,0 +1,143 @@
+"""The experiment manifest, ``<out>/manifest.json``: what ``rayrg run`` made, from what.
+
+Written by the runner (:mod:`rayrg.experiments.runner`) after every stage; read by the
+report, which takes every input from the paths listed here and from nothing else (no
+folder is probed: the runner records where each stage's outputs are).
+
+``VERSION`` 1 is the first versioned manifest. An unversioned one (written before) or one
+of another version is refused in one line; ``rayrg run`` on the same config rewrites it
+(finished stages are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rayrg.config import ConfigError
+
+VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageRun(_Entry):
+    """One stage as the runner ran it."""
+
+    stage: str
+    path: Path
+    fingerprint: str | None = None
+    status: Literal["ran", "skipped"]  # skipped: complete earlier with the same inputs
+    seconds: float = 0.0
+
+
+class DataEntry(_Entry):
+    trajectories: Path
+    eval_tasks: Path  # read with rayrg.contracts.tasks
+    fingerprint: str | None = None
+
+
+class LabelStep(_Entry):
+    """One label step of the chain; ``path`` is the labelled dataset after it."""
+
+    index: int
+    method: str
+    path: Path
+    fingerprint: str | None = None
+    # Side outputs other stages read, where the method says it writes them (RG-VLM only).
+    windows: Path | None = None
+    labels: Path | None = None
+
+
+class TrainRun(_Entry):
+    method: str
+    seed: int
+    checkpoint: Path
+    fingerprint: str | None = None
+
+
+class Evaluation(_Entry):
+    method: str
+    kind: Literal["learned", "reference"]
+    seed: int | None = None  # the training seed; None for a reference policy
+    policy: str
+    path: Path
+    episodes: Path  # read with rayrg.contracts.episodes
+    label: str
+    fingerprint: str | None = None
+
+
+class MethodEntry(_Entry):
+    label: str
+    note: str | None = None
+    reward_column: str | None = None
+    slug: str | None = None
+
+
+class Claims(_Entry):
+    """Which methods play which part in the paper's claims (ExperimentConfig.claims)."""
+
+    sparse: str
+    dense: str
+    dense_plus_sparse: str
+
+
+class Manifest(_Entry):
+    version: int = VERSION
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)  # the experiment config, credentials scrubbed
+    stages: list[StageRun] = Field(default_factory=list)
+    data: DataEntry | None = None
+    labels: list[LabelStep] = Field(default_factory=list)
+    labelled: Path | None = None  # the labelled dataset training read (the chain's last step)
+    train: list[TrainRun] = Field(default_factory=list)
+    evaluations: list[Evaluation] = Field(default_factory=list)
+    methods: dict[str, MethodEntry] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    comparisons: list[tuple[str, str]] = Field(default_factory=list)
+    claims: Claims | None = None
+
+
+def manifest_path(out: str | Path) -> Path:
+    return Path(out) / MANIFEST_FILE
+
+
+def write_manifest(out: str | Path, manifest: Manifest) -> Path:
+    """Write ``<out>/manifest.json`` atomically, stamped with ``VERSION``."""
+    path = manifest_path(out)
+    tmp = path.with_suffix(".json.tmp")
+    stamped = manifest.model_copy(update={"version": VERSION})
+    tmp.write_text(json.dumps(stamped.model_dump(mode="json"), indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(out: str | Path) -> Manifest:
+    """``<out>/manifest.json`` as ``rayrg run`` wrote it; one-line ConfigError otherwise."""
+    path = manifest_path(out)
+    if not path.exists():
+        raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: not a manifest (expected a JSON object)")
+    version = raw.get("version")
+    if version != VERSION:
+        found = "no version (written before manifests were versioned)" if version is None else f"version {version!r}"
+        raise ConfigError(f"{path}: manifest {found}; this rayrg reads version {VERSION}: "
+                          "run `rayrg run` on the experiment again to rewrite it (finished stages are skipped)")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
