@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 
 from rayrg.evaluation.metrics import mean_ci
+from rayrg.evaluation.simulate import episode_returns, paired_grids
 from rayrg.evaluation.stats import (
-    _pigeonhole_interval,
+    PAPER_EFFECTS,
+    _two_way_interval,
+    absolute_effect,
     by_mode_method_subtasks,
     claims,
     compare_methods,
+    distinct_episodes,
+    minimum_detectable_effect,
     paired_difference,
     return_interval,
+    t_cdf,
+    t_ppf,
     wilson_interval,
 )
 
@@ -84,10 +91,10 @@ def _grids(rng: np.random.Generator, experiments: int, delta: float) -> np.ndarr
 
 def test_paired_difference_covers_true_difference_and_null_rate() -> None:
     rng = np.random.default_rng(11)
-    lo, hi = _pigeonhole_interval(_grids(rng, 1000, 0.1), 0.95, 1000, rng)
+    lo, hi = _two_way_interval(_grids(rng, 1000, 0.1))
     coverage = np.mean((lo <= 0.1) & (0.1 <= hi))
     assert 0.92 <= coverage <= 0.99, coverage
-    lo, hi = _pigeonhole_interval(_grids(rng, 1000, 0.0), 0.95, 1000, rng)
+    lo, hi = _two_way_interval(_grids(rng, 1000, 0.0))
     false_positive = np.mean((lo > 0) | (hi < 0))
     assert 0.01 <= false_positive <= 0.08, false_positive
 
@@ -125,7 +132,10 @@ def test_report_structure_and_claims() -> None:
     assert set(cell) == {"mean", "ci95", "n"} and cell["n"] == 60
     assert 0 <= cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1] <= 1
     found = claims(records, sparse="sparse", dense="dense", dense_plus_sparse="fused")
-    assert [set(c) for c in found] == [{"claim", "finding", "difference", "ci95", "significant"}] * 3
+    assert [set(c) for c in found] == [{"claim", "finding", "difference", "ci95", "significant", "covers", "mde80",
+                                        "paper_effect"}] * 3
+    assert all(c["covers"] == "training seeds and tasks" and 0 < c["mde80"] < 1 for c in found)
+    assert [c["paper_effect"] for c in found] == [None, "drop_under_randomized_start", "adding_sparse"]
     beats, drop, adds = found
     assert beats["significant"] and beats["difference"] > 0.25 and beats["finding"].startswith("supported")
     assert drop["significant"] and drop["difference"] > 0.1  # sparse drops 0.3, dense 0
@@ -142,3 +152,93 @@ def test_interval_contains_its_estimate_at_the_boundaries(k: int, n: int) -> Non
     for value in (0.0, 1.0):
         mean, lo, hi = return_interval([value] * n, k)
         assert lo <= mean <= hi and 0.0 <= lo and hi <= 1.0 and hi > lo
+
+
+# --- regimes where the former intervals under-covered (issue 28) -------------------------------
+
+
+def test_t_distribution_matches_tables() -> None:
+    assert float(t_ppf(0.975, 2)) == pytest.approx(4.302653, abs=1e-5)
+    assert float(t_ppf(0.975, 10)) == pytest.approx(2.228139, abs=1e-5)
+    assert float(t_ppf(0.8, 5)) == pytest.approx(0.919544, abs=1e-5)
+    assert float(t_cdf(-2.228139, 10)) == pytest.approx(0.025, abs=1e-6)
+    assert float(t_ppf(0.975, 1e6)) == pytest.approx(1.959964, abs=1e-4)
+
+
+def test_return_interval_covers_chains_near_one() -> None:
+    """6 chained sub-tasks at success 0.97, 10 episodes: at p̂ = 1 the former interval counted
+    60 independent trials and covered 0.74; counting episodes there covers >= 0.93."""
+    rng = np.random.default_rng(28)
+    returns, truth = episode_returns(rng, 1000, 10, 6, 0.97, None)
+    hits = [lo <= truth <= hi for lo, hi in (return_interval(row, 6)[1:] for row in returns)]
+    assert np.mean(hits) >= 0.93, np.mean(hits)
+
+
+def test_paired_difference_covers_with_seed_variance() -> None:
+    """3 seeds with seed-to-seed variance, 96 tasks: the former two-way bootstrap covered 0.82."""
+    rng = np.random.default_rng(28)
+    a, b, truth = paired_grids(rng, 500, 3, 96, mean=0.5, kappa=10.0, seed_sd=0.15, delta=0.05, delta_sd=0.05)
+    lo, hi = _two_way_interval(a - b)  # what paired_difference computes, for 500 grids at once
+    assert np.mean((lo <= truth) & (truth <= hi)) >= 0.93, np.mean((lo <= truth) & (truth <= hi))
+
+
+def test_one_seed_says_it_covers_tasks_only() -> None:
+    rng = np.random.default_rng(1)
+    result = paired_difference(rng.random((1, 30)) + 0.1, rng.random((1, 30)))
+    assert result["covers"] == "tasks only (1 training seed)" and result["df"] == 29
+    d = (rng.random((1, 30)) + 0.1) - rng.random((1, 30))
+    lo, hi = paired_difference(d, np.zeros_like(d))["ci95"]
+    half = float(t_ppf(0.975, 29)) * d.std(ddof=1) / np.sqrt(30)  # the paired t over tasks
+    assert (lo, hi) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_deterministic_repeats_count_once() -> None:
+    rows = [{"method": "iql", "mode": mode, "train_seed": 0, "task_id": "t0", "seed": e, "num_subtasks": 2,
+             "return": 1.0} for mode in ("fixed", "randomized") for e in range(3)]
+    rows += [{"method": "random", "mode": "fixed", "train_seed": None, "task_id": "t0", "seed": e,
+              "num_subtasks": 2, "return": 0.5} for e in range(3)]
+    kept = distinct_episodes(rows, deterministic_methods=["iql"])
+    assert [(r["method"], r["mode"]) for r in kept].count(("iql", "fixed")) == 1
+    assert next(r for r in kept if r["mode"] == "fixed" and r["method"] == "iql")["eval_seeds"] == 3
+    assert len(kept) == 1 + 3 + 3  # randomized starts and the random policy are real repeats
+    table = by_mode_method_subtasks(rows, deterministic_methods=["iql"])
+    assert table["fixed"]["iql"]["2"]["n"] == 1 and table["randomized"]["iql"]["2"]["n"] == 3
+    rows[1]["return"] = 0.5
+    with pytest.raises(ValueError, match="not deterministic"):
+        distinct_episodes(rows, deterministic_methods=["iql"])
+
+
+# --- power ---------------------------------------------------------------------------------------
+
+
+def test_mde_shrinks_as_one_over_root_n() -> None:
+    components = {"seed": 0.002, "task": 0.01, "residual": 0.02}
+    base = minimum_detectable_effect(components, 5, 24)
+    # more tasks or seeds always lower it; the seed term does not shrink with tasks
+    assert minimum_detectable_effect(components, 5, 96) < base and minimum_detectable_effect(components, 10, 24) < base
+    no_seed = {"seed": 0.0, "task": 0.01, "residual": 0.02}
+    ratio = minimum_detectable_effect(no_seed, 5, 96) / minimum_detectable_effect(no_seed, 5, 24)
+    assert ratio == pytest.approx(0.5, abs=0.03)
+    # 4× seeds: SE halves and df grows from 4 to 19, so a little better than half
+    seeds_only = {"seed": 0.01, "task": 0.0, "residual": 0.0}
+    ratio = minimum_detectable_effect(seeds_only, 20, 48) / minimum_detectable_effect(seeds_only, 5, 48)
+    assert 0.35 <= ratio <= 0.5, ratio
+
+
+def test_an_effect_of_one_mde_is_detected_four_times_in_five() -> None:
+    rng = np.random.default_rng(80)
+    seeds, tasks, sd = 5, 48, {"seed": 0.05, "task": 0.1, "residual": 0.15}
+    mde = minimum_detectable_effect({k: v * v for k, v in sd.items()}, seeds, tasks)
+    e = 1500
+    d = (mde + rng.normal(0, sd["seed"], (e, seeds, 1)) + rng.normal(0, sd["task"], (e, 1, tasks))
+         + rng.normal(0, sd["residual"], (e, seeds, tasks)))
+    lo, _ = _two_way_interval(d)
+    assert 0.75 <= np.mean(lo > 0) <= 0.86, np.mean(lo > 0)
+    estimated = paired_difference(d[0], np.zeros_like(d[0]))
+    assert estimated["mde80"] == pytest.approx(mde, rel=0.5)  # from the estimated variance components
+
+
+def test_paper_effects_in_return_units() -> None:
+    assert set(PAPER_EFFECTS) == {"adding_sparse", "over_other_vlm_rewards", "drop_under_randomized_start"}
+    assert absolute_effect("adding_sparse", 0.5) == pytest.approx((0.07, 0.07))
+    assert absolute_effect("over_other_vlm_rewards", 0.4) == pytest.approx((0.048, 0.86))
