@@ -169,31 +169,6 @@ def _copy(exc: BaseException) -> BaseException:
         return exc
 
 
-def check_model_weights(model: str, key: str) -> None:
-    """Refuse on the driver, in one line, a local model whose weights are not here.
-
-    A path-like name must exist; a hub id must be in the Hugging Face cache when
-    the hub is offline (``HF_HUB_OFFLINE``), since nothing could fetch it then. Otherwise
-    the actor that loads the model would die in its constructor, far from the cause.
-    """
-    import os
-    from pathlib import Path
-
-    if Path(model).expanduser().exists():
-        return
-    if model.startswith((".", "/", "~")):
-        raise UserError(f"{key}: model path {model!r} does not exist")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes", "on"):
-        return
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers brings it
-        return
-    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-        raise UserError(f"{key}: {model!r} is neither a local directory nor in the Hugging Face "
-                        "cache, and HF_HUB_OFFLINE is set (download it, or give a local path)")
-
-
 # -- unexpected errors: one line on the console, the whole traceback in a log file ------------
 LOG_DIR_ENV = "RAYRG_LOG_DIR"
 # An exception line of a traceback text: ``module.Name: message`` at the start of a line.

@@ -43,12 +43,12 @@ def test_replacing_an_entry_drops_the_loaded_object_and_checks_classes() -> None
 
 
 def test_the_four_registries_share_the_class() -> None:
-    from rayrg.data.interchange_cli import FORMATS
+    from rayrg.data.formats import FORMATS
     from rayrg.envs import registry as envs
     from rayrg.rewards.registry import LABEL_METHODS
     from rayrg.rewards.rgvlm import backends
 
     for reg in (FORMATS, envs._ENVIRONMENTS, LABEL_METHODS, backends._ENTRIES):
         assert isinstance(reg, Registry)
-    with pytest.raises(ConfigError, match="unknown dataset format 'alfred2'; known: lerobot, minari"):
+    with pytest.raises(ConfigError, match="unknown dataset format 'alfred2'; known: alfred, lerobot, minari"):
         FORMATS.load("alfred2")

@@ -69,12 +69,12 @@ class Evaluation(_Entry):
     policy: str
     path: Path
     episodes: Path  # read with rayrg.contracts.episodes
-    label: str
+    display_name: str
     fingerprint: str | None = None
 
 
 class MethodEntry(_Entry):
-    label: str
+    display_name: str
     note: str | None = None
     reward_column: str | None = None
     slug: str | None = None

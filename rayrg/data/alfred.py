@@ -57,10 +57,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 REPORT_FILE = "import_report.json"
 
 
-class AlfredImportConfig(StageConfig):
-    """``rayrg alfred-import``: an ALFRED split as a trajectory dataset + evaluation tasks."""
+class AlfredImportOptions(StageConfig):
+    """``rayrg import alfred ROOT``'s options: which split, and how it becomes episodes."""
 
-    root: str = Field(..., description="ALFRED data root holding <split>/<task>/<trial>/.")
     split: str = Field("train", description="Split folder to import (train, valid_seen, ...).")
     instruction: Literal["task_desc", "high_descs"] = Field(
         "task_desc", description="task_desc: the one-sentence goal; high_descs: the step "
@@ -78,6 +77,19 @@ class AlfredImportConfig(StageConfig):
         None, description="Split whose trials become evaluation tasks (e.g. valid_seen); None: the imported split.")
     eval_max_tasks: int | None = Field(
         100, ge=1, description="At most this many evaluation tasks (SPRINT evaluates 100); None: all.")
+
+
+class AlfredImportConfig(AlfredImportOptions):
+    """The options plus the ALFRED root: everything one import is keyed to."""
+
+    root: str = Field(..., description="ALFRED data root holding <split>/<task>/<trial>/.")
+
+    @classmethod
+    def of(cls, root: str | Path, options: AlfredImportOptions) -> AlfredImportConfig:
+        return cls.model_validate({**options.model_dump(), "root": str(root)})
+
+    def options(self) -> AlfredImportOptions:
+        return AlfredImportOptions.model_validate(self.model_dump(exclude={"root"}))
 
     @property
     def split_dir(self) -> Path:
@@ -473,3 +485,31 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
              totals["trials"], totals["episodes"], totals["transitions"], len(totals["broken"]), data_dir)
     claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE))
     return out
+
+
+class AlfredFormat:
+    """ALFRED as a dataset format (:mod:`rayrg.data.formats`): ``rayrg import alfred ROOT``."""
+
+    name = "alfred"
+    import_options = AlfredImportOptions
+    export_options = None  # ALFRED's demonstrations carry no reward field to write back
+    makes_eval_tasks = True
+
+    def import_(self, source: str | Path, out: str | Path, options: AlfredImportOptions | None = None, *,
+                on_change: OnChange = "refuse", address: str | None = None, progress: bool = True) -> Any:
+        from rayrg.data.formats import Imported
+
+        config = AlfredImportConfig.of(source, options or AlfredImportOptions())
+        out = import_alfred(config, out, address=address, progress=progress, on_change=on_change)
+        report = json.loads((out / REPORT_FILE).read_text())
+        return Imported(out / "trajectories", out / "eval_tasks.json", [
+            f"dataset: {out / 'trajectories'} ({report['episodes']} episodes, {report['transitions']} transitions)",
+            f"eval tasks: {out / 'eval_tasks.json'} ({report['eval_tasks']})",
+            f"skipped trials: {len(report['broken'])} (reasons in {out / REPORT_FILE})"])
+
+    @staticmethod
+    def source_problem(source: str | Path) -> str | None:
+        return None if Path(source).is_dir() else f"{source} is not a directory (the ALFRED data root)"
+
+
+ALFRED = AlfredFormat()

@@ -1,9 +1,13 @@
-"""``rayrg alfred-import``: an ALFRED split as a rayrg trajectory dataset."""
+"""``rayrg alfred-import``: the older spelling of ``rayrg import alfred ROOT`` (kept as an alias).
+
+``--root`` is the import's source; the other flags (and ``--config``, an ALFRED options YAML
+that may also hold ``root``) are the format's typed options
+(:class:`~rayrg.data.alfred.AlfredImportOptions`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -11,12 +15,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("alfred-import",
-                       help="import ALFRED traj_data.json + images as a trajectory dataset")
-    p.add_argument("--root", type=Path, required=True, help="ALFRED data root (<root>/<split>/<task>/<trial>/)")
-    p.add_argument("--split", required=True, help="split folder, e.g. train, valid_seen")
+                       help="alias of `rayrg import alfred ROOT`: ALFRED traj_data.json + images as a trajectory dataset")
+    p.add_argument("--root", type=Path, help="ALFRED data root (<root>/<split>/<task>/<trial>/)")
+    p.add_argument("--split", help="split folder, e.g. train, valid_seen")
     p.add_argument("--out", type=Path, required=True,
                    help="output directory (trajectories/, eval_tasks.json, import_report.json)")
-    p.add_argument("--config", type=Path, help="AlfredImportConfig YAML (the flags override it)")
+    p.add_argument("--config", type=Path, help="ALFRED import options YAML, may hold root (the flags override it)")
     p.add_argument("--instruction", choices=("task_desc", "high_descs"), help="instruction text")
     p.add_argument("--annotations", choices=("first", "all"), help="episodes per trial: first annotation or all")
     p.add_argument("--eval-split", help="split for eval_tasks.json (default: --split)")
@@ -29,25 +33,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from rayrg.data.alfred import REPORT_FILE, AlfredImportConfig, import_alfred
+    from rayrg.config import ConfigError
+    from rayrg.data.formats import get_format, import_options
+    from rayrg.data.interchange_cli import parse_options, run_import
 
-    overrides = {"root": str(args.root), "split": args.split, "instruction": args.instruction,
-                 "annotations": args.annotations, "eval_split": args.eval_split,
-                 "max_trials": args.max_trials, "frame_size": args.frame_size,
-                 "use_ray": False if args.no_ray else None}
-    if args.config:
-        config = AlfredImportConfig.from_yaml(args.config, **overrides)
-    else:
-        config = AlfredImportConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
-    if args.num_cpus and config.use_ray and not args.address:
-        from rayrg.runtime import init_ray
-
-        init_ray(None, num_cpus=args.num_cpus)
-    out = import_alfred(config, args.out, address=args.address,
-                       on_change="redo" if args.overwrite else "refuse")
-    report = json.loads((out / REPORT_FILE).read_text())
-    print(f"dataset: {out / 'trajectories'} ({report['episodes']} episodes, "
-          f"{report['transitions']} transitions)\neval tasks: {out / 'eval_tasks.json'} "
-          f"({report['eval_tasks']})\nskipped trials: {len(report['broken'])} "
-          f"(reasons in {out / REPORT_FILE})")
-    return 0
+    opts = parse_options(None, args.config)
+    flags = {"split": args.split, "instruction": args.instruction, "annotations": args.annotations,
+             "eval_split": args.eval_split, "max_trials": args.max_trials, "frame_size": args.frame_size,
+             "use_ray": False if args.no_ray else None}
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    root = args.root or opts.pop("root", None)
+    opts.pop("root", None)
+    if root is None:
+        raise ConfigError("alfred-import: give --root (the ALFRED data root) or root in --config")
+    if "split" not in opts:
+        raise ConfigError("alfred-import: give --split (e.g. train, valid_seen)")
+    fmt = get_format("alfred")
+    return run_import(fmt, Path(root), args.out, import_options(fmt, opts, "alfred-import"), args.overwrite,
+                      args.address, args.num_cpus)

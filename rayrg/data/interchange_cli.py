@@ -1,39 +1,39 @@
 """``rayrg import <format>`` and ``rayrg export <format>``: other dataset formats in and out.
 
-Each format is one register line in :data:`FORMATS` (``"module:attribute"``, imported only
-when used, so one format's optional dependency never breaks another) naming an object with
-
-* ``import_(source, out, **opts) -> Path``: the source as a rayrg trajectory dataset at ``out``;
-* ``export(dataset, out, reward_column, **opts) -> Path``: a labelled dataset, back in the format.
-
-Format-specific settings travel as ``--option KEY=VALUE`` (values parsed as YAML); ``on_change``
-(``--overwrite``) is passed to formats whose functions accept it.
+The formats are the registered ones of :mod:`rayrg.data.formats` (ALFRED, LeRobot, Minari).
+A format's settings are its typed options (``import_options`` / ``export_options``), given
+as ``--options FILE.yaml`` (a mapping) and/or ``--option KEY=VALUE`` (repeatable, values
+parsed as YAML; they override the file). An unknown key is refused in one line listing the
+valid ones; ``--overwrite`` redoes an output made from other inputs.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 from typing import Any
 
 from rayrg.config import ConfigError
-from rayrg.registry import Registry
+from rayrg.data.formats import FORMATS, export_options, get_format, import_options
 
-FORMATS: Registry[Any] = Registry("dataset format", {
-    "lerobot": "rayrg.data.lerobot:LEROBOT",
-    "minari": "rayrg.data.minari:MINARI",
-})
+__all__ = ["FORMATS", "add_commands", "parse_options"]
 
 
-def get_format(name: str) -> Any:
-    return FORMATS.load(name)
-
-
-def parse_options(items: list[str] | None) -> dict[str, Any]:
+def parse_options(items: list[str] | None, file: Path | None = None) -> dict[str, Any]:
+    """``--options FILE`` then ``--option KEY=VALUE`` items, as one mapping (not yet typed)."""
     import yaml
 
     opts: dict[str, Any] = {}
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"--options: {file} not found")
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--options {file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--options {file}: expected a mapping of option: value")
+        opts.update(loaded)
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -42,16 +42,15 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return opts
 
 
-def _with_on_change(fn: Any, opts: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    params = inspect.signature(fn).parameters
-    takes = "on_change" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {**opts, "on_change": "redo" if overwrite else "refuse"} if takes else opts
+def _add_option_args(p: argparse.ArgumentParser, name: str, what: str) -> None:
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help=f"one of {name}'s {what} options (repeatable; an unknown key lists the valid ones)")
+    p.add_argument("--options", type=Path, metavar="FILE.yaml", help=f"{name}'s {what} options as a YAML mapping")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg
+    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
 
-    option_help = "format setting KEY=VALUE (repeatable; e.g. lerobot: camera=observation.image, max_episodes=10)"
     imp = sub.add_parser("import", help="import another dataset format as a trajectory dataset")
     imp_sub = imp.add_subparsers(dest="format", required=True, metavar="FORMAT")
     exp = sub.add_parser("export", help="export a labelled dataset back to its original format")
@@ -59,35 +58,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name in FORMATS:
         p = imp_sub.add_parser(name, help=f"{name} dataset -> rayrg trajectory dataset")
         p.add_argument("source", type=Path, help=f"the {name} dataset")
-        p.add_argument("--out", type=Path, required=True, help="trajectory dataset directory to write")
-        p.add_argument("--option", action="append", metavar="KEY=VALUE", help=option_help)
+        p.add_argument("--out", type=Path, required=True, help="directory to write the trajectory dataset under")
+        _add_option_args(p, name, "import")
         add_overwrite_arg(p)
+        add_ray_args(p)
         p.set_defaults(func=_import)
         p = exp_sub.add_parser(name, help=f"labelled dataset -> {name} with reward features")
         p.add_argument("dataset", type=Path, help=f"labelled dataset (imported from {name}, then labelled)")
         p.add_argument("--out", type=Path, required=True, help=f"{name} dataset directory to write")
         p.add_argument("--reward", help="reward column for the format's reward field (reward_<variant> or "
                                         "<variant>; needed when there are several)")
-        p.add_argument("--option", action="append", metavar="KEY=VALUE", help=option_help)
+        _add_option_args(p, name, "export")
         add_allow_unfinished_arg(p, "export")
         add_overwrite_arg(p)
         p.set_defaults(func=_export)
 
 
+def run_import(fmt: Any, source: Path, out: Path, options: Any, overwrite: bool, address: str | None,
+               num_cpus: int | None) -> int:
+    """Import and print what was written (shared by ``rayrg import`` and ``rayrg alfred-import``)."""
+    if num_cpus and not address and getattr(options, "use_ray", False):
+        from rayrg.runtime import init_ray
+
+        init_ray(None, num_cpus=num_cpus)
+    imported = fmt.import_(source, out, options, on_change="redo" if overwrite else "refuse", address=address)
+    print("\n".join(imported.lines or [f"dataset: {imported.trajectories}"]))
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
-    opts = _with_on_change(fmt.import_, parse_options(args.option), args.overwrite)
-    out = fmt.import_(args.source, args.out, **opts)
-    print(f"dataset: {out}")
-    return 0
+    options = import_options(fmt, parse_options(args.option, args.options), f"import {args.format}")
+    return run_import(fmt, args.source, args.out, options, args.overwrite, args.address, args.num_cpus)
 
 
 def _export(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
-    opts = _with_on_change(fmt.export, parse_options(args.option), args.overwrite)
-    if args.allow_unfinished:
-        opts["allow_unfinished"] = True
-    out = fmt.export(args.dataset, args.out, args.reward, **opts)
+    options = export_options(fmt, parse_options(args.option, args.options), f"export {args.format}")
+    out = fmt.export(args.dataset, args.out, args.reward, options, on_change="redo" if args.overwrite else "refuse",
+                     allow_unfinished=args.allow_unfinished)
     # The path and id to hand the format's own reader (a relative --out is not what it takes).
     hint = getattr(fmt, "load_hint", None)
     print(f"{args.format} dataset: {hint(out) if hint else out}")

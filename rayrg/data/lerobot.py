@@ -96,6 +96,14 @@ class LeRobotImportConfig(StageConfig):
     max_episodes: int | None = Field(None, ge=1, description="Import at most this many episodes (lowest indices).")
 
 
+class LeRobotExportConfig(StageConfig):
+    """``rayrg export lerobot``: which reward columns go where."""
+
+    dense_column: str | None = Field(
+        None, description="A second reward column written as its own feature beside the chosen one "
+                          "(reward_<variant> or <variant>).")
+
+
 # -- reading the source ---------------------------------------------------------------------
 def read_info(root: Path) -> dict[str, Any]:
     path = root / INFO_PATH
@@ -292,9 +300,10 @@ def _convert_file(path: Path, root: Path, info: dict[str, Any], config: LeRobotI
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
-def import_lerobot(source: str | Path, out: str | Path, on_change: OnChange = "refuse", **opts: Any) -> Path:
+def import_lerobot(source: str | Path, out: str | Path, config: LeRobotImportConfig | None = None,
+                   on_change: OnChange = "refuse") -> Path:
     """Import the LeRobot v3 dataset at ``source`` as a trajectory dataset at ``out``."""
-    config = LeRobotImportConfig.from_dict(opts, source="import lerobot options")
+    config = config or LeRobotImportConfig()
     root, out = Path(source).resolve(), Path(out)
     info = read_info(root)
     features = info["features"]
@@ -385,11 +394,10 @@ def _variant(column: str) -> str:
 
 
 def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | None = None,
-                   on_change: OnChange = "refuse", dense_column: str | None = None,
-                   allow_unfinished: bool = False, **opts: Any) -> Path:
+                   config: LeRobotExportConfig | None = None, on_change: OnChange = "refuse",
+                   allow_unfinished: bool = False) -> Path:
     """Write the LeRobot source of labelled ``dataset`` with its rewards to ``out``."""
-    if opts:
-        raise ConfigError(f"export lerobot: unknown options {sorted(opts)} (known: dense_column)")
+    dense_column = (config or LeRobotExportConfig()).dense_column
     dataset, out = Path(dataset), Path(out)
     require_finished(dataset, "export lerobot", allow=allow_unfinished)
     data = Dataset.open(dataset)
@@ -511,15 +519,29 @@ def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | No
 
 
 class _Format:
-    """The interchange interface (rayrg.data.interchange_cli)."""
+    """LeRobot as a dataset format (:mod:`rayrg.data.formats`)."""
 
     name = "lerobot"
+    import_options = LeRobotImportConfig
+    export_options = LeRobotExportConfig
+    makes_eval_tasks = False
 
-    def import_(self, source: str | Path, out: str | Path, **opts: Any) -> Path:
-        return import_lerobot(source, out, **opts)
+    def import_(self, source: str | Path, out: str | Path, options: LeRobotImportConfig | None = None, *,
+                on_change: OnChange = "refuse", address: str | None = None) -> Any:
+        from rayrg.data.formats import Imported
 
-    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None, **opts: Any) -> Path:
-        return export_lerobot(dataset, out, reward_column, **opts)
+        return Imported(import_lerobot(source, out, options, on_change=on_change))
+
+    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None,
+               options: LeRobotExportConfig | None = None, *, on_change: OnChange = "refuse",
+               allow_unfinished: bool = False) -> Path:
+        return export_lerobot(dataset, out, reward_column, options, on_change=on_change,
+                              allow_unfinished=allow_unfinished)
+
+    @staticmethod
+    def source_problem(source: str | Path) -> str | None:
+        info = Path(source) / INFO_PATH
+        return None if info.is_file() else f"{source} is not a LeRobot v3 dataset (no {INFO_PATH})"
 
     @staticmethod
     def load_hint(out: str | Path) -> str:

@@ -1,6 +1,6 @@
 """Minari datasets (arrow backend) <-> the rayrg trajectory format.
 
-``MINARI.import_(source, out)`` reads a local Minari dataset with ``minari.load_dataset``
+``MINARI.import_(source, out, MinariImportConfig(...))`` reads a local Minari dataset with ``minari.load_dataset``
 (never downloading) and writes a trajectory dataset at ``out``. ``MINARI.export(dataset,
 out, reward_column)`` writes a copy of the *source* Minari dataset in which only the
 ``rewards`` column holds ``reward_column`` (float32); every other byte of data, images
@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from rayrg.config import ConfigError
+from rayrg.config import ConfigError, StageConfig
 from rayrg.data.access import (
     MISSING_TRUTH_KEY,
     PROVENANCE_KEY,
@@ -198,30 +199,48 @@ def _write_arrow(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
+class MinariImportConfig(StageConfig):
+    """``rayrg import minari``: which observation keys hold the frame and the instruction."""
+
+    image_key: str = Field("image", description="Observation key of the RGB frame.")
+    instruction_key: str = Field("mission", description="Observation key of the instruction text.")
+    action_names: list[str] | None = Field(None, description="Names of the discrete actions, by id.")
+    success_info: str | None = Field(
+        None, description="Info key that says an episode succeeded (default: terminated with a "
+                          "positive last reward).")
+    episodes_per_shard: int = Field(64, ge=1, description="Episodes per Parquet shard.")
+
+
+class MinariExportConfig(StageConfig):
+    """``rayrg export minari``: the copy's dataset id."""
+
+    dataset_id: str | None = Field(
+        None, description="dataset_id written into the copy (default: <ns>/<name>-<variant>-v0).")
+
+
 class MinariFormat:
-    """``rayrg import minari`` / ``rayrg export minari``."""
+    """``rayrg import minari`` / ``rayrg export minari`` (:mod:`rayrg.data.formats`)."""
 
     name = "minari"
+    import_options = MinariImportConfig
+    export_options = MinariExportConfig
+    makes_eval_tasks = False
 
-    def import_(self, source: str | Path, out: str | Path, *, image_key: str = "image",
-                instruction_key: str = "mission", action_names: Sequence[str] | None = None,
-                success_info: str | None = None, episodes_per_shard: int = 64,
-                on_change: OnChange = "refuse", **unknown: Any) -> Path:
+    def import_(self, source: str | Path, out: str | Path, options: MinariImportConfig | None = None, *,
+                on_change: OnChange = "refuse", address: str | None = None) -> Any:
         """Import the local Minari dataset ``source`` (a path or a dataset id) into ``out``."""
-        if unknown:
-            raise ConfigError(f"import minari: unknown options {sorted(unknown)}")
-        if episodes_per_shard < 1:
-            raise ConfigError("import minari: episodes_per_shard must be >= 1")
+        from rayrg.data.formats import Imported
+
+        config = options or MinariImportConfig()
         minari = _minari()
         root = resolve_root(source)
-        opts = {"image_key": image_key, "instruction_key": instruction_key,
-                "action_names": list(action_names) if action_names is not None else None,
-                "success_info": success_info, "episodes_per_shard": episodes_per_shard}
+        opts = config.to_dict()
+        episodes_per_shard = config.episodes_per_shard
         out = Path(out)
         claimed = claim(out, "minari-import", {"source": _source_fingerprint(root), "options": opts},
                         on_change=on_change)
         if claimed.done:
-            return out
+            return Imported(out)
         # load_dataset joins its id onto the store path; an absolute path therefore names
         # this folder directly, and download=False (the default) never reaches the network.
         dataset = minari.load_dataset(str(root))
@@ -265,7 +284,7 @@ class MinariFormat:
                 SOURCE_KEY: {"root": str(root), "dataset_id": dataset_id, "options": opts,
                              "jpeg_encoding": bool(source_meta.get("jpeg_encoding", False)),
                              "successes": successes,
-                             "success_rule": f"info '{success_info}'" if success_info
+                             "success_rule": f"info '{config.success_info}'" if config.success_info
                              else "terminated with a positive last reward"},
                 MISSING_TRUTH_KEY: lacks,
                 "action_names": opts["action_names"],
@@ -274,19 +293,18 @@ class MinariFormat:
             },
         ).write(out)
         claimed.finish(dataset=str(out), episodes=episodes, transitions=transitions)
-        return out
+        return Imported(out)
 
-    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None, *,
-               dataset_id: str | None = None, on_change: OnChange = "refuse", allow_unfinished: bool = False,
-               **unknown: Any) -> Path:
+    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None,
+               options: MinariExportConfig | None = None, *, on_change: OnChange = "refuse",
+               allow_unfinished: bool = False) -> Path:
         """A copy of ``dataset``'s Minari source at ``out`` with ``reward_column`` as its rewards.
 
         ``dataset_id``: written into the copy's ``data/metadata.json`` (default: the source's
         with the reward variant, ``<ns>/<name>-<variant>-v0``: the copy's rewards are not the
         source's); the metadata also records where the rewards came from (:mod:`export_meta`).
         """
-        if unknown:
-            raise ConfigError(f"export minari: unknown options {sorted(unknown)}")
+        dataset_id = (options or MinariExportConfig()).dataset_id
         _minari()
         dataset, out = Path(dataset), Path(out)
         require_finished(dataset, "export minari", allow=allow_unfinished)

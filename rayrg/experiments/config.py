@@ -2,8 +2,11 @@
 
 Its sections are the stages' own config types, validated once when the file is loaded (a
 typo fails before any work starts): ``data.generate`` is a
-:class:`~rayrg.data.generate.GenerateConfig`, ``data.alfred`` an
-:class:`~rayrg.data.alfred.AlfredImportConfig`, every entry of ``labels`` the config class
+:class:`~rayrg.data.generate.GenerateConfig`; with ``data.source`` a registered dataset
+format (:mod:`rayrg.data.formats`: alfred, lerobot, minari, ...), ``data.options`` is that
+format's typed import options (``data.alfred``, an
+:class:`~rayrg.data.alfred.AlfredImportConfig`, is the older spelling of ``source: alfred``);
+every entry of ``labels`` the config class
 its ``method`` registers, ``train`` a :class:`~rayrg.rl.config.TrainConfig` (a method's
 ``train`` holds overrides of it), ``evaluation`` an
 :class:`~rayrg.evaluation.config.EvalConfig` (its ``tasks`` come from the data stage).
@@ -15,15 +18,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rayrg.config import ConfigError, StageConfig
 from rayrg.data.alfred import AlfredImportConfig
+from rayrg.data.formats import FORMATS, get_format, import_options
 from rayrg.data.generate import GenerateConfig
 from rayrg.envs.registry import REFERENCE_POLICIES
 from rayrg.evaluation.config import EvalConfig
 from rayrg.rl.config import TrainConfig
 
+# data.source values that are not dataset formats: the BabyAI generator and an existing dataset.
+BUILTIN_SOURCES = ("babyai", "path")
 # An rgvlm label whose backend is picked from the environment at run time
 # (rayrg.experiments.backends): the only label entry that stays a mapping until then.
 AUTO_BACKEND = "auto_backend"
@@ -32,7 +38,8 @@ AUTO_BACKEND = "auto_backend"
 class DataSection(StageConfig):
     """Where trajectories and evaluation tasks come from."""
 
-    source: Literal["babyai", "alfred", "path"] = "babyai"
+    source: str = Field("babyai", description="babyai (the generator), path (an existing dataset), or a "
+                                              "registered dataset format to import (alfred, lerobot, minari, ...).")
     generate: GenerateConfig = Field(
         # 64 episodes per length: with 16, the learned policies did no better than the random
         # one on held-out missions (they fitted their 48 training missions and no more); with
@@ -43,17 +50,58 @@ class DataSection(StageConfig):
         default_factory=lambda: GenerateConfig(subtask_counts=[1, 2, 3], episodes_per_count=64,
                                                eval_tasks_per_count=24, noise=0.2),
         description="source=babyai: the generator's config.")
-    alfred: AlfredImportConfig | None = Field(None, description="source=alfred: the import's config.")
+    input: str | None = Field(None, description="source=<format>: what it imports (the ALFRED root, a "
+                                                "LeRobot dataset directory, a Minari path or id).")
+    options: Any = Field(None, description="source=<format>: the format's import options (typed by the format).")
+    alfred: AlfredImportConfig | None = Field(
+        None, description="source=alfred, older spelling: root + the import options in one mapping.")
     trajectories: str | None = Field(None, description="source=path: an existing trajectory dataset.")
-    eval_tasks: str | None = Field(None, description="source=path: its evaluation tasks JSON.")
+    eval_tasks: str | None = Field(None, description="source=path: its evaluation tasks JSON (also for a "
+                                                     "format whose import makes none).")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source: str) -> str:
+        if source not in BUILTIN_SOURCES and source not in FORMATS:
+            raise ValueError(f"unknown data.source {source!r}; known: "
+                             f"{', '.join([*BUILTIN_SOURCES, *sorted(FORMATS)])}")
+        return source
+
+    @field_validator("options")
+    @classmethod
+    def _typed_options(cls, options: Any, info: ValidationInfo) -> Any:
+        source = info.data.get("source")
+        if options is None or source is None:
+            return options
+        if source in BUILTIN_SOURCES:
+            raise ValueError(f"data.options applies to a dataset format, not source={source}")
+        try:
+            return import_options(get_format(source), options, f"data.options ({source})")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _source_has_what_it_needs(self) -> DataSection:
-        if self.source == "alfred" and self.alfred is None:
-            raise ValueError("data.source=alfred needs data.alfred (with at least 'root')")
         if self.source == "path" and not (self.trajectories and self.eval_tasks):
             raise ValueError("data.source=path needs data.trajectories and data.eval_tasks")
+        if self.alfred is not None and (self.source != "alfred" or self.input or self.options is not None):
+            raise ValueError("data.alfred is the older spelling of source: alfred with data.input and "
+                             "data.options; give one of the two")
+        if self.source in BUILTIN_SOURCES:
+            return self
+        if self.input is None and self.alfred is None:
+            raise ValueError(f"data.source={self.source} needs data.input (what to import)"
+                             + (" or data.alfred (with at least 'root')" if self.source == "alfred" else ""))
+        if not get_format(self.source).makes_eval_tasks and not self.eval_tasks:
+            raise ValueError(f"data.source={self.source} makes no evaluation tasks; set data.eval_tasks")
         return self
+
+    def import_args(self) -> tuple[str, StageConfig, str]:
+        """source=<format>: (what to import, its typed options, the config key naming it)."""
+        if self.alfred is not None:
+            return self.alfred.root, self.alfred.options(), "data.alfred.root"
+        fmt = get_format(self.source)
+        return str(self.input), import_options(fmt, self.options, f"data.options ({self.source})"), "data.input"
 
 
 class MethodSpec(StageConfig):
@@ -61,8 +109,18 @@ class MethodSpec(StageConfig):
 
     reward_column: str
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides for this method.")
-    label: str | None = Field(None, description="Name in the report (default: the method key).")
+    display_name: str | None = Field(None, description="Name in the report (default: the method key).")
     note: str | None = Field(None, description="Shown in the report, e.g. 'pipeline check, untrained model'.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_label_key(cls, data: Any) -> Any:
+        # "label" was this field's older name; the word now means reward labels only.
+        if isinstance(data, dict) and "label" in data:
+            if "display_name" in data:
+                raise ValueError("give display_name or its older name label, not both")
+            data = {**{k: v for k, v in data.items() if k != "label"}, "display_name": data["label"]}
+        return data
 
 
 def _default_labels() -> list[Any]:
@@ -73,11 +131,11 @@ def _default_labels() -> list[Any]:
 
 def _default_methods() -> dict[str, MethodSpec]:
     return {
-        "sparse": MethodSpec(reward_column="reward_sparse", label="sparse"),
+        "sparse": MethodSpec(reward_column="reward_sparse", display_name="sparse"),
         "simulated-93.4%+sparse": MethodSpec(
-            reward_column="reward_simulated_acc934_sparse", label="simulated 93.4% + sparse",
+            reward_column="reward_simulated_acc934_sparse", display_name="simulated 93.4% + sparse",
             note="SIMULATED labels: ground truth corrupted to 93.4% accuracy (Gemini 1.5 Pro, Table I)"),
-        "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", label="RG-VLM + sparse"),
+        "rgvlm+sparse": MethodSpec(reward_column="reward_rgvlm_sparse", display_name="RG-VLM + sparse"),
     }
 
 
@@ -204,5 +262,6 @@ class ExperimentConfig(StageConfig):
         first, *rest = list(self.methods)
         return [(m, first) for m in rest]
 
-    def label_name(self, method: str) -> str:
-        return self.methods[method].label or method
+    def display_name(self, method: str) -> str:
+        """The method's name in the report."""
+        return self.methods[method].display_name or method

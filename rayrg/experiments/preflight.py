@@ -1,11 +1,12 @@
 """Before any work: does this machine have what the experiment config needs?
 
 ``rayrg run`` calls :func:`preflight` before it starts Ray or writes a file. It checks data
-paths, model weights (a local directory, or the Hugging Face cache: nothing is downloaded
-here), API keys in the environment, GPUs / CPUs asked for against what there is, and the
-evaluation environment's declarations (:mod:`rayrg.envs.registry`): the reference policies
-asked for against those it has, and its needs (THOR's Unity build). It returns one line per
-missing thing naming the config key to change. :func:`plan` says what
+paths, model weights (:mod:`rayrg.models.weights`, the rule the stages apply too: a local
+path, or a hub id already in the Hugging Face cache; nothing is downloaded here), API keys
+in the environment, GPUs / CPUs asked for against what there is, and the evaluation
+environment's declarations (:mod:`rayrg.envs.registry`): the reference policies asked for
+against those it has, and its needs (THOR's Unity build). It returns one line per missing
+thing naming the config key to change. :func:`plan` says what
 the run will do (stages, sizes, expected model calls); ``rayrg run --dry-run`` prints it
 alone.
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from rayrg.config import ConfigError
 from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
+from rayrg.models.weights import weights_problem
 
 
 class PreflightError(ConfigError):
@@ -38,29 +40,6 @@ class Needs:
     cpus: list[tuple[str, float]] = field(default_factory=list)  # (config key, CPUs at once)
 
 
-def _hub_cached(repo_id: str) -> bool:
-    """Whether a hub id's files are in the local Hugging Face cache (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # transformers depends on it; be safe anyway
-        return False
-    for filename in ("config.json", "model_index.json", "preprocessor_config.json"):
-        found = try_to_load_from_cache(repo_id, filename)
-        if isinstance(found, str):
-            return True
-    return False
-
-
-def _weights_problem(key: str, model: str) -> str | None:
-    if Path(model).expanduser().exists():
-        return None
-    if "/" in model and not model.startswith((".", "/")) and _hub_cached(model):
-        return None
-    return (f"{key}: model '{model}' is neither a local path nor in the Hugging Face cache "
-            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}); download it where the hub "
-            f"is reachable, or set {key} to a local checkpoint directory")
-
-
 def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: bool) -> None:
     key = f"labels[{i}]"
     if isinstance(label, dict):  # auto_backend: resolved from the environment, always satisfiable
@@ -72,7 +51,7 @@ def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: b
             problems.append(f"{key}.backend.api_key_env: environment variable {env} is not set "
                             f"(the {backend.type} backend needs its API key)")
         if backend.type in ("transformers", "vllm") and local:
-            problem = _weights_problem(f"{key}.backend.model", backend.model)
+            problem = weights_problem(backend.model, f"{key}.backend.model")
             if problem:
                 problems.append(problem)
         if backend.type == "vllm":
@@ -85,7 +64,7 @@ def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: b
         return
     model = getattr(label, "model", None)
     if model and local and getattr(label, "encoder", "xclip") != "torchscript":
-        problem = _weights_problem(f"{key}.model", model)
+        problem = weights_problem(model, f"{key}.model")
         if problem:
             problems.append(problem)
 
@@ -166,8 +145,16 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
         for key, value in (("data.trajectories", data.trajectories), ("data.eval_tasks", data.eval_tasks)):
             if value and not Path(value).exists():
                 problems.append(f"{key}: {value} does not exist")
-    elif data.source == "alfred" and data.alfred is not None and not Path(data.alfred.root).is_dir():
-        problems.append(f"data.alfred.root: {data.alfred.root} is not a directory (the ALFRED data root)")
+    elif data.source != "babyai":  # a dataset format: does what it imports exist?
+        from rayrg.data.formats import get_format
+
+        source, _, key = data.import_args()
+        check = getattr(get_format(data.source), "source_problem", None)
+        problem = check(source) if check is not None else None
+        if problem:
+            problems.append(f"{key}: {problem}")
+        if data.eval_tasks and not Path(data.eval_tasks).exists():
+            problems.append(f"data.eval_tasks: {data.eval_tasks} does not exist")
     for i, label in enumerate(config.labels):
         _label_needs(i, label, needs, problems, local)
     _environment_needs(config, problems, local)
@@ -204,11 +191,12 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
                      f"{g.episodes_per_count * len(g.subtask_counts)} episodes (ε={g.noise}), "
                      f"{g.eval_tasks_per_count * len(g.subtask_counts)} held-out tasks")
         episodes = g.episodes_per_count * len(g.subtask_counts)
-    elif data.source == "alfred":
-        lines.append(f"  alfred-import: {data.alfred.root if data.alfred else '?'}")
+    elif data.source == "path":
+        lines.append(f"  data: {data.trajectories} (tasks {data.eval_tasks})")
         episodes = None
     else:
-        lines.append(f"  data: {data.trajectories} (tasks {data.eval_tasks})")
+        source, options, _ = data.import_args()
+        lines.append(f"  import {data.source}: {source} ({options.to_public_dict()})")
         episodes = None
     from rayrg.rewards.rgvlm.estimate import TURN1_REQUESTS, estimate, requests_per_window
 
@@ -224,7 +212,7 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
             calls = (f"{requests_per_window(label):g} model calls per window, re-asks not counted"
                      if backend is not None else "one model pass per frame" if model else "no model")
             lines.append(f"  label[{i}] {method}" + (f": {model}" if model else "") + f" ({calls})")
-            if backend is not None and data.source not in ("babyai", "alfred") and data.trajectories \
+            if backend is not None and data.source == "path" and data.trajectories \
                     and Path(data.trajectories).is_dir():
                 # The dataset exists already: the full estimate (windows, tokens, cost, wall-time floors).
                 try:

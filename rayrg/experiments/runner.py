@@ -64,7 +64,7 @@ class ExperimentRunner:
         self.out = config.out_dir
         self.manifest = Manifest(
             name=config.name, config=public(config),
-            methods={name: MethodEntry(label=config.label_name(name), note=spec.note,
+            methods={name: MethodEntry(display_name=config.display_name(name), note=spec.note,
                                        reward_column=spec.reward_column, slug=slug(name))
                      for name, spec in config.methods.items()},
             comparisons=config.resolved_comparisons(),
@@ -105,16 +105,27 @@ class ExperimentRunner:
             self._stage("generate", directory, lambda: generate(cfg.generate, directory, address=self.address,
                                                                 on_change=REDO))
             trajectories, tasks = directory / "trajectories", directory / TASKS_FILE
-        else:
-            from rayrg.data.alfred import import_alfred
-
-            assert cfg.alfred is not None  # checked by DataSection
-            self._stage("alfred-import", directory, lambda: import_alfred(
-                cfg.alfred, directory, address=self.address, on_change=REDO))
-            trajectories, tasks = directory / "trajectories", directory / TASKS_FILE
+        else:  # a registered dataset format (rayrg.data.formats)
+            trajectories, tasks = self.import_data(directory)
         self.manifest.data = DataEntry(trajectories=trajectories, eval_tasks=tasks,
                                        fingerprint=dataset_fingerprint(trajectories))
         return trajectories, tasks
+
+    def import_data(self, directory: Path) -> tuple[Path, Path]:
+        """data.source=<format>: the format's import into ``directory``, as the stage ``import <format>``."""
+        from rayrg.data.formats import get_format
+
+        cfg = self.config.data
+        fmt = get_format(cfg.source)
+        source, options, _ = cfg.import_args()
+        done: list[Any] = []
+        self._stage(f"import {cfg.source}", directory, lambda: done.append(fmt.import_(
+            source, directory, options, on_change=REDO, address=self.address)))
+        imported = done[0]
+        tasks = imported.eval_tasks if imported.eval_tasks is not None else Path(cfg.eval_tasks or "")
+        if not tasks.exists():
+            raise FileNotFoundError(f"data.eval_tasks: evaluation tasks file not found: {tasks}")
+        return imported.trajectories, tasks
 
     def labels(self, trajectories: Path) -> Path:
         from rayrg.rewards.registry import get_method, run_label
@@ -159,6 +170,7 @@ class ExperimentRunner:
         return load_label_config(resolved, source="labels (auto_backend)")[1]
 
     def train(self, labelled: Path) -> dict[tuple[str, int], Path]:
+        from rayrg.rl.checkpoint import final_checkpoint
         from rayrg.rl.train import train
 
         checkpoints = {}
@@ -168,7 +180,7 @@ class ExperimentRunner:
                 directory = self.out / "train" / slug(name) / f"seed{seed}"
                 self._stage(f"train {name} seed {seed}", directory, lambda c=cfg, d=directory: train(
                     c, labelled, d, address=self.address, on_change=REDO))
-                final = directory / "final"
+                final = final_checkpoint(directory)
                 checkpoints[(name, seed)] = final
                 self.manifest.train.append(TrainRun(method=name, seed=seed, checkpoint=final,
                                                     fingerprint=(read_record(directory) or {}).get("fingerprint")))
@@ -185,12 +197,12 @@ class ExperimentRunner:
         runs += [(ref, "reference", None, ref, self.out / "eval" / "_reference" / ref)
                  for ref in self.config.resolved_reference_policies(env_name)]
         for name, kind, seed, policy, directory in runs:
-            label = f"evaluate {name}" + (f" seed {seed}" if seed is not None else "")
-            self._stage(label, directory, lambda p=policy, d=directory: evaluate(
+            stage_name = f"evaluate {name}" + (f" seed {seed}" if seed is not None else "")
+            self._stage(stage_name, directory, lambda p=policy, d=directory: evaluate(
                 cfg, p, d, address=self.address, on_change=REDO, progress=True))
             self.manifest.evaluations.append(Evaluation(
                 method=name, kind=kind, seed=seed, policy=policy, path=directory, episodes=episodes_dir(directory),
-                label=self.config.label_name(name) if kind == "learned" else f"{name} (reference)",
+                display_name=self.config.display_name(name) if kind == "learned" else f"{name} (reference)",
                 fingerprint=(read_record(directory) or {}).get("fingerprint")))
 
     # -- all ------------------------------------------------------------------------------

@@ -48,13 +48,13 @@ def load_episode_results(manifest: Manifest) -> list[dict[str, Any]]:
     return rows
 
 
-def _method_labels(manifest: Manifest) -> tuple[dict[str, str], dict[str, str]]:
-    """method key -> display label and -> note (learned methods and reference policies)."""
-    labels = {name: m.label or name for name, m in manifest.methods.items()}
+def _display_names(manifest: Manifest) -> tuple[dict[str, str], dict[str, str]]:
+    """method key -> display name and -> note (learned methods and reference policies)."""
+    labels = {name: m.display_name or name for name, m in manifest.methods.items()}
     notes = {name: m.note for name, m in manifest.methods.items() if m.note}
     for entry in manifest.evaluations:
         if entry.kind == "reference":
-            labels[entry.method] = entry.label or entry.method
+            labels[entry.method] = entry.display_name or entry.method
     return labels, notes
 
 
@@ -218,7 +218,7 @@ def build_report(out: str | Path) -> Path:
     manifest = read_manifest(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    labels, method_notes = _method_labels(manifest)
+    labels, method_notes = _display_names(manifest)
     all_notes = list(manifest.notes)
 
     sections = [f"# rayrg report: {manifest.name}", ""]

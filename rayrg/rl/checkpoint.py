@@ -7,6 +7,10 @@ A checkpoint directory holds::
     featurizer.json   the instruction featurizer (kind + vocabulary)
     step.txt          the step, readable without torch
 
+A training run's directory holds its Ray Train checkpoints (``iql/checkpoint_*``)
+and, when it finished, ``final/`` (:func:`final_checkpoint`), the checkpoint evaluation
+and the experiment use. These names live here only; other modules use the functions.
+
 Training (save, resume), and the evaluation policy all go through this module, so a
 checkpoint always rebuilds the networks it was trained with — observation kind, history
 and, for ``features``, the frozen image encoder that made them (``spec.image_encoder``).
@@ -22,6 +26,17 @@ from typing import Any
 LEARNER_FILE = "learner.pt"
 FEATURIZER_FILE = "featurizer.json"
 STEP_FILE = "step.txt"
+FINAL_DIR = "final"  # <train out>/final: the finished run's checkpoint
+
+
+def final_checkpoint(out: str | Path) -> Path:
+    """Where a training run writing to ``out`` leaves its final checkpoint."""
+    return Path(out) / FINAL_DIR
+
+
+def staging_dir(out: str | Path) -> Path:
+    """Where the final checkpoint is assembled before it is renamed into place (atomic)."""
+    return Path(out) / f"{FINAL_DIR}.tmp"
 
 
 @dataclass
@@ -72,6 +87,11 @@ def is_checkpoint(directory: str | Path) -> bool:
 
 def checkpoint_step(directory: str | Path) -> int:
     return int((Path(directory) / STEP_FILE).read_text())
+
+
+def finished_step(directory: str | Path) -> int | None:
+    """The step of the checkpoint at ``directory``, or None when there is none."""
+    return checkpoint_step(directory) if (Path(directory) / STEP_FILE).exists() else None
 
 
 def load_featurizer(directory: str | Path) -> Any:

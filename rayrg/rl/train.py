@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from rayrg.provenance import OnChange
-from rayrg.rl.checkpoint import (  # noqa: F401 - LEARNER_FILE is re-exported for callers
+from rayrg.rl.checkpoint import (
     LEARNER_FILE,
-    STEP_FILE,
+    checkpoint_step,
+    final_checkpoint,
+    finished_step,
+    is_checkpoint,
     load_featurizer,
     load_state,
     save_checkpoint,
+    staging_dir,
 )
 from rayrg.rl.config import TrainConfig
 
@@ -179,8 +183,7 @@ def progress_callback(num_steps: int) -> Any:
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    found = [(int((p / "step.txt").read_text()), p) for p in (out / RUN_NAME).glob("checkpoint_*")
-             if (p / LEARNER_FILE).exists() and (p / "step.txt").exists()]
+    found = [(checkpoint_step(p), p) for p in (out / RUN_NAME).glob("checkpoint_*") if is_checkpoint(p)]
     return max(found)[1] if found else None
 
 
@@ -222,10 +225,10 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     require_finished(dataset, "train", allow=config.nan_policy == "zero", opt_in="set nan_policy: zero")
     check_training_data(dataset, config.reward_column, config.nan_policy, config.observation, config.features_dir)
     out = Path(out).resolve()
-    final = out / "final"
+    final = final_checkpoint(out)
     inputs = train_inputs(config, dataset)
     claimed = claim(out, "train", inputs, on_change=on_change, quiet=True)
-    done_step = int((final / "step.txt").read_text()) if (final / "step.txt").exists() else None
+    done_step = finished_step(final)
     if done_step is not None and done_step > config.num_steps:
         what = f"it was trained to step {done_step}, the config asks for {config.num_steps}"
         if on_change == "refuse":
@@ -248,9 +251,9 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     config.to_yaml(out / "train_config.yaml")
     resume = latest_checkpoint(out)
     if resume is not None:
-        print(f"[rayrg] train: resuming from {resume} (step {(resume / 'step.txt').read_text()})", flush=True)
+        print(f"[rayrg] train: resuming from {resume} (step {checkpoint_step(resume)})", flush=True)
     result = _fit(config, dataset, out, resume, address)
-    tmp = out / "final.tmp"
+    tmp = staging_dir(out)
     shutil.rmtree(tmp, ignore_errors=True)
     with result.checkpoint.as_directory() as directory:
         shutil.copytree(directory, tmp)
@@ -258,7 +261,7 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     (tmp / "provenance.json").write_text(json.dumps({"fingerprint": claimed.fingerprint, "inputs": inputs},
                                                     indent=2, default=str))
     tmp.replace(final)
-    claimed.finish(final=str(final), step=int((final / "step.txt").read_text()))
+    claimed.finish(final=str(final), step=checkpoint_step(final))
     return final
 
 

@@ -35,8 +35,8 @@ def _full(tmp_path: Path) -> Manifest:
         labelled=tmp_path / "l",
         train=[TrainRun(method="a", seed=0, checkpoint=tmp_path / "c", fingerprint="f1")],
         evaluations=[Evaluation(method="a", kind="learned", seed=0, policy="p", path=tmp_path / "e",
-                                episodes=tmp_path / "e" / "episodes", label="A")],
-        methods={"a": MethodEntry(label="A", note="n", reward_column="reward_x", slug="a")},
+                                episodes=tmp_path / "e" / "episodes", display_name="A")],
+        methods={"a": MethodEntry(display_name="A", note="n", reward_column="reward_x", slug="a")},
         notes=["a note"], comparisons=[("a", "b")], claims=Claims(sparse="a", dense="b", dense_plus_sparse="c"))
 
 
@@ -89,10 +89,10 @@ def test_report_reads_only_the_outputs_the_manifest_lists(tmp_path: Path) -> Non
     write_episodes(episodes_dir(run), "stray", _rows(0.0))  # where the folder would be found by looking
     (tmp_path / "labels" / "_labels").mkdir(parents=True)  # an unlisted labels folder: not looked for
     write_manifest(tmp_path, Manifest(
-        name="t", methods={"a": MethodEntry(label="A")},
+        name="t", methods={"a": MethodEntry(display_name="A")},
         labels=[LabelStep(index=0, method="rgvlm", path=tmp_path / "labels")],
         evaluations=[Evaluation(method="a", kind="learned", seed=0, policy="p", path=run, episodes=listed,
-                                label="A")]))
+                                display_name="A")]))
     build_report(tmp_path)
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     assert numbers["evaluation"]["overall"]["a"]["fixed"]["mean"] == 1.0

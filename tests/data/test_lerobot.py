@@ -21,7 +21,14 @@ from rayrg.config import ConfigError
 from rayrg.data.access import Dataset
 from rayrg.data.export_meta import EXPORT_KEY
 from rayrg.data.inspect import format_summary, summarize
-from rayrg.data.lerobot import EPISODE_ID, LEROBOT, SIDECAR_FILE, import_lerobot
+from rayrg.data.lerobot import (
+    EPISODE_ID,
+    LEROBOT,
+    SIDECAR_FILE,
+    LeRobotExportConfig,
+    LeRobotImportConfig,
+    import_lerobot,
+)
 from rayrg.data.schema import DatasetError, DatasetMetadata
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.registry import get_method, run_label
@@ -92,7 +99,7 @@ def test_import_without_next_flags_records_missing_success(source: Path, tmp_pat
     for path in sorted((source / "data").glob("*/*.parquet")):
         table = pq.read_table(path)
         pq.write_table(table.drop_columns(["next.done", "next.success"]), path)
-    out = import_lerobot(source, tmp_path / "imported", max_episodes=2)
+    out = import_lerobot(source, tmp_path / "imported", LeRobotImportConfig(max_episodes=2))
     table = Dataset.open(out).read(["episode_id", "terminal", "truncated", "success"])
     assert table.num_rows == synth.LENGTHS[0] + synth.LENGTHS[1]
     assert not any(table.column("terminal").to_pylist())  # unknown ending: truncated, not terminal
@@ -174,7 +181,7 @@ def test_export_adds_reward_features_and_keeps_originals(source: Path, labelled:
 
 
 def test_export_sparse_progress_and_dense_option(labelled: Path, tmp_path: Path) -> None:
-    out = LEROBOT.export(labelled, tmp_path / "export", "reward_sparse", dense_column="dense")
+    out = LEROBOT.export(labelled, tmp_path / "export", "reward_sparse", LeRobotExportConfig(dense_column="dense"))
     side = pq.read_table(out / SIDECAR_FILE).to_pandas()
     assert list(side.columns) == ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense"]
     ep1 = side[side.episode_index == 1]  # failed episode: no reward, no progress
@@ -242,7 +249,9 @@ def test_cli_import_export_and_one_line_error(source: Path, tmp_path: Path, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has no reward_* columns" in err
     assert main(["import", "lerobot", str(source), "--out", str(tmp_path / "x"), "--option", "cam=1"]) == 2
-    assert "cam" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("import lerobot: unknown option cam; valid: camera, action_key, max_episodes")
+    assert "\n" not in err
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:

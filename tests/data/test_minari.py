@@ -26,6 +26,8 @@ from rayrg.data.access import MISSING_TRUTH_KEY, Dataset  # noqa: E402
 from rayrg.data.minari import (  # noqa: E402
     MINARI,
     SOURCE_REWARD_COLUMN,
+    MinariExportConfig,
+    MinariImportConfig,
     episode_key,
 )
 from rayrg.data.schema import DatasetError, decode_png  # noqa: E402
@@ -116,7 +118,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def imported(store: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("imported") / "trajectories"
-    return MINARI.import_(store["source"], out, action_names=MINIGRID_ACTIONS)
+    return MINARI.import_(store["source"], out, MinariImportConfig(action_names=MINIGRID_ACTIONS)).trajectories
 
 
 def test_rollout_covers_success_and_truncation(store: dict[str, Any]) -> None:
@@ -166,14 +168,14 @@ def test_import_records_what_the_dataset_lacks(store: dict[str, Any], imported: 
 
 def test_import_by_id_through_the_store(store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(store["root"]))
-    out = MINARI.import_(SOURCE_ID, tmp_path / "by_id", action_names=MINIGRID_ACTIONS)
+    out = MINARI.import_(SOURCE_ID, tmp_path / "by_id", MinariImportConfig(action_names=MINIGRID_ACTIONS)).trajectories
     assert Dataset.open(out).metadata.num_transitions == sum(len(ep["actions"]) for ep in store["episodes"])
 
 
 def test_import_reads_episodes_of_mixed_reward_dtypes(store: dict[str, Any], tmp_path: Path) -> None:
     dtypes = {t.schema.field("rewards").type for t in _episode_tables(store["root"] / MIXED_ID).values()}
     assert dtypes == {pa.float64(), pa.int64()}
-    out = MINARI.import_(store["root"] / MIXED_ID, tmp_path / "mixed")
+    out = MINARI.import_(store["root"] / MIXED_ID, tmp_path / "mixed").trajectories
     table = Dataset.open(out).read(["action_name", SOURCE_REWARD_COLUMN])
     rewards = np.concatenate([np.asarray(ep["rewards"], np.float32) for ep in store["episodes"]])
     np.testing.assert_array_equal(table.column(SOURCE_REWARD_COLUMN).to_numpy(), rewards)
@@ -199,7 +201,7 @@ def test_export_relabels_only_rewards(store: dict[str, Any], imported: Path, tmp
     method = get_method("sparse")
     labelled = run_label(method, method.config_cls(), imported, tmp_path / "labelled")
     export_id = "rayrg/babyai-sparse-v0"
-    out = MINARI.export(labelled, store["root"] / export_id, "reward_sparse", dataset_id=export_id)
+    out = MINARI.export(labelled, store["root"] / export_id, "reward_sparse", MinariExportConfig(dataset_id=export_id))
     column = Dataset.open(labelled).read(["episode_id", "reward_sparse"])
     assert column.column("reward_sparse").type == pa.float32()
 
@@ -251,7 +253,7 @@ def test_rgvlm_labels_from_the_loopback_server_reach_minari(store: dict[str, Any
     column = Dataset.open(labelled).read(["episode_id", "reward_rgvlm"]).column("reward_rgvlm").to_numpy()
     assert not np.isnan(column).any()
     export_id = "rayrg/babyai-rgvlm-v0"
-    MINARI.export(labelled, store["root"] / export_id, "reward_rgvlm", dataset_id=export_id)
+    MINARI.export(labelled, store["root"] / export_id, "reward_rgvlm", MinariExportConfig(dataset_id=export_id))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(store["root"]))
     rewards = np.concatenate([ep.rewards for ep in minari.load_dataset(export_id).iterate_episodes()])
     np.testing.assert_array_equal(rewards, column.astype(np.float32))

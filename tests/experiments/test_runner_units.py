@@ -50,7 +50,15 @@ def test_bad_experiment_configs_fail_on_load() -> None:
         ExperimentConfig.from_dict({"data": {"generate": {"noise": 3}}})
     with pytest.raises(ConfigError, match="methods.a.train"):
         ExperimentConfig.from_dict({"methods": {"a": {"reward_column": "reward_x", "train": {"lr": -1}}}})
-    with pytest.raises(ConfigError, match="needs data.alfred"):
+    with pytest.raises(ConfigError, match=r"needs data.input \(what to import\) or data.alfred"):
         ExperimentConfig.from_dict({"data": {"source": "alfred"}})
     with pytest.raises(ConfigError, match="trian: Extra inputs"):
         ExperimentConfig.from_dict({"trian": {}})
+
+
+def test_a_methods_report_name_is_display_name_and_label_is_its_older_spelling() -> None:
+    new = ExperimentConfig.from_dict({"methods": {"s": {"reward_column": "reward_sparse", "display_name": "S"}}})
+    old = ExperimentConfig.from_dict({"methods": {"s": {"reward_column": "reward_sparse", "label": "S"}}})
+    assert new == old and new.display_name("s") == "S"
+    with pytest.raises(ConfigError, match="not both"):
+        ExperimentConfig.from_dict({"methods": {"s": {"reward_column": "r", "label": "S", "display_name": "T"}}})

@@ -33,7 +33,7 @@ def _episodes(directory: Path, p_success: float, seed: int) -> None:
 
 def _evaluation(method: str, directory: Path, seed: int | None, label: str) -> Evaluation:
     return Evaluation(method=method, kind="learned" if seed is not None else "reference", seed=seed,
-                      policy=method, path=directory, episodes=episodes_dir(directory), label=label)
+                      policy=method, path=directory, episodes=episodes_dir(directory), display_name=label)
 
 
 def test_report_from_manifest(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_report_from_manifest(tmp_path: Path) -> None:
         _episodes(d, p, 99)
         evaluations.append(_evaluation(ref, d, None, f"{ref} (reference)"))
     manifest = Manifest.model_validate({
-        "name": "t", "methods": {m: {"label": m} for m in ("sparse", "dense", "dense+sparse")},
+        "name": "t", "methods": {m: {"display_name": m} for m in ("sparse", "dense", "dense+sparse")},
         "evaluations": evaluations, "comparisons": [["dense+sparse", "sparse"]],
         "claims": {"sparse": "sparse", "dense": "dense", "dense_plus_sparse": "dense+sparse"}})
     write_manifest(tmp_path, manifest)
@@ -89,7 +89,7 @@ def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
         _episodes(d, p, len(method))
         evaluations.append(_evaluation(method, d, 0, method))
     write_manifest(tmp_path, Manifest(name="<b>x</b>", notes=["a pipeline-check note"], evaluations=evaluations,
-                                      methods={m: MethodEntry(label=m) for m in ("sparse", "dense")}))
+                                      methods={m: MethodEntry(display_name=m) for m in ("sparse", "dense")}))
     build_report(tmp_path)
     page = tmp_path / "report" / "report.html"
     shown = dump_dom(page.resolve().as_uri(), tmp_path / "profile")

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from rayrg.provenance import StaleOutputError
+from rayrg.rl.checkpoint import LEARNER_FILE, checkpoint_step, final_checkpoint
 from rayrg.rl.config import TrainConfig
-from rayrg.rl.train import LEARNER_FILE, latest_checkpoint, train
+from rayrg.rl.train import latest_checkpoint, train
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def test_resume_continue_and_refuse(make_toy_dataset, tmp_path: Path, ray_local:
     out = tmp_path / "run"
     config = TrainConfig(num_steps=10, **SMALL)
     final = train(config, d, out)
-    assert (final / "step.txt").read_text() == "10"
+    assert checkpoint_step(final) == 10
 
     # "Kill" the run after its step-10 checkpoint, and mark that checkpoint: a run that
     # really resumes from it carries the mark (Adam moves a weight by ~lr per step); a
@@ -43,18 +44,18 @@ def test_resume_continue_and_refuse(make_toy_dataset, tmp_path: Path, ray_local:
     name, bias = _marked_bias(state)
     state["policy"][name] = bias + MARK
     torch.save(state, checkpoint / LEARNER_FILE)
-    shutil.rmtree(out / "final")
+    shutil.rmtree(final_checkpoint(out))
     record = json.loads((out / "_provenance.json").read_text())
     (out / "_provenance.json").write_text(json.dumps({**record, "complete": False}))
     final = train(config.model_copy(update={"num_steps": 20}), d, out)
-    assert (final / "step.txt").read_text() == "20"
+    assert checkpoint_step(final) == 20
     resumed = torch.load(final / LEARNER_FILE, weights_only=False)
     _, after = _marked_bias(resumed)
     assert torch.allclose(after, bias + MARK, atol=1.0), "did not resume from the checkpoint's weights"
 
     # more steps of the finished run continue it from step 20
     final = train(config.model_copy(update={"num_steps": 30}), d, out)
-    assert (final / "step.txt").read_text() == "30"
+    assert checkpoint_step(final) == 30
     # the same inputs again: returned as they are
     before = (final / LEARNER_FILE).stat().st_mtime_ns
     assert train(config.model_copy(update={"num_steps": 30}), d, out) == final
@@ -67,5 +68,5 @@ def test_resume_continue_and_refuse(make_toy_dataset, tmp_path: Path, ray_local:
     with pytest.raises(StaleOutputError, match="dataset:"):
         train(config.model_copy(update={"num_steps": 30}), make_toy_dataset(seed=9), out)
     final = train(config.model_copy(update={"expectile": 0.6}), d, out, on_change="redo")
-    assert (final / "step.txt").read_text() == "10"
+    assert checkpoint_step(final) == 10
     assert json.loads((final / "provenance.json").read_text())["inputs"]["config"]["expectile"] == 0.6

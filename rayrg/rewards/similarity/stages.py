@@ -34,7 +34,8 @@ import pyarrow as pa
 
 from rayrg.data.access import FRAME_COLUMNS, Dataset, read_shard_checked
 from rayrg.data.schema import SCALAR_COLUMNS, decode_png
-from rayrg.errors import check_model_weights, stage_errors
+from rayrg.errors import stage_errors
+from rayrg.models.weights import check_model_weights
 from rayrg.pipeline_check import is_tiny_random
 from rayrg.rewards.base import write_labelled_dataset
 from rayrg.rewards.similarity.config import SimilarityConfig

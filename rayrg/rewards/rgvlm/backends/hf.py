@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rayrg.errors import check_model_weights
+from rayrg.models.weights import check_model_weights
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends.base import (
     Backend,
