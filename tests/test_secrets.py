@@ -101,8 +101,9 @@ class RecordingLoopback(LoopbackServer):
 
 
 class GeminiServer:
-    """``POST /v1beta/models/<model>:generateContent`` on 127.0.0.1 (enough of the REST API for
-    the google-genai client): turn 1 gets an analysis, turn 2 valid scores for its schema."""
+    """``POST /v1beta/models/<model>:generateContent`` and ``GET /v1beta/models/<model>`` on
+    127.0.0.1 (enough of the REST API for the google-genai client): turn 1 gets an analysis,
+    turn 2 valid scores for its schema; the model's metadata gives its version."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
@@ -126,11 +127,20 @@ class GeminiServer:
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
             "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 20, "totalTokenCount": 320}})
 
+    async def _model(self, request):
+        """``GET /v1beta/models/<model>``: what the model identity asks (its reported version)."""
+        from aiohttp import web
+
+        self.seen.append(json.dumps({"path": request.path, "headers": dict(request.headers)}))
+        name = request.path.rsplit("/", 1)[-1]
+        return web.json_response({"name": f"models/{name}", "version": "001", "displayName": name})
+
     async def _start(self) -> None:
         from aiohttp import web
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/{tail:.*}", self._handle)
+        app.router.add_get("/{tail:.*}", self._model)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -119,12 +119,16 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
     numbers["comparisons"] = compared
     if compared:
         md += ["### Paired comparisons", "",
-               "Difference of mean return on the same tasks and training seeds, with a two-way "
-               "bootstrap interval over seeds and tasks; *significant* means the interval excludes 0.", "",
-               _md_table(["a", "b", "start", "a − b", "95 % CI", "significant"],
+               "Difference of mean return on the same tasks and training seeds, with a Student-t "
+               "interval from the two-way (seeds × tasks) random-effects variance; *significant* means "
+               "the interval excludes 0; *MDE* is the smallest true difference this design detects "
+               "with 80 % power (so a non-significant difference smaller than it was not detectable, "
+               "and one with an interval inside ±MDE is ruled out at that size).", "",
+               _md_table(["a", "b", "start", "a − b", "95 % CI", "significant", "MDE (80 %)", "covers"],
                          [[labels.get(c["a"], c["a"]), labels.get(c["b"], c["b"]), c["mode"],
                            f"{c['difference']:+.3f}", f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
-                           "yes" if c["significant"] else "no"] for c in compared]), ""]
+                           "yes" if c["significant"] else "no", f"±{c['mde80']:.3f}", c["covers"]]
+                          for c in compared]), ""]
     if claim_methods:
         try:
             numbers["claims"] = stats.claims(results, **claim_methods)

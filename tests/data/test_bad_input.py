@@ -163,13 +163,17 @@ def test_windows_in_ray_data(bad_dataset, ray_local, tmp_path: Path, capsys) -> 
 
 @pytest.mark.parametrize("bad_dataset", ["undecodable-image", "step-gap", "truncated"], indirect=True)
 def test_label_rgvlm_in_ray_data(bad_dataset, ray_local, tmp_path: Path, capsys) -> None:
-    """The RG-VLM path reads frames in Ray Data tasks; no backend is reached (nothing to label)."""
+    """The RG-VLM path reads frames in Ray Data tasks; the server is asked only what it serves
+    (the model identity, for the fingerprint) and never for an answer (nothing to label)."""
     from rayrg.cli import main
+    from rayrg.rewards.rgvlm.loopback import LoopbackServer
 
     d, expected = bad_dataset
-    config = _label_config(tmp_path, "method: rgvlm\nbackend:\n  type: openai\n"
-                                     "  base_url: http://127.0.0.1:9/v1\n  model: loopback-vlm\n")
-    assert main(["label", "--config", config, "--dataset", str(d), "--out", str(tmp_path / "out")]) == 2
+    with LoopbackServer() as server:
+        config = _label_config(tmp_path, f"method: rgvlm\nbackend:\n  type: openai\n"
+                                         f"  base_url: {server.base_url}\n  model: loopback-vlm\n")
+        assert main(["label", "--config", config, "--dataset", str(d), "--out", str(tmp_path / "out")]) == 2
+        assert server.stats.requests == 0
     _one_line(capsys.readouterr().err, expected)
 
 

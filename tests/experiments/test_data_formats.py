@@ -33,13 +33,13 @@ def test_a_format_source_runs_its_import_stage(alfred_root: Path, tmp_path: Path
     runner = ExperimentRunner(config)
     (tmp_path / "run").mkdir()
     trajectories, tasks = runner.data()
-    assert [s["stage"] for s in runner.manifest["stages"]] == ["import alfred"]
-    assert runner.manifest["stages"][0]["status"] == "ran"
+    assert [s.stage for s in runner.manifest.stages] == ["import alfred"]
+    assert runner.manifest.stages[0].status == "ran"
     assert Dataset.open(trajectories).metadata.num_transitions == 2 * len(PLAN_LOW)
     assert len(json.loads(tasks.read_text())) == 2
     # a second run skips the import: same inputs, same fingerprint
     again = ExperimentRunner(config)
-    assert again.data() == (trajectories, tasks) and again.manifest["stages"][0]["status"] == "skipped"
+    assert again.data() == (trajectories, tasks) and again.manifest.stages[0].status == "skipped"
 
 
 def test_the_older_data_alfred_spelling_is_the_same_import(alfred_root: Path, tmp_path: Path) -> None:
