@@ -63,15 +63,13 @@ def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
 
 def dataset_fingerprint(directory: str | Path) -> str:
     """The fingerprint a dataset recorded in ``metadata.json``, else a hash of its contents."""
+    from rayrg.contracts.datasets import METADATA_FILE, read_fingerprint
+
     directory = Path(directory)
-    meta = directory / "metadata.json"
-    if meta.exists():
-        try:
-            recorded = json.loads(meta.read_text()).get("fingerprint")
-        except json.JSONDecodeError:
-            recorded = None
-        if recorded:
-            return str(recorded)
+    meta = directory / METADATA_FILE
+    recorded = read_fingerprint(directory)
+    if recorded:
+        return recorded
     files = [p for p in directory.glob("*.parquet")] + ([meta] if meta.exists() else [])
     return "content:" + files_fingerprint(files, directory)
 

@@ -13,13 +13,14 @@ Training with ``observation: features`` and ``features_dir: <out>`` then never r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ENCODER_FILE = "encoder.json"
+from rayrg.contracts.features import ENCODER_FILE, write_encoder_record
+
+__all__ = ["ENCODER_FILE", "EncodeBatch", "encode"]
 FEATURE_COLUMNS = ["episode_id", "step", "frame", "final_frame"]
 
 
@@ -79,5 +80,5 @@ def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str |
                         batch_format="numpy", compute=ActorPoolStrategy(min_size=1, max_size=max_actors),
                         num_cpus=0.5)
     ds.write_parquet(str(out))
-    (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve())}, indent=2))
+    write_encoder_record(out, {**record, "dataset": str(Path(dataset).resolve())})
     return out

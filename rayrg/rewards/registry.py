@@ -113,7 +113,7 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
     """
     import json
 
-    from rayrg.data.schema import METADATA_FILE
+    from rayrg.contracts.datasets import set_fingerprint
     from rayrg.provenance import claim
 
     dataset, out = Path(dataset), Path(out)
@@ -124,10 +124,7 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
     if claimed.done:
         return out
     result = Path(method.run(config, dataset, out, address=address))
-    meta_path = result / METADATA_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["fingerprint"] = claimed.fingerprint
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    set_fingerprint(result, claimed.fingerprint)
     summary = result / f"_{method.name}_summary.json"
     failed = json.loads(summary.read_text()).get("failed", 0) if summary.exists() else 0
     if failed:
