@@ -63,21 +63,19 @@ def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
 
 def dataset_fingerprint(directory: str | Path) -> str:
     """The fingerprint a dataset recorded in ``metadata.json``, else a hash of its contents."""
+    from rayrg.contracts.datasets import METADATA_FILE, read_fingerprint, read_unfinished_key
+
     directory = Path(directory)
-    meta = directory / "metadata.json"
-    if meta.exists():
-        try:
-            raw = json.loads(meta.read_text())
-        except json.JSONDecodeError:
-            raw = {}
-        if raw.get("fingerprint"):
-            return str(raw["fingerprint"])
-        # Unfinished labels carry no fingerprint, only a key naming the windows that failed
-        # (rayrg.data.access.UNFINISHED_KEY): a consumer allowed to use them keys on it, so
-        # after the retry fills those windows it redoes its work.
-        unfinished = (raw.get("extra") or {}).get("unfinished") or {}
-        if unfinished.get("key"):
-            return str(unfinished["key"])
+    meta = directory / METADATA_FILE
+    recorded = read_fingerprint(directory)
+    if recorded:
+        return recorded
+    # Unfinished labels carry no fingerprint, only a key naming the windows that failed
+    # (rayrg.data.access.UNFINISHED_KEY): a consumer allowed to use them keys on it, so
+    # after the retry fills those windows it redoes its work.
+    unfinished = read_unfinished_key(directory)
+    if unfinished:
+        return unfinished
     files = [p for p in directory.glob("*.parquet")] + ([meta] if meta.exists() else [])
     return "content:" + files_fingerprint(files, directory)
 

@@ -3,9 +3,10 @@
 A trajectory dataset is a directory::
 
     <dataset>/
-        metadata.json          # DatasetMetadata: schema version, generator, env, seeds, counts
+        metadata.json          # DatasetMetadata (rayrg.contracts.datasets): schema version,
+                               #   generator, env, seeds, counts, kinds of added columns
         part-00000.parquet     # shards with TRANSITION_SCHEMA (more columns allowed only
-        part-00001.parquet     #   as reward columns "reward_<name>", see below)
+        part-00001.parquet     #   from registered column families, see below)
 
 Row ``t`` of an episode is the transition ``(o_t, a_t, o_{t+1})``: ``frame`` is the
 observation *before* the action, the next row's ``frame`` is the observation after it. The
@@ -22,31 +23,41 @@ Ground truth from the environment:
 * ``terminal`` — the episode ended here by reaching the goal or failing for good (masks
   the bootstrap); ``truncated`` — it stopped at a step budget (does *not* mask it).
 
-Labelled datasets add float32 columns ``reward_<name>`` (``reward_sparse``,
-``reward_rgvlm``, ``reward_clip`` ...), one per reward variant.
+Labelled datasets add columns of the families of :mod:`rayrg.contracts.columns`: float32
+``reward_<name>`` (``reward_sparse``, ``reward_rgvlm``, ``reward_clip`` ...), one per reward
+variant; ``progress_<name>`` (per frame, in [0, 1]); the evaluation-set columns
+``evalset_kind`` and ``progress_true``. The metadata records each one's kind.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayrg.errors import UserError
+from rayrg.contracts import columns as column_families
+from rayrg.contracts.columns import PROGRESS_PREFIX, REWARD_PREFIX
+from rayrg.contracts.datasets import METADATA_FILE, DatasetMetadata
+from rayrg.contracts.datasets import READABLE_VERSIONS as READABLE_DATASET_VERSIONS
+from rayrg.contracts.datasets import VERSION as DATASET_VERSION
+from rayrg.contracts.versions import DatasetError
 
-# Version 2 added the optional symbolic-state columns (OPTIONAL_SCHEMA); version-1 datasets
-# lack them and still read.
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
-METADATA_FILE = "metadata.json"
-REWARD_PREFIX = "reward_"
+__all__ = ["METADATA_FILE", "OPTIONAL_COLUMNS", "OPTIONAL_SCHEMA", "PROGRESS_PREFIX", "REWARD_PREFIX",
+           "SCALAR_COLUMNS", "SCHEMA_VERSION", "TRANSITION_COLUMNS", "TRANSITION_SCHEMA", "DatasetError",
+           "DatasetMetadata", "added_columns", "decode_png", "encode_png",
+           "read_shard_schema", "reward_columns", "shard_files", "validate_schema",
+           "write_shard"]
+
+# The metadata contract (rayrg.contracts.datasets) owns the version: 2 added the optional
+# symbolic-state columns (OPTIONAL_SCHEMA; version-1 datasets lack them and still read),
+# 3 the kinds of added columns. Column families (reward_*, progress_*, evaluation-set
+# columns) are rayrg.contracts.columns'.
+SCHEMA_VERSION = DATASET_VERSION
+READABLE_SCHEMA_VERSIONS = READABLE_DATASET_VERSIONS
 
 TRANSITION_SCHEMA = pa.schema(
     [
@@ -89,48 +100,6 @@ SCALAR_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-class DatasetError(UserError, ValueError):
-    """A dataset that does not follow the format; the message names the file and row."""
-
-
-@dataclass
-class DatasetMetadata:
-    """The small JSON file beside the shards."""
-
-    generator: str
-    env_name: str
-    num_episodes: int
-    num_transitions: int
-    schema_version: int = SCHEMA_VERSION
-    seeds: list[int] = field(default_factory=list)
-    noise: float = 0.0
-    created_unix: float = field(default_factory=time.time)
-    extra: dict[str, Any] = field(default_factory=dict)
-    # What made it (rayrg.provenance): the stage's fingerprint; downstream stages key on it.
-    fingerprint: str | None = None
-
-    def write(self, directory: str | Path) -> Path:
-        path = Path(directory) / METADATA_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        return path
-
-    @classmethod
-    def read(cls, directory: str | Path) -> DatasetMetadata:
-        path = Path(directory) / METADATA_FILE
-        if not path.exists():
-            raise DatasetError(f"{directory}: no {METADATA_FILE} (not a rayrg dataset?)")
-        try:
-            raw = json.loads(path.read_text())
-            meta = cls(**raw)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
-        if meta.schema_version not in READABLE_SCHEMA_VERSIONS:
-            raise DatasetError(
-                f"{path}: schema version {meta.schema_version}, this rayrg reads {SCHEMA_VERSION}"
-            )
-        return meta
-
-
 def encode_png(array: Any) -> bytes:
     """HxWx3 uint8 array -> PNG bytes (fast settings: frames are small)."""
     from PIL import Image
@@ -162,29 +131,36 @@ def shard_files(directory: str | Path) -> list[Path]:
 
 
 def reward_columns(names: Iterable[str]) -> list[str]:
-    return [n for n in names if n.startswith(REWARD_PREFIX)]
+    return [n for n in names if column_families.column_kind(n) == "reward"]
+
+
+def added_columns(names: Iterable[str], kind: str | None = None) -> list[str]:
+    """The columns of ``names`` from registered families (of ``kind`` only, if given)."""
+    return column_families.added_columns(
+        [n for n in names if n not in TRANSITION_COLUMNS and n not in OPTIONAL_COLUMNS], kind)
 
 
 def validate_schema(schema: pa.Schema, source: str) -> None:
-    """Column names and types; ``reward_*`` float columns are the only extras allowed."""
+    """Column names and types; columns of registered families are the only extras allowed."""
     names = set(schema.names)
     missing = [c for c in TRANSITION_COLUMNS if c not in names]
     if missing:
         raise DatasetError(f"{source}: missing columns {missing}")
     extra = [n for n in schema.names if n not in TRANSITION_COLUMNS and n not in OPTIONAL_COLUMNS
-             and not n.startswith(REWARD_PREFIX)]
+             and column_families.family_of(n) is None]
     if extra:
         raise DatasetError(
-            f"{source}: unexpected columns {extra} (only '{REWARD_PREFIX}*' columns may be added)"
+            f"{source}: unexpected columns {extra} (only columns of the families "
+            f"{column_families.describe()} may be added)"
         )
     for f in [*TRANSITION_SCHEMA, *(o for o in OPTIONAL_SCHEMA if o.name in names)]:
         actual = schema.field(f.name).type
         if actual != f.type:
             raise DatasetError(f"{source}: column '{f.name}' has type {actual}, expected {f.type}")
-    for name in reward_columns(schema.names):
-        if not pa.types.is_floating(schema.field(name).type):
-            raise DatasetError(f"{source}: reward column '{name}' has type "
-                               f"{schema.field(name).type}, expected a float type")
+    for name in added_columns(schema.names):
+        problem = column_families.check_column_type(name, schema.field(name).type)
+        if problem:
+            raise DatasetError(f"{source}: {problem}")
 
 
 def read_shard_schema(path: str | Path) -> pa.Schema:

@@ -13,13 +13,14 @@ Training with ``observation: features`` and ``features_dir: <out>`` then never r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ENCODER_FILE = "encoder.json"
+from rayrg.contracts.features import ENCODER_FILE, write_encoder_record
+
+__all__ = ["ENCODER_FILE", "EncodeBatch", "encode"]
 FEATURE_COLUMNS = ["episode_id", "step", "frame", "final_frame"]
 
 
@@ -86,6 +87,6 @@ def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str |
 
     # The dataset's fingerprint (for unfinished labels: which windows were missing) goes into
     # the features' record, so a run keyed to these features is keyed to it too.
-    (out / ENCODER_FILE).write_text(json.dumps({**record, "dataset": str(Path(dataset).resolve()),
-                                                "dataset_fingerprint": dataset_fingerprint(dataset)}, indent=2))
+    write_encoder_record(out, {**record, "dataset": str(Path(dataset).resolve()),
+                               "dataset_fingerprint": dataset_fingerprint(dataset)})
     return out

@@ -16,8 +16,9 @@ JavaScript shows one page of them at a time and filters by
 The filters are also read from the URL (``page.html?status=failed&episode=ep-3``, or the
 same after ``#``), so a filtered view can be linked to, and tests can drive the page.
 
-Sources: the labels table (``LABELS_SCHEMA``, ``<dataset>/_labels`` unless the run set
-``labels_dir``) and the windows dataset (``<dataset>/_windows`` unless ``windows_dir``) of
+Sources, read through their contracts: the labels table (:mod:`rayrg.contracts.labels`,
+``<dataset>/_labels`` unless the run set ``labels_dir``) and the windows dataset
+(:mod:`rayrg.contracts.windows`, ``<dataset>/_windows`` unless ``windows_dir``) of
 :func:`rayrg.rewards.rgvlm.pipeline.label_rgvlm`. Size: every window is embedded, so the
 file grows with the windows (grid PNGs, capped to ``image_side`` pixels); beyond
 ``max_windows`` only the first ones (by episode, then start step) are embedded, and the
@@ -38,10 +39,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
-from rayrg.data.schema import DatasetError
+from rayrg.contracts import labels as labels_contract
+from rayrg.contracts.versions import DatasetError
+from rayrg.contracts.windows import read_windows, window_files
+from rayrg.rewards.truth import window_good_actions
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,9 @@ DEFAULT_IMAGE_SIDE = 640
 DEFAULT_THRESHOLD = 0.5
 PAGE_FILE = "labels_browser.html"
 
-# Label columns the page shows (the rest of LABELS_SCHEMA is cost and cache bookkeeping).
-_LABEL_COLUMNS = ["window_id", "episode_id", "start_step", "num_steps", "instruction", "status", "scores",
-                  "error", "turn1_text", "turn2_text", "model", "backend", "prompt_version", "actions",
-                  "expert_actions", "subtasks_before", "subtasks_completed"]
+# Label columns the page shows (the rest of the labels table is cost and cache bookkeeping).
+_LABEL_COLUMNS = [*labels_contract.WINDOW_KEY_COLUMNS, *labels_contract.ANSWER_COLUMNS,
+                  *labels_contract.TRUTH_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -66,16 +67,12 @@ class BrowseSources:
 def find_sources(labelled: str | Path, labels: str | Path | None = None,
                  windows: str | Path | None = None) -> BrowseSources:
     """Where a labelled dataset's RG-VLM labels and windows are; one-line error if it has none."""
-    from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE
-
     labelled = Path(labelled)
     if not labelled.is_dir():
         raise FileNotFoundError(f"{labelled}: no such labelled dataset directory")
-    summary: dict[str, Any] = {}
-    if (labelled / SUMMARY_FILE).is_file():
-        summary = json.loads((labelled / SUMMARY_FILE).read_text())
-    labels_dir = Path(labels) if labels else Path(summary.get("labels_dir") or labelled / "_labels")
-    if not sorted(labels_dir.glob("*.parquet")):
+    summary = labels_contract.read_summary(labelled) or {}
+    labels_dir = Path(labels) if labels else Path(summary.get("labels_dir") or labelled / labels_contract.DEFAULT_DIR)
+    if not labels_contract.label_files(labels_dir):
         raise DatasetError(
             f"{labelled}: no RG-VLM labels ({labels_dir} has no Parquet files); `rayrg browse` shows the "
             "windows of an rgvlm label run (`rayrg label` with method rgvlm), or pass --labels")
@@ -89,30 +86,22 @@ def find_sources(labelled: str | Path, labels: str | Path | None = None,
 
             configured = (yaml.safe_load(config_file.read_text()) or {}).get("windows_dir")
             windows_dir = Path(configured) if configured else windows_dir
-    if not sorted(windows_dir.glob("*.parquet")):
-        raise DatasetError(f"{labelled}: no windows dataset for its RG-VLM labels ({windows_dir} has no "
-                           "Parquet files); pass --windows")
+    try:
+        window_files(windows_dir)
+    except DatasetError as exc:
+        raise DatasetError(f"{labelled}: no windows dataset for its RG-VLM labels ({exc}); pass --windows") from exc
     return BrowseSources(labels_dir, windows_dir)
 
 
 def read_labels(labels_dir: Path) -> pa.Table:
     """The labels table, columns the page needs, sorted by episode then start step."""
-    files = sorted(Path(labels_dir).glob("*.parquet"))
-    schema = pq.read_schema(files[0])
-    missing = [c for c in _LABEL_COLUMNS if c not in schema.names]
-    if missing:
-        raise DatasetError(f"{files[0]}: not an RG-VLM labels table (no column {', '.join(missing)})")
-    table = pq.read_table(files, columns=_LABEL_COLUMNS)
+    table = labels_contract.read_labels(labels_dir, _LABEL_COLUMNS)
     return table.sort_by([("episode_id", "ascending"), ("start_step", "ascending")])
 
 
 def transition_truth(actions: list[int], expert: list[int], before: int, completed: list[int]) -> list[bool]:
-    """``good(t)`` per step of one window, as :func:`rayrg.rewards.truth.good_actions` defines it."""
-    out, previous = [], before
-    for action, expert_action, done in zip(actions, expert, completed, strict=True):
-        out.append(action == expert_action or done > previous)
-        previous = done
-    return out
+    """``good(t)`` per step of one window: the rule of :mod:`rayrg.rewards.truth`, not a copy."""
+    return window_good_actions(actions, expert, before, completed)
 
 
 def window_agreement(scores: list[int] | None, truth: list[bool], threshold: float) -> tuple[str, list[bool] | None]:
@@ -126,10 +115,10 @@ def window_agreement(scores: list[int] | None, truth: list[bool], threshold: flo
 def _action_names(labelled: Path) -> tuple[str, ...]:
     """The environment's action names (windows carry their own; this is for windows without)."""
     try:
-        from rayrg.data.schema import DatasetMetadata
+        from rayrg.contracts.datasets import read_metadata
         from rayrg.envs.registry import action_names
 
-        return action_names(DatasetMetadata.read(labelled).env_name)
+        return action_names(read_metadata(labelled).env_name)
     except Exception:  # an unregistered env or no metadata: the page shows action ids instead
         return ()
 
@@ -137,9 +126,8 @@ def _action_names(labelled: Path) -> tuple[str, ...]:
 def _window_images(windows_dir: Path, window_ids: list[str], image_side: int | None) -> dict[str, dict[str, Any]]:
     from rayrg.rewards.rgvlm.pipeline import cap_image
 
-    dataset = pads.dataset(str(windows_dir), format="parquet")
-    columns = [c for c in ("window_id", "image", "action_names") if c in dataset.schema.names]
-    table = dataset.to_table(columns=columns, filter=pc.field("window_id").isin(window_ids))
+    table = read_windows(windows_dir, ["window_id", "image", "action_names"],
+                         filter=pc.field("window_id").isin(window_ids))
     out = {}
     for row in table.to_pylist():
         png = cap_image(row["image"], image_side)

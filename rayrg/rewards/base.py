@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayrg.config import scrub_secrets
+from rayrg.contracts import columns as column_families
 from rayrg.data.access import PROVENANCE_KEY, Dataset, episode_ends
-from rayrg.data.schema import REWARD_PREFIX, DatasetError, write_shard
+from rayrg.data.schema import REWARD_PREFIX, DatasetError, added_columns, write_shard
 
 KEY_COLUMNS = ("episode_id", "step")
 __all__ = ["KEY_COLUMNS", "PROVENANCE_KEY", "fuse_rewards", "reward_column", "sparse_rewards",
@@ -53,6 +54,26 @@ def fuse_rewards(columns: Mapping[str, np.ndarray], weights: Mapping[str, float]
     return total
 
 
+def _check_added(columns: list[str]) -> None:
+    bad = [c for c in columns if column_families.family_of(c) is None]
+    if bad:
+        raise DatasetError(f"rewards table columns must be named {REWARD_PREFIX}* or belong to another "
+                           f"column family ({column_families.describe()}): {bad}")
+
+
+def _added_array(column: str, values: Any) -> pa.Array:
+    if column == column_families.EVALSET_KIND:
+        return pa.array(list(values), type=pa.string())
+    floats = np.asarray(values, dtype=np.float32)
+    bounds = column_families.family_of(column).value_range  # type: ignore[union-attr]
+    if bounds is not None:
+        outside = np.flatnonzero((floats < bounds[0]) | (floats > bounds[1]))  # NaN: unknown, allowed
+        if outside.size:
+            raise DatasetError(f"column '{column}': row {int(outside[0])} has {floats[outside[0]]}, "
+                               f"outside [{bounds[0]}, {bounds[1]}]")
+    return pa.array(floats, type=pa.float32())
+
+
 # Rewards computed from a shard's rows (all its columns, in file order) -> {column: values per row}.
 RewardsFn = Callable[[pa.Table], Mapping[str, np.ndarray]]
 
@@ -63,9 +84,7 @@ def _table_rewards(rewards: pa.Table) -> tuple[list[str], RewardsFn]:
         if key not in rewards.column_names:
             raise DatasetError(f"rewards table lacks key column '{key}'")
     new_columns = [c for c in rewards.column_names if c not in KEY_COLUMNS]
-    bad = [c for c in new_columns if not c.startswith(REWARD_PREFIX)]
-    if bad:
-        raise DatasetError(f"rewards table columns must be named {REWARD_PREFIX}*: {bad}")
+    _check_added(new_columns)
     keys = pc.binary_join_element_wise(
         rewards.column("episode_id"), pc.cast(rewards.column("step"), pa.string()), ":"
     ).to_pylist()
@@ -94,7 +113,9 @@ def write_labelled_dataset(
     """Join ``rewards`` onto ``source`` and write the labelled dataset to ``out``.
 
     ``rewards`` is a table (episode_id, step, reward_*...) or a function of one shard's
-    rows returning ``{reward_*: values per row}``; the latter lets a labeller compute its
+    rows returning ``{reward_*: values per row}``; any column of a registered family
+    (:mod:`rayrg.contracts.columns`: ``progress_*`` ...) may be added, and each added
+    column's kind is recorded in the metadata (``column_kinds``); the latter lets a labeller compute its
     rewards from the rows this join reads anyway, so the shards are read once, here.
     Shards keep their names and episode grouping; a reward column already in ``source``
     is replaced. Transitions with no row in a rewards table get NaN (never a silent 0).
@@ -109,28 +130,31 @@ def write_labelled_dataset(
     else:
         per_shard = rewards
     new_columns: list[str] = []
+    write_names: list[str] = data.names
 
     out.mkdir(parents=True, exist_ok=True)
     same_dir = out.resolve() == source.resolve()
     for path in data.shards:
         table = data.read_shard(path)  # every column: the shard is rewritten whole
         for column, values in per_shard(table).items():
-            if not column.startswith(REWARD_PREFIX):
-                raise DatasetError(f"rewards table columns must be named {REWARD_PREFIX}*: {[column]}")
+            _check_added([column])
             if column not in new_columns:
                 new_columns.append(column)
-            arr = pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
+            arr = _added_array(column, values)
             if column in table.column_names:
                 table = table.set_column(table.column_names.index(column), column, arr)
             else:
                 table = table.append_column(column, arr)
         write_shard(table, out / path.name)
+        write_names = table.column_names
 
     meta = data.metadata
     labels = dict(meta.extra.get(PROVENANCE_KEY, {}))
     for column in new_columns:
         labels[column] = dict((provenance or {}).get(column, {}))
     meta.extra = {**meta.extra, PROVENANCE_KEY: scrub_secrets(json.loads(json.dumps(labels, default=str)))}
+    # Every added column's kind, also of columns kept from the source (older metadata lacks them).
+    meta.column_kinds = {c: str(meta.kind_of(c)) for c in added_columns(write_names)}
     if not same_dir:
         meta.extra["labelled_from"] = str(source)
     meta.write(out)

@@ -81,9 +81,11 @@ def _label(args: argparse.Namespace) -> int:
     out = run_label(method, config, args.dataset, args.out, address=args.address,
                     on_change="redo" if args.overwrite else "refuse", allow_unfinished=args.allow_unfinished,
                     retry=shlex.join(retry))
-    summary = Path(out) / f"_{method.name}_summary.json"
-    if summary.exists():
-        print(json.dumps(json.loads(summary.read_text()), indent=2))
+    from rayrg.contracts.labels import read_summary
+
+    summary = read_summary(out, f"_{method.name}_summary.json")
+    if summary is not None:
+        print(json.dumps(summary, indent=2))
     print(f"labelled dataset: {out}")
     return 0
 

@@ -138,10 +138,9 @@ def retry_command(dataset: str | Path, out: str | Path, config_path: str | Path 
 
 def _failed_windows(result: Path, method: LabelMethod) -> tuple[int, int, str]:
     """(failed, windows, digest of the failed window ids) from the method's summary."""
-    import json
+    from rayrg.contracts.labels import read_summary
 
-    summary = result / f"_{method.name}_summary.json"
-    info = json.loads(summary.read_text()) if summary.exists() else {}
+    info = read_summary(result, f"_{method.name}_summary.json") or {}
     return int(info.get("failed", 0)), int(info.get("windows", 0)), str(info.get("failed_windows_sha", ""))
 
 
@@ -157,10 +156,9 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
     (:func:`rayrg.data.access.require_finished`). ``allow_unfinished``: label on top of an
     unfinished ``dataset`` anyway (the output stays marked unfinished).
     """
-    import json
 
+    from rayrg.contracts.datasets import read_metadata, write_metadata
     from rayrg.data.access import UNFINISHED_KEY, require_finished
-    from rayrg.data.schema import METADATA_FILE
     from rayrg.provenance import claim
 
     dataset, out = Path(dataset), Path(out)
@@ -174,9 +172,8 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
         return out
     result = Path(method.run(config, dataset, out, address=address))
     failed, windows, missing = _failed_windows(result, method)
-    meta_path = result / METADATA_FILE
-    meta = json.loads(meta_path.read_text())
-    extra = meta.setdefault("extra", {})
+    meta = read_metadata(result)
+    extra = meta.extra
     inherited = extra.get(UNFINISHED_KEY)  # labelled on top of unfinished labels (allowed)
     if failed:
         extra[UNFINISHED_KEY] = {"method": method.name, "failed": failed, "windows": windows,
@@ -187,8 +184,8 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
         # upstream's retry command stays the one to run.
         extra[UNFINISHED_KEY] = {**inherited, "key": f"unfinished:{claimed.fingerprint}"}
     # Unfinished labels carry no final fingerprint (a consumer keys on the unfinished key).
-    meta["fingerprint"] = None if extra.get(UNFINISHED_KEY) else claimed.fingerprint
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    meta.fingerprint = None if extra.get(UNFINISHED_KEY) else claimed.fingerprint
+    write_metadata(meta, result)
     if failed:
         # Not complete: the same command again retries only the failed windows (answers
         # already paid for come from the cache); consumers refuse the dataset meanwhile.

@@ -132,17 +132,11 @@ def history_indices(last: np.ndarray, final_slot: np.ndarray, history: int) -> t
 def _feature_sidecar(features_dir: str | Path, keys: list[tuple[str, int]],
                      last: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(features per row, final features per episode's last row, encoder record) of `rayrg encode`."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    from rayrg.encode.stage import ENCODER_FILE
+    from rayrg.contracts.features import read_encoder_record, read_features
 
     directory = Path(features_dir)
-    if not (directory / ENCODER_FILE).exists():
-        raise DatasetError(f"{directory}: no {ENCODER_FILE} (not a `rayrg encode` output)")
-    record = json.loads((directory / ENCODER_FILE).read_text())
-    table = pq.read_table(sorted(directory.glob("*.parquet")))
+    record = read_encoder_record(directory)
+    table = read_features(directory)
     where = {(e, int(t)): i for i, (e, t) in enumerate(zip(table.column("episode_id").to_pylist(),
                                                           table.column("step").to_pylist(), strict=True))}
     missing = [k for k in keys if k not in where]

@@ -16,7 +16,6 @@ Last partial window (the issue of "trajectories shorter than a window"):
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -24,20 +23,25 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from rayrg.config import StageConfig
+from rayrg.contracts.windows import (
+    SUMMARY_FILE,
+    read_windows,
+    windows_table,
+    write_summary,
+    write_windows,
+)
 from rayrg.data.access import Dataset, iter_episodes, read_shard_checked, validate_columns
 from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png, encode_png
 from rayrg.errors import stage_errors
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
 from rayrg.windows.grid import actions_text, compose_grid
-from rayrg.windows.schema import WINDOW_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "_windows.json"  # "_" prefix: pyarrow dataset reads skip it
+__all__ = ["SUMMARY_FILE", "WindowConfig", "episode_windows", "make_windows", "window_bounds"]
 _READ_COLUMNS = [c for c in SCALAR_COLUMNS if c != "final_frame"] + ["frame"]
 
 
@@ -143,7 +147,7 @@ class _ShardWindower:
                 # so a corrupt PNG is reported with its shard and row, as `rayrg inspect` does.
                 validate_columns(table, str(path), decode_images=True)
                 raise
-        return pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA)
+        return windows_table(rows)
 
 
 def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig | None = None,
@@ -176,7 +180,7 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stage_errors():
-            windows.write_parquet(str(staging), compression="zstd")
+            write_windows(windows, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
         raise
@@ -188,8 +192,9 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
         new.replace(out / new.name)
     shutil.rmtree(staging, ignore_errors=True)
 
-    num_steps = np.asarray(pq.read_table(out, columns=["num_steps"]).column("num_steps").to_numpy())
-    is_partial = pq.read_table(out, columns=["is_partial"]).column("is_partial").to_pylist()
+    written = read_windows(out, ["num_steps", "is_partial"])
+    num_steps = np.asarray(written.column("num_steps").to_numpy())
+    is_partial = written.column("is_partial").to_pylist()
     covered = int(num_steps.sum())
     uncovered = max(0, meta.num_transitions - covered) if config.effective_stride == config.window_size else None
     summary = {
@@ -203,6 +208,6 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     }
     if uncovered:
         log.warning("%d transitions lie in no window (last_window=%s)", uncovered, config.last_window)
-    summary_path.write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     claimed.finish(windows=summary["windows"])
     return out

@@ -32,14 +32,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _windows(args: argparse.Namespace) -> int:
     import json
 
-    from rayrg.windows.build import SUMMARY_FILE, WindowConfig, make_windows
+    from rayrg.contracts.windows import read_summary
+    from rayrg.windows.build import WindowConfig, make_windows
 
     overrides = {"window_size": args.window_size, "stride": args.stride, "last_window": args.last_window}
     config = (WindowConfig.from_yaml(args.config, **overrides) if args.config
               else WindowConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
     out = make_windows(args.dataset, args.out, config, address=args.address,
                        on_change="redo" if args.overwrite else "refuse")
-    print(json.dumps(json.loads((out / SUMMARY_FILE).read_text()), indent=2))
+    print(json.dumps(read_summary(out), indent=2))
     return 0
 
 

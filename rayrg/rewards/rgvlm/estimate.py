@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rayrg.config import ConfigError
 from rayrg.data.access import Dataset, episode_ends
@@ -98,11 +97,12 @@ def _windows_from_dataset(config: RGVLMConfig, dataset: Path) -> tuple[list[Wind
 
 
 def _windows_from_windows_dir(windows_dir: Path) -> tuple[list[WindowText], tuple[int, int]]:
-    table = pq.read_table(windows_dir, columns=["instruction", "actions_text", "start_step", "num_steps"])
+    from rayrg.contracts.windows import head_windows, read_windows
+
+    table = read_windows(windows_dir, ["instruction", "actions_text", "start_step", "num_steps"])
     out = [WindowText(i, t, int(s), int(n)) for i, t, s, n in zip(
         *(table.column(c).to_pylist() for c in table.column_names), strict=True)]
-    first = next(iter(sorted(Path(windows_dir).glob("*.parquet"))))
-    image = pq.ParquetFile(first).read_row_group(0, columns=["image"]).column("image")[0].as_py()
+    image = head_windows(windows_dir, 1, ["image"]).column("image")[0].as_py()
     return out, png_size(image)
 
 
@@ -280,18 +280,11 @@ def _estimate(config: RGVLMConfig, windows: list[WindowText], width: int, height
 def _first_windows(config: RGVLMConfig, dataset: Path, n: int) -> pa.Table:
     """The first ``n`` windows (WINDOW_SCHEMA), made by the windows stage's own code from as
     many leading shards as they need."""
+    from rayrg.contracts.windows import WINDOW_SCHEMA, head_windows
     from rayrg.windows.build import _READ_COLUMNS, episode_windows
-    from rayrg.windows.schema import WINDOW_SCHEMA
 
     if config.windows_dir:
-        # only the leading row groups, not every window's image
-        batches = []
-        for path in sorted(Path(config.windows_dir).glob("*.parquet")):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=n):
-                batches.append(batch)
-                if sum(b.num_rows for b in batches) >= n:
-                    return pa.Table.from_batches(batches).slice(0, n)
-        return pa.Table.from_batches(batches) if batches else WINDOW_SCHEMA.empty_table()
+        return head_windows(config.windows_dir, n)  # only the leading batches' images
     from rayrg.data.access import iter_episodes
 
     ds = Dataset.open(dataset)
@@ -310,8 +303,9 @@ def measure(config: RGVLMConfig, dataset: str | Path, n: int, address: str | Non
     empty answer cache, so every one is asked: these requests are sent and paid for."""
     import ray
 
+    from rayrg.contracts.labels import read_labels, write_labels
     from rayrg.errors import stage_errors
-    from rayrg.rewards.rgvlm.pipeline import _WINDOW_INPUT, LABELS_SCHEMA, label_windows
+    from rayrg.rewards.rgvlm.pipeline import _WINDOW_INPUT, label_windows
     from rayrg.runtime import init_ray, quiet_ray_data
 
     if n < 1:
@@ -326,9 +320,9 @@ def measure(config: RGVLMConfig, dataset: str | Path, n: int, address: str | Non
         start = time.perf_counter()
         ds = ray.data.from_arrow(windows.select(_WINDOW_INPUT))
         with stage_errors():
-            label_windows(ds, config, Path(tmp) / "_cache").write_parquet(str(Path(tmp) / "_labels"))
+            write_labels(label_windows(ds, config, Path(tmp) / "_cache"), Path(tmp) / "_labels")
         wall = time.perf_counter() - start
-        labels = pq.read_table(Path(tmp) / "_labels", schema=LABELS_SCHEMA)
+        labels = read_labels(Path(tmp) / "_labels")
     count, _ = config.backend.text_counter()
     turn1 = [count(t) for t in labels.column("turn1_text").to_pylist() if t is not None]
     o1 = float(np.mean(turn1)) if turn1 else float(config.decoding.max_tokens_analysis)

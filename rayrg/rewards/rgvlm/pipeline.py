@@ -3,9 +3,9 @@
 ::
 
     trajectories ──make_windows──► windows (one grid PNG per window)
-        └─ read_parquet ─► map_batches(labeller)  (actors: cache lookup, backend, cache write;
+        └─ open_windows ─► map_batches(labeller)  (actors: cache lookup, backend, cache write;
                               async calls for HTTP backends, one engine per actor for local models)
-                              └─ write_parquet ─► <labels_dir>/*.parquet  (LABELS_SCHEMA)
+                              └─ write_labels ─► <labels_dir>/*.parquet  (rayrg.contracts.labels)
     labels ──scores/10 per transition──► reward_rgvlm, fused variants ──► labelled dataset
 
 Per-transition reward: a window's score for step ``start_step + i`` divided by 10. With a
@@ -32,8 +32,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from rayrg.contracts.labels import (
+    LABELS_SCHEMA,
+    SUMMARY_FILE,
+    labels_table,
+    read_labels,
+    write_labels,
+    write_summary,
+)
+from rayrg.contracts.windows import open_windows
 from rayrg.errors import stage_errors
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.rgvlm.backends import backend_class
@@ -44,51 +52,14 @@ from rayrg.rewards.rgvlm.prompts import render
 log = logging.getLogger(__name__)
 
 COLUMN = reward_column("rgvlm")
-SUMMARY_FILE = "_rgvlm_summary.json"
+# The labels table and the summary are the labels contract's (rayrg.contracts.labels).
+__all__ = ["COLUMN", "LABELS_SCHEMA", "SUMMARY_FILE", "label_rgvlm", "label_windows", "mean_scores",
+           "transition_rewards"]
 # Window columns the labeller reads; the ground-truth ones ride along for reward reports.
 _WINDOW_INPUT = ["window_id", "episode_id", "start_step", "num_steps", "is_partial", "task_id",
                  "instruction", "image", "actions", "actions_text", "expert_actions",
                  "subtasks_before", "subtasks_completed", "episode_success", "episode_last_step"]
 _CARRIED = [c for c in _WINDOW_INPUT if c not in ("image", "actions_text")]
-
-LABELS_SCHEMA = pa.schema([
-    pa.field("window_id", pa.string()),
-    pa.field("episode_id", pa.string()),
-    pa.field("start_step", pa.int32()),
-    pa.field("num_steps", pa.int32()),
-    pa.field("is_partial", pa.bool_()),
-    pa.field("task_id", pa.string()),
-    pa.field("instruction", pa.string()),
-    pa.field("status", pa.string()),  # "ok" | "failed"
-    pa.field("scores", pa.list_(pa.int32())),  # null when failed
-    pa.field("rewards", pa.list_(pa.float32())),  # scores / 10
-    pa.field("error", pa.string()),  # why it failed (last reason), null when ok
-    pa.field("turn1_text", pa.string()),
-    pa.field("turn2_text", pa.string()),  # the last turn-2 answer
-    pa.field("model", pa.string()),
-    pa.field("backend", pa.string()),
-    pa.field("prompt_version", pa.string()),
-    pa.field("decoding", pa.string()),  # JSON of the decoding parameters
-    pa.field("latency_s", pa.float64()),  # of the original query (also for cache hits)
-    pa.field("input_tokens", pa.int64()),
-    pa.field("output_tokens", pa.int64()),
-    pa.field("cached_input_tokens", pa.int64()),  # prefix-cache hits (engines that report them)
-    pa.field("cost_usd", pa.float64()),  # estimate from the configured prices
-    pa.field("attempts", pa.int32()),  # turn-2 answers requested
-    pa.field("invalid_answers", pa.int32()),
-    pa.field("transport_retries", pa.int32()),
-    pa.field("backend_calls", pa.int32()),  # requests sent by THIS run (0 for cache hits)
-    pa.field("cached", pa.bool_()),
-    pa.field("cache_key", pa.string()),
-    # ground truth carried from the windows (never shown to the model)
-    pa.field("actions", pa.list_(pa.int32())),
-    pa.field("expert_actions", pa.list_(pa.int32())),
-    pa.field("subtasks_before", pa.int32()),
-    pa.field("subtasks_completed", pa.list_(pa.int32())),
-    pa.field("episode_success", pa.bool_()),
-    pa.field("episode_last_step", pa.int32()),
-])
-
 
 def capped_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     """(width, height) of an image after :func:`cap_image` (the estimate computes it undrawn)."""
@@ -224,7 +195,7 @@ class _WindowLabeller:
             })
             if not cached:
                 a.backend_calls = 0  # a key repeated in this batch was paid for once
-        return pa.Table.from_pylist(out, schema=LABELS_SCHEMA)
+        return labels_table(out)
 
     def __del__(self) -> None:
         for close in (self.backend.close, self.cache.close):
@@ -356,7 +327,6 @@ def label_windows(ds, config: RGVLMConfig, cache_dir: Path, identity: str | None
 
 
 def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    import ray
 
     from rayrg.runtime import init_ray, quiet_ray_data
     from rayrg.windows.build import make_windows
@@ -379,7 +349,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     cache_dir = Path(config.cache_dir or out / "_cache")
     AnswerCache(cache_dir)  # create it on the driver (workers share the path)
 
-    ds = ray.data.read_parquet(str(windows), columns=_WINDOW_INPUT)
+    ds = open_windows(windows, _WINDOW_INPUT)
     if config.max_windows:
         ds = ds.limit(config.max_windows)
     labelled = label_windows(ds, config, cache_dir, identity)
@@ -388,7 +358,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stage_errors():
-            labelled.write_parquet(str(staging))
+            write_labels(labelled, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
         raise
@@ -398,9 +368,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
     for new in staging.glob("*.parquet"):
         new.replace(labels_dir / new.name)
     shutil.rmtree(staging, ignore_errors=True)
-    files = sorted(labels_dir.glob("*.parquet"))
-    labels = (pq.read_table(files, schema=LABELS_SCHEMA) if files
-              else LABELS_SCHEMA.empty_table())
+    labels = read_labels(labels_dir, missing_ok=True)
 
     summary = summarize(labels, time.perf_counter() - start)
     prov = {**provenance(config, identity), "summary": {k: v for k, v in summary.items() if k != "this_run"}}
@@ -421,7 +389,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str |
 
     write_labelled_dataset(dataset, shard_rewards, out, provenance=provenances)
     summary["labels_dir"], summary["cache_dir"] = str(labels_dir), str(cache_dir)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     log.info("rgvlm: %d windows, %d labelled, %d failed, %d cached, %d backend calls, %d tokens, "
              "$%.4f, %.1f s", summary["windows"], summary["labelled"], summary["failed"], summary["cached"],
              summary["backend_calls"], summary["input_tokens"] + summary["output_tokens"],
