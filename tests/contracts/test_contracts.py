@@ -122,8 +122,7 @@ def test_version_2_metadata_reads_with_family_kinds(tmp_path: Path) -> None:
 
 
 def test_progress_column_passes_the_reader_and_its_kind_is_recorded(make_toy_dataset, tmp_path: Path) -> None:
-    from rayrg.data.access import Dataset
-    from rayrg.data.access import read_trajectories
+    from rayrg.data.access import Dataset, read_trajectories
     from rayrg.rewards.base import write_labelled_dataset
 
     source = make_toy_dataset()
