@@ -55,6 +55,9 @@ def is_secret_name(name: str) -> bool:
 def scrub_url(url: str) -> str:
     """``url`` without credentials: user:password@ and the query string and fragment are
     redacted (``?key=...`` is how several APIs take keys)."""
+    head, sep, rest = url.partition("://")
+    if sep and ":" in rest.split("@", 1)[0] and "@" in rest:  # key:secret@, the secret may hold '/'
+        url = f"{head}://{REDACTED}@{rest.split('@', 1)[1]}"
     try:
         parts = urlsplit(url)
     except ValueError:
