@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "rayrg.rewards.similarity.cli",
     "rayrg.rl.cli",
     "rayrg.evaluation.cli",
+    "rayrg.bench.cli",
     "rayrg.experiments.cli",
     "rayrg.report.cli",
 )

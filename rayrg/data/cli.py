@@ -1,4 +1,4 @@
-"""``rayrg generate`` and ``rayrg inspect``."""
+"""``rayrg generate``, ``rayrg inspect`` and ``rayrg evalset``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validate-images", action="store_true", help="decode every frame too")
     p.set_defaults(func=_inspect)
 
+    p = sub.add_parser("evalset", help="an evaluation set for reward models: successful episodes plus "
+                                       "rewound, truncated and instruction-swapped negatives")
+    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset that marks success")
+    p.add_argument("--out", type=Path, required=True, help="evaluation set (a trajectory dataset) to write")
+    p.add_argument("--config", type=Path, help="EvalsetConfig YAML: seed, mix (defaults if omitted)")
+    p.add_argument("--seed", type=int, help="override: seed of every draw")
+    add_overwrite_arg(p)
+    add_ray_args(p)
+    p.set_defaults(func=_evalset)
+
 
 def _generate(args: argparse.Namespace) -> int:
     from rayrg.data.generate import GenerateConfig, generate
@@ -48,4 +58,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
     summary = summarize(args.dataset, validate_images=args.validate_images)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _evalset(args: argparse.Namespace) -> int:
+    from rayrg.data.evalset import EvalsetConfig, build_evalset
+
+    overrides = {"seed": args.seed}
+    if args.config:
+        config = EvalsetConfig.from_yaml(args.config, **overrides)
+    else:
+        config = EvalsetConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    out = build_evalset(args.dataset, args.out, config, address=args.address,
+                        on_change="redo" if args.overwrite else "refuse")
+    print(f"evaluation set: {out}")
     return 0

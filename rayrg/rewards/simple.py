@@ -42,10 +42,6 @@ class SimulatedConfig(StageConfig):
         return reward_column(f"simulated_{self.name or f'acc{round(self.accuracy * 1000)}'}")
 
 
-def _scalars(dataset: Path) -> pa.Table:
-    return Dataset.open(dataset).read(SCALAR_COLUMNS)
-
-
 def label_sparse(config: SparseConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
     Dataset.open(dataset).require_ground_truth(["success"], "the sparse reward (episode success)")
 
@@ -64,12 +60,24 @@ def simulate_labels(truth: np.ndarray, accuracy: float, seed: int) -> np.ndarray
 
 
 def label_simulated(config: SimulatedConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-    Dataset.open(dataset).require_ground_truth(["expert_action", "subtasks"], "simulated labels")
-    table = _scalars(dataset)
+    source = Dataset.open(dataset)
+    source.require_ground_truth(["expert_action", "subtasks"], "simulated labels")
+    # contracts: the evaluation-set kind column's name (rayrg.contracts.columns.EVALSET_KIND).
+    from rayrg.data.evalset import EVALSET_KIND, skip_kinds
+
+    has_kinds = EVALSET_KIND in source.names
+    table = source.read([*SCALAR_COLUMNS, *([EVALSET_KIND] if has_kinds else [])])
     dense = simulate_labels(good_actions(table), config.accuracy, config.seed)
+    # Rows of evaluation-set kinds without the truth good(t) needs (rewound, swapped) are NaN:
+    # a flipped made-up truth would score as a label of known accuracy.
+    dense, skipped = skip_kinds(dataset, table.column(EVALSET_KIND) if has_kinds else None, dense,
+                                ["expert_action", "subtasks"])
+    for kind, reason in skipped.items():
+        print(f"[rayrg] simulated labels: skipped the {kind} episodes (NaN rewards): {reason}", flush=True)
     columns = {config.column: dense}
     provenance = {config.column: {"method": "simulated", "simulated": True, "accuracy": config.accuracy,
-                                  "seed": config.seed, "truth": "rayrg.rewards.truth.good_actions"}}
+                                  "seed": config.seed, "truth": "rayrg.rewards.truth.good_actions",
+                                  **({"skipped_kinds": skipped} if skipped else {})}}
     if config.sparse_weight is not None:
         sparse = sparse_rewards(table.column("episode_id"), table.column("success"))
         fused = f"{config.column}_sparse"

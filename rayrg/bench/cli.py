@@ -1,0 +1,34 @@
+"""``rayrg reward-bench``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+
+    p = sub.add_parser("reward-bench", help="score every reward column the way the field does (VOC, "
+                                            "success AUROC/F1, Kendall τ, mismatch, Table I), with intervals")
+    p.add_argument("--dataset", type=Path, required=True, help="labelled (evaluation) dataset")
+    p.add_argument("--out", type=Path, required=True, help="directory for bench.json, bench.md, bench.png")
+    p.add_argument("--columns", nargs="+", default=None, help="columns to score (default: every reward_*/progress_* column)")
+    p.add_argument("--assume-success", action="store_true",
+                   help="treat every episode as a successful demonstration (datasets that record no "
+                        "success, e.g. most LeRobot sets): VOC is scored, success metrics are skipped")
+    p.add_argument("--config", type=Path, help="BenchConfig YAML: resamples, seed, validation_fraction, threshold")
+    add_overwrite_arg(p)
+    add_ray_args(p)
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rayrg.bench.bench import BenchConfig, reward_bench
+
+    config = BenchConfig.from_yaml(args.config) if args.config else BenchConfig()
+    reward_bench(args.dataset, args.out, args.columns, args.assume_success, config, address=args.address,
+                 on_change="redo" if args.overwrite else "refuse")
+    print((args.out / "bench.md").read_text(), end="")
+    print(f"bench: {args.out / 'bench.json'}")
+    return 0
