@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from rayrg.data.access import Dataset
 from rayrg.data.schema import SCALAR_COLUMNS, DatasetError
@@ -95,12 +96,26 @@ def reward_report(datasets: Iterable[str | Path], columns: Sequence[str] | None 
             reason = "no ground truth: " + "; ".join(f"{k}: {v}" for k, v in lacking.items())
             rows.extend({"dataset": str(dataset), "column": column, "skipped": reason} for column in wanted)
             continue
-        table = source.read([*SCALAR_COLUMNS, *wanted])
+        from rayrg.contracts.columns import EVALSET_KIND
+        from rayrg.data.evalset import kinds_lacking
+
+        has_kind = EVALSET_KIND in source.names
+        table = source.read([*SCALAR_COLUMNS, *wanted, *([EVALSET_KIND] if has_kind else [])])
+        skipped_kinds: dict[str, str] = {}
+        if has_kind:
+            # An evaluation set's rewound and swapped rows have no truth for good(t) (a reverse
+            # row took no action; no expert saw the swapped mission): left out, with the reason.
+            skipped_kinds = kinds_lacking(dataset, list(TRUTH_NEEDS))
+            keep = ~np.isin(np.asarray(table.column(EVALSET_KIND).to_pylist(), dtype=object), list(skipped_kinds))
+            table = table.filter(pa.array(keep))
         truth = good_actions(table)
         provenance = source.provenance
         for column in wanted:
             values = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
-            rows.append(column_report(dataset, column, values, truth, provenance.get(column, {}), threshold))
+            row = column_report(dataset, column, values, truth, provenance.get(column, {}), threshold)
+            if skipped_kinds:
+                row["skipped_kinds"] = skipped_kinds
+            rows.append(row)
     return rows
 
 

@@ -98,3 +98,15 @@ def test_cli_bad_column_is_one_line_exit_2(labelled: Path, tmp_path: Path) -> No
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "reward columns present: progress_true, reward_sparse" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_reward_report_leaves_out_rows_without_truth(labelled: Path) -> None:
+    """`rayrg reward-report` on an evaluation set: rewound reverse rows (action -1 equals the
+    placeholder expert action -1) would score as good; they are left out with the reason, and
+    the Table-I accuracy of the 90 % simulated labels stays near 0.9."""
+    from rayrg.rewards.report import reward_report
+
+    rows = {r["column"]: r for r in reward_report([labelled])}
+    sim = rows["reward_simulated_acc900"]
+    assert "rewound" in sim["skipped_kinds"] and "swapped" in sim["skipped_kinds"]
+    assert 0.8 < sim["accuracy"] <= 1.0
