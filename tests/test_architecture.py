@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -61,3 +62,46 @@ def test_import_linter_contracts_are_kept() -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "0 broken" in run.stdout
     assert _contracts()["acyclic"]["type"] == "acyclic_siblings"
+
+
+# Modules that may open Parquet or JSON files, and why. Everything else reads another stage's
+# outputs only through these (issue: typed contracts between stages).
+_MAY_OPEN_FILES = {
+    "rayrg/contracts/": "the contracts: the only readers and writers of files one stage writes and another reads",
+    "rayrg/data/": "the data-access layer: trajectory shards and the outside formats it imports and exports",
+    "rayrg/provenance.py": "its own _provenance.json records",
+    "rayrg/rl/checkpoint.py": "the checkpoint format (the one module that owns a checkpoint's files)",
+    "rayrg/rewards/rgvlm/cache.py": "the RG-VLM answer cache, private to the labeller",
+    "rayrg/models/": "model checkpoints' own config files (not stage outputs)",
+    "rayrg/rewards/rgvlm/settings.py": "a model checkpoint's chat template (not a stage output)",
+    "rayrg/rewards/rgvlm/backends/_qwen2vl.py": "a model checkpoint's image-processor config",
+    "rayrg/storage.py": "the storage layer (it names these functions in docs, opens no stage file)",
+}
+_READERS = {("pq", "read_table"), ("pq", "ParquetFile"), ("pq", "read_schema"), ("pq", "read_metadata"),
+            ("parquet", "read_table"), ("data", "read_parquet"), ("json", "load")}
+
+
+def _file_reads(tree: ast.AST) -> list[int]:
+    """Lines that open Parquet, or parse a JSON file (``json.load``, ``json.loads(x.read_text())``)."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value
+        name = owner.attr if isinstance(owner, ast.Attribute) else owner.id if isinstance(owner, ast.Name) else ""
+        if (name, node.func.attr) in _READERS:
+            lines.append(node.lineno)
+        elif (name, node.func.attr) == ("json", "loads") and node.args and isinstance(node.args[0], ast.Call) \
+                and isinstance(node.args[0].func, ast.Attribute) and node.args[0].func.attr == "read_text":
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_stage_opens_another_stages_files_outside_the_contracts() -> None:
+    found = []
+    for path in sorted((REPO / "rayrg").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if any(rel == allowed or (allowed.endswith("/") and rel.startswith(allowed)) for allowed in _MAY_OPEN_FILES):
+            continue
+        found += [f"{rel}:{line}" for line in _file_reads(ast.parse(path.read_text()))]
+    assert not found, f"files opened outside the contracts and the data-access layer: {found}"

@@ -25,7 +25,6 @@ small row per episode; memory grows with the number of episodes only by those ro
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from pydantic import Field
 
 from rayrg.bench import metrics as M
 from rayrg.config import StageConfig
+from rayrg.contracts.bench import read_bench, write_bench
 from rayrg.data.access import Dataset, iter_episodes, read_shard_checked
 from rayrg.data.evalset import EVALSET_KIND, PROGRESS_TRUE, SEP, kinds_lacking
 from rayrg.data.schema import DatasetError
@@ -218,7 +218,7 @@ def reward_bench(dataset: str | Path, out: str | Path, columns: Sequence[str] | 
     claimed = claim(out, "reward-bench", bench_inputs(dataset, wanted, assume_success, config),
                     on_change=on_change)
     if claimed.done:
-        return json.loads((out / "bench.json").read_text())
+        return read_bench(out)
     init_ray(address)
     shards = [str(s) for s in source.shards]
     args = ({c: column_kind(c, source) for c in wanted}, lacking_kinds, has_kind, has_progress, truth_reason is None, config.threshold)
@@ -241,8 +241,7 @@ def reward_bench(dataset: str | Path, out: str | Path, columns: Sequence[str] | 
         "columns": {c: bench_column(c, column_kind(c, source), episodes, config, assume_success, truth_reason,
                                     lacking_kinds, prov.get(c, {})) for c in wanted},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    write_bench(out, result)
     (out / "bench.md").write_text(format_markdown(result))
     plot(result, out / "bench.png")
     claimed.finish(bench=str(out / "bench.json"))

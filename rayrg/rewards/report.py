@@ -159,7 +159,6 @@ def reward_caveat(rows: Sequence[dict[str, Any]]) -> str | None:
 def label_rows(labels_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of an RG-VLM labels table (``[]`` when the folder holds none): how the report
     reads labels, so that it opens no label file itself."""
-    import pyarrow.parquet as pq
+    from rayrg.contracts.labels import read_labels
 
-    files = sorted(Path(labels_dir).glob("*.parquet"))
-    return pq.read_table(files).to_pylist() if files else []
+    return read_labels(labels_dir, missing_ok=True).to_pylist()
