@@ -159,3 +159,98 @@ def test_kuberay_manifests_match_crd_and_reject_typos(manifest: str, crd: str) -
     bad_cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
     with pytest.raises(jsonschema.ValidationError, match="imagePulPolicy"):  # deep in the pod template
         validator.validate(bad)
+
+
+# -- storage: every node gets the storage root, and its role may use the bucket -------------------
+POLICY = CLUSTER / "aws" / "storage-policy.json"
+
+
+def _start_env(command: str, tmp_path: Path) -> dict[str, str]:
+    """The environment `ray start` gets from a launcher start command, run by bash with a stub
+    `ray` (and `nvidia-smi`) that prints it: what the node's Ray, and so every task and job on
+    that node, inherits."""
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    (stub / "ray").write_text('#!/bin/sh\nfor v in RAYRG_STORAGE RAYRG_SHARED_MOUNTS RAY_AUTH_MODE; do '
+                              'printf "%s=%s\\n" "$v" "$(printenv $v)"; done\n')
+    (stub / "ray").chmod(0o755)
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{stub}:/usr/bin:/bin", "RAY_HEAD_IP": "10.0.0.10"}).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def _bucket_of(root: str) -> str:
+    assert root.startswith("s3://"), root
+    return root[len("s3://"):].split("/", 1)[0]
+
+
+def _policy_grants(bucket: str) -> tuple[set[str], set[str]]:
+    """(actions on the bucket, actions on its objects) that cluster/aws/storage-policy.json allows."""
+    on_bucket, on_objects = set(), set()
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            if resource == f"arn:aws:s3:::{bucket}":
+                on_bucket.update(actions)
+            elif resource == f"arn:aws:s3:::{bucket}/*":
+                on_objects.update(actions)
+    return on_bucket, on_objects
+
+
+def test_launcher_every_node_gets_the_storage_root_and_a_role_for_its_bucket(tmp_path: Path) -> None:
+    config = yaml.safe_load((CLUSTER / "ray-cluster.yaml").read_text())
+    head = _start_env(config["head_start_ray_commands"][-1], tmp_path)
+    worker = _start_env(config["worker_start_ray_commands"][-1], tmp_path)
+    assert head["RAYRG_STORAGE"] == worker["RAYRG_STORAGE"] != ""
+    assert head["RAY_AUTH_MODE"] == worker["RAY_AUTH_MODE"] == "token"
+    bucket = _bucket_of(head["RAYRG_STORAGE"])
+    # every node type (the head and each worker group) runs with an instance profile
+    groups = config["available_node_types"]
+    profiles = {name: group["node_config"].get("IamInstanceProfile") for name, group in groups.items()}
+    assert profiles[config["head_node_type"]] == {"Name": "rayrg-head"}
+    assert all(p == {"Name": "rayrg-worker"} for name, p in profiles.items() if name != config["head_node_type"]), profiles
+    # ... whose role may read, write, list and delete in that bucket (not only some of it)
+    on_bucket, on_objects = _policy_grants(bucket)
+    assert "s3:ListBucket" in on_bucket
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"} <= on_objects
+    # the head's role may hand the worker profile to the instances it launches
+    pass_role = json.loads((CLUSTER / "aws" / "head-autoscaler-policy.json").read_text())["Statement"]
+    assert any(s["Action"] == "iam:PassRole" and s["Resource"].endswith(":role/rayrg-worker") for s in pass_role)
+
+
+def test_onprem_every_node_gets_a_declared_shared_storage_root(tmp_path: Path) -> None:
+    config = yaml.safe_load((CLUSTER / "ray-cluster-onprem.yaml").read_text())
+    for command in (config["head_start_ray_commands"][-1], config["worker_start_ray_commands"][-1]):
+        env = _start_env(command, tmp_path)
+        root, mounts = env["RAYRG_STORAGE"], env["RAYRG_SHARED_MOUNTS"].split(":")
+        assert root.startswith("/") and any(root == m or root.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = doc["spec"].get("rayClusterSpec", doc["spec"])
+    return [cluster["headGroupSpec"]["template"]["spec"],
+            *(group["template"]["spec"] for group in cluster["workerGroupSpecs"])]
+
+
+@pytest.mark.parametrize("manifest", ["raycluster.yaml", "rayjob.yaml"])
+def test_kuberay_every_pod_gets_the_storage_root_and_the_irsa_account(manifest: str) -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((CLUSTER / "kuberay" / "storage.yaml").read_text())}
+    root = docs["ConfigMap"]["data"]["RAYRG_STORAGE"]
+    bucket = _bucket_of(root)
+    account = docs["ServiceAccount"]
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.startswith("arn:aws:iam::") and role.endswith(":role/rayrg-storage")
+    on_bucket, on_objects = _policy_grants(bucket)  # the role's policy (cluster/README.md) covers that bucket
+    assert "s3:ListBucket" in on_bucket and {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= on_objects
+
+    doc = yaml.safe_load((CLUSTER / "kuberay" / manifest).read_text())
+    for spec in _pod_specs(doc):  # the head and every worker group
+        assert spec.get("serviceAccountName") == account["metadata"]["name"]
+        for container in spec["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            ref = env["RAYRG_STORAGE"]["valueFrom"]["configMapKeyRef"]
+            assert ref == {"name": docs["ConfigMap"]["metadata"]["name"], "key": "RAYRG_STORAGE"}
+            assert not ref.get("optional"), "a pod without the root would write to its own disk"
+

@@ -1,0 +1,152 @@
+"""Labelling and training with their outputs on S3 (a local moto server) against a local disk.
+
+One dataset is generated once on the local disk (not timed) and copied into a bucket of a
+moto S3 server on 127.0.0.1. Each arm then runs the same ``rayrg`` commands, reading its input
+from and writing its outputs to its own storage (as a cluster job reads and writes the bucket):
+
+* labelling: ``rayrg label`` sparse, then simulated (accuracy 0.9) on the sparse output;
+* training: ``rayrg train`` of a few hundred IQL updates on the labelled dataset.
+
+Each command is its own process starting its own local Ray cluster (≈ 5 s, the same in both
+arms), timed over its wall time; arms alternate (local, S3, local, S3 …) and each figure is the
+median over ``--repeats``. moto is a Python server sharing this machine's cores, so the S3 time
+is split: the moto process's own CPU time during the arm (psutil, before/after) is the server's
+cost; what remains of the S3-minus-local difference is rayrg's (pyarrow's S3 client, Ray Data's
+object-store writes, Ray Train's checkpoint uploads). Prints
+
+  ``labelling on S3 (moto) vs local disk: R``
+  ``training on S3 (moto) vs local disk: R``
+
+(R = S3 time / local time; no goal: the server is a stand-in, see above) with the split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.storage._moto import _create_bucket, s3_env, start_moto, stop_moto  # noqa: E402
+
+BUCKET = "rayrg-bench"
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, what: str) -> float:
+    """Wall time of one ``rayrg`` command; a failure ends the benchmark naming the arm."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "rayrg.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise SystemExit(f"bench_storage: {what} failed (exit {done.returncode}): rayrg {' '.join(args)}\n{tail}")
+    return elapsed
+
+
+def _cpu(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    times = proc.cpu_times()
+    total = times.user + times.system
+    for child in proc.children(recursive=True):  # werkzeug may reload into a child
+        try:
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _upload(local: Path, uri: str, env: dict[str, str]) -> None:
+    """Copy a local dataset folder into the bucket (pyarrow, as rayrg reaches S3)."""
+    import pyarrow.fs as pafs
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from rayrg.storage import resolve
+
+        target = resolve(uri)
+        pafs.copy_files(str(local), target.path, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=target.fs)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _arm(root: str, data: str, tmp: Path, env: dict[str, str], server_pid: int) -> tuple[float, float, float, float]:
+    """(labelling s, training s, moto CPU s while labelling, while training) of one arm whose
+    storage is ``root`` (the moto CPU counts only what the server did, whichever arm)."""
+    sparse, labelled, train = f"{root}/sparse", f"{root}/labelled", f"{root}/iql"
+    cpu0 = _cpu(server_pid)
+    label = _run(["label", "--config", str(REPO / "jobs" / "label_sparse.yaml"), "--dataset", data,
+                  "--out", sparse, "--overwrite"], env, tmp, f"labelling (sparse) on {root}")
+    label += _run(["label", "--config", str(tmp / "simulated.yaml"), "--dataset", sparse,
+                   "--out", labelled, "--overwrite"], env, tmp, f"labelling (simulated) on {root}")
+    cpu1 = _cpu(server_pid)
+    training = _run(["train", "--config", str(tmp / "iql.yaml"), "--dataset", labelled,
+                     "--out", train, "--overwrite"], env, tmp, f"training on {root}")
+    return label, training, cpu1 - cpu0, _cpu(server_pid) - cpu1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes-per-count", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=300, help="IQL updates per training run")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each arm (median reported)")
+    args = parser.parse_args()
+
+    server = start_moto()
+    pid = server.process.pid
+    env = {**os.environ, **s3_env(server.endpoint), "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for name in ("RAYRG_STORAGE", "RAY_ADDRESS", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        env.pop(name, None)
+    try:
+        _create_bucket(server.endpoint, BUCKET, s3_env(server.endpoint))
+        with tempfile.TemporaryDirectory(prefix="bench-storage-") as name:
+            tmp = Path(name)
+            (tmp / "simulated.yaml").write_text("method: simulated\naccuracy: 0.9\nname: acc900\n")
+            (tmp / "iql.yaml").write_text(
+                f"reward_column: reward_simulated_acc900_sparse\nnum_steps: {args.steps}\nbatch_size: 64\n"
+                f"checkpoint_every: {max(1, args.steps // 3)}\nreport_every: {max(1, args.steps // 3)}\n")
+            local_data = tmp / "data"
+            _run(["generate", "--out", str(local_data), "--episodes-per-count", str(args.episodes_per_count),
+                  "--eval-tasks-per-count", "1"], env, tmp, "generating the dataset")
+            s3_data = f"s3://{BUCKET}/data/trajectories"
+            _upload(local_data / "trajectories", s3_data, s3_env(server.endpoint))
+
+            local, s3 = [], []
+            for n in range(args.repeats):  # alternate, so drift in the machine's load hits both arms
+                local.append(_arm(str(tmp / f"local{n}"), str(local_data / "trajectories"), tmp, env, pid))
+                s3.append(_arm(f"s3://{BUCKET}/run{n}", s3_data, tmp, env, pid))
+    finally:
+        stop_moto(server)
+
+    print(f"{args.repeats} run(s) per arm; {args.episodes_per_count} episodes per sub-task count; "
+          f"{args.steps} IQL updates; this machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    for i, what in enumerate(("labelling", "training")):
+        t_local = statistics.median(r[i] for r in local)
+        t_s3 = statistics.median(r[i] for r in s3)
+        server_cpu = statistics.median(r[2 + i] for r in s3)
+        extra = t_s3 - t_local
+        print(f"{what} on S3 (moto) vs local disk: {t_s3 / t_local:.2f}x  ({t_s3:.1f} s vs {t_local:.1f} s)")
+        print(f"  S3 extra {extra:+.1f} s: moto server CPU {server_cpu:.1f} s "
+              f"({server_cpu / t_s3:.0%} of the S3 time), rayrg's side (client, uploads) {extra - server_cpu:+.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
