@@ -59,34 +59,48 @@ class EncodeBatch:
         })
 
 
-def encode(dataset: str | Path, out: str | Path, encoder: str, checkpoint: str | Path,
+def encode(dataset: Any, out: Any, encoder: str, checkpoint: str | Path,
            address: str | None = None, batch_size: int = 256, max_actors: int = 2,
-           allow_unfinished: bool = False) -> Path:
+           allow_unfinished: bool = False) -> Any:
     """Write the feature sidecar of ``dataset`` under ``out``; refuses a non-empty ``out``,
     and unfinished labels unless ``allow_unfinished``."""
     from ray.data import ActorPoolStrategy
 
+    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.config import ConfigError
     from rayrg.data.access import Dataset, require_finished
     from rayrg.encode.encoders import encoder_record
     from rayrg.runtime import init_ray
+    from rayrg.storage import claim_shared, ray_data_args, release_shared, resolve
+    from rayrg.windows.staging import as_arg, checked_for_write
 
+    dataset_loc = open_input(dataset)
+    dataset = as_arg(dataset_loc)
     require_finished(dataset, "encode", allow=allow_unfinished)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; choose a new --out (features are never mixed or reused)")
+    out_loc = resolve(out)
+    if out_loc.exists() and out_loc.ls():
+        raise ConfigError(f"{out_loc} is not empty; choose a new --out (features are never mixed or reused)")
+    out_loc = prepare_output(out_loc)
+    out = as_arg(out_loc)
     source = Dataset.open(dataset)  # every shard's schema, from its footer
     record = encoder_record(encoder, checkpoint)
     init_ray(address)
+    refuse_local_on_cluster(out_loc)  # now that the cluster's shape is known
     ds = source.ray_read(FEATURE_COLUMNS)
     ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"record": record}, batch_size=batch_size,
                         batch_format="numpy", compute=ActorPoolStrategy(min_size=1, max_size=max_actors),
                         num_cpus=0.5)
-    ds.write_parquet(str(out))
+    token = claim_shared(out_loc)
+    try:
+        path, filesystem = ray_data_args(out_loc)
+        checked_for_write(ds, out_loc, token).write_parquet(path, filesystem=filesystem)
+    finally:
+        release_shared(out_loc, token)
     from rayrg.provenance import dataset_fingerprint
 
     # The dataset's fingerprint (for unfinished labels: which windows were missing) goes into
     # the features' record, so a run keyed to these features is keyed to it too.
-    write_encoder_record(out, {**record, "dataset": str(Path(dataset).resolve()),
+    write_encoder_record(out, {**record, "dataset": str(Path(dataset).resolve()) if dataset_loc.is_local
+                               else str(dataset_loc),
                                "dataset_fingerprint": dataset_fingerprint(dataset)})
     return out

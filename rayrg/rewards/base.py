@@ -105,9 +105,9 @@ def _table_rewards(rewards: pa.Table) -> tuple[list[str], RewardsFn]:
 
 
 def write_labelled_dataset(
-    source: str | Path,
+    source: Any,
     rewards: pa.Table | RewardsFn,
-    out: str | Path,
+    out: Any,
     provenance: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Join ``rewards`` onto ``source`` and write the labelled dataset to ``out``.
@@ -123,7 +123,11 @@ def write_labelled_dataset(
     config) and is stored in the metadata after :func:`~rayrg.config.scrub_secrets`
     (every method's provenance passes here, so none can write a credential).
     """
-    source, out = Path(source), Path(out)
+    from rayrg._storage_shim import open_input, prepare_output
+    from rayrg.windows.staging import as_arg
+
+    source_loc, out_loc = open_input(source), prepare_output(out)
+    source, out = as_arg(source_loc), as_arg(out_loc)
     data = Dataset.open(source)
     if isinstance(rewards, pa.Table):
         _, per_shard = _table_rewards(rewards)
@@ -132,8 +136,7 @@ def write_labelled_dataset(
     new_columns: list[str] = []
     write_names: list[str] = data.names
 
-    out.mkdir(parents=True, exist_ok=True)
-    same_dir = out.resolve() == source.resolve()
+    same_dir = out_loc.fs.equals(source_loc.fs) and out_loc.path.rstrip("/") == source_loc.path.rstrip("/")
     for path in data.shards:
         table = data.read_shard(path)  # every column: the shard is rewritten whole
         for column, values in per_shard(table).items():
@@ -156,6 +159,6 @@ def write_labelled_dataset(
     # Every added column's kind, also of columns kept from the source (older metadata lacks them).
     meta.column_kinds = {c: str(meta.kind_of(c)) for c in added_columns(write_names)}
     if not same_dir:
-        meta.extra["labelled_from"] = str(source)
+        meta.extra["labelled_from"] = str(source_loc) if not source_loc.is_local else str(source)
     meta.write(out)
     return out

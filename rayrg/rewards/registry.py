@@ -144,9 +144,9 @@ def _failed_windows(result: Path, method: LabelMethod) -> tuple[int, int, str]:
     return int(info.get("failed", 0)), int(info.get("windows", 0)), str(info.get("failed_windows_sha", ""))
 
 
-def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out: str | Path, *,
+def run_label(method: LabelMethod, config: StageConfig, dataset: Any, out: Any, *,
               address: str | None = None, on_change: str = "refuse", allow_unfinished: bool = False,
-              retry: str | None = None) -> Path:
+              retry: str | None = None) -> Any:
     """Label ``dataset`` into ``out`` unless ``out`` already holds labels of the same inputs.
 
     The labelled dataset's ``metadata.json`` carries the fingerprint, so training keys on it.
@@ -157,20 +157,27 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: str | Path, out
     unfinished ``dataset`` anyway (the output stays marked unfinished).
     """
 
+    from rayrg._storage_shim import open_input, prepare_output
     from rayrg.contracts.datasets import read_metadata, write_metadata
     from rayrg.data.access import UNFINISHED_KEY, require_finished
     from rayrg.provenance import claim
+    from rayrg.storage import resolve
+    from rayrg.windows.staging import as_arg
 
-    dataset, out = Path(dataset), Path(out)
-    if dataset.resolve() == out.resolve():
+    # Paths or URIs (rayrg.storage): a local one stays a Path, as before. Nothing is created
+    # at ``out`` until the input is accepted.
+    dataset_loc, out_loc = open_input(dataset), resolve(out)
+    dataset = as_arg(dataset_loc)
+    if dataset_loc.fs.equals(out_loc.fs) and dataset_loc.path.rstrip("/") == out_loc.path.rstrip("/"):
         raise ConfigError(f"label: --out must differ from --dataset ({out}); a labelled dataset is a new one")
     require_finished(dataset, f"label {method.name}", allow=allow_unfinished)
+    out = as_arg(prepare_output(out_loc))
     claimed = claim(out, f"label {method.name}", label_inputs(method, config, dataset),
                     on_change=on_change, keep=method.keep_on_redo,  # type: ignore[arg-type]
                     explain=label_explanation(config))
     if claimed.done:
         return out
-    result = Path(method.run(config, dataset, out, address=address))
+    result = method.run(config, dataset, out, address=address)
     failed, windows, missing = _failed_windows(result, method)
     meta = read_metadata(result)
     extra = meta.extra

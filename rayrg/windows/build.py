@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +37,9 @@ from rayrg.data.access import Dataset, iter_episodes, read_shard_checked, valida
 from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png, encode_png
 from rayrg.errors import stage_errors
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
+from rayrg.storage import Location, claim_shared, release_shared
 from rayrg.windows.grid import actions_text, compose_grid
+from rayrg.windows.staging import as_arg, checked_for_write, discard, publish, staging_for
 
 log = logging.getLogger(__name__)
 
@@ -150,47 +152,50 @@ class _ShardWindower:
         return windows_table(rows)
 
 
-def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig | None = None,
-                 address: str | None = None, on_change: OnChange = "refuse") -> Path:
+def make_windows(trajectories: str | os.PathLike[str] | Location, out: str | os.PathLike[str] | Location,
+                 config: WindowConfig | None = None, address: str | None = None,
+                 on_change: OnChange = "refuse") -> Path | Location:
     """Write the windows dataset of ``trajectories`` to ``out`` and a ``_windows.json`` summary.
 
-    ``out`` is keyed to the dataset's fingerprint and the config (:mod:`rayrg.provenance`):
-    windows of the same inputs are reused, windows of other inputs refused or redone.
+    Both may be local paths or storage URIs (:mod:`rayrg.storage`). ``out`` is keyed to the
+    dataset's fingerprint and the config (:mod:`rayrg.provenance`): windows of the same inputs
+    are reused, windows of other inputs refused or redone. Returns ``out`` (a local path as
+    given, else its Location).
     """
     import ray
 
+    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.runtime import init_ray
 
     config = config or WindowConfig()
-    trajectories, out = Path(trajectories), Path(out)
+    source_loc, out_loc = open_input(trajectories), prepare_output(out)
+    trajectories, out = as_arg(source_loc), as_arg(out_loc)
     source = Dataset.open(trajectories)  # schemas checked from the footers: no data read here
     files, meta = source.shards, source.metadata
     claimed = claim(out, "windows", {"dataset": dataset_fingerprint(trajectories), "config": config.to_dict()},
                     on_change=on_change)
     if claimed.done:
         return out
-    summary_path = out / SUMMARY_FILE
     init_ray(address)
+    refuse_local_on_cluster(out_loc)  # now that the cluster's shape is known
     windows = ray.data.from_items([{"path": str(f)} for f in files]).map_batches(
         _ShardWindower, fn_constructor_args=(config.to_dict(),), batch_size=1,
         num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=4),
     )
-    # Written beside ``out`` first: a bad shard found mid-way leaves the old windows whole.
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    # Written beside ``out`` first: a bad shard found mid-way leaves the old windows whole
+    # (rayrg.windows.staging: rename on local disks, server-side copy on object stores).
+    staging = staging_for(out_loc)
+    token = claim_shared(out_loc)
     try:
         with stage_errors():
-            write_windows(windows, staging)
+            write_windows(checked_for_write(windows, out_loc, token), as_arg(staging))
+        (out_loc / SUMMARY_FILE).delete()
+        publish(staging, out_loc)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
+        discard(staging)  # no half-written output left behind
         raise
-    out.mkdir(parents=True, exist_ok=True)
-    summary_path.unlink(missing_ok=True)
-    for old in out.glob("*.parquet"):
-        old.unlink()
-    for new in staging.glob("*.parquet"):
-        new.replace(out / new.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        release_shared(out_loc, token)
 
     written = read_windows(out, ["num_steps", "is_partial"])
     num_steps = np.asarray(written.column("num_steps").to_numpy())
@@ -198,7 +203,7 @@ def make_windows(trajectories: str | Path, out: str | Path, config: WindowConfig
     covered = int(num_steps.sum())
     uncovered = max(0, meta.num_transitions - covered) if config.effective_stride == config.window_size else None
     summary = {
-        "source": str(trajectories.resolve()),
+        "source": str(Path(trajectories).resolve()) if source_loc.is_local else str(source_loc),
         "config": config.to_dict(),
         "windows": len(num_steps),
         "partial_windows": int(sum(is_partial)),

@@ -6,7 +6,7 @@ the actors that use them (a subprocess test checks it).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.rgvlm.config import RGVLMConfig
@@ -31,11 +31,15 @@ def _extra_inputs(config: RGVLMConfig) -> dict:
             "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
 
 
-def side_outputs(config: RGVLMConfig, out: Path) -> dict[str, Path]:
-    """The windows dataset and the labels table a run writes (or reads: ``windows_dir``)."""
-    out = Path(out)
-    return {"windows": Path(config.windows_dir) if config.windows_dir else out / "_windows",
-            "labels": Path(config.labels_dir) if config.labels_dir else out / "_labels"}
+def side_outputs(config: RGVLMConfig, out: Any) -> dict[str, Any]:
+    """The windows dataset and the labels table a run writes (or reads: ``windows_dir``):
+    local ``Path``s for local ones (as before), else :class:`rayrg.storage.Location`s."""
+    from rayrg.storage import resolve
+    from rayrg.windows.staging import as_arg
+
+    out = resolve(out)
+    return {"windows": as_arg(resolve(config.windows_dir) if config.windows_dir else out / "_windows"),
+            "labels": as_arg(resolve(config.labels_dir) if config.labels_dir else out / "_labels")}
 
 
 RGVLM = LabelMethod("rgvlm", RGVLMConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),

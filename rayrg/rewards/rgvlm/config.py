@@ -22,7 +22,6 @@ see :mod:`rayrg.rewards.rgvlm.settings` for how fields are classified.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
@@ -54,9 +53,9 @@ class RGVLMConfig(AnswerClassified):
     max_image_side: int | None = Field(
         None, ge=28, description="Downscale grids whose longer side exceeds this (None: send as made).")
     windows: WindowConfig = Field(default_factory=WindowConfig, description="How windows are cut.")
-    windows_dir: Path | None = Field(None, description="Use this windows dataset instead of building one.")
-    labels_dir: Path | None = Field(None, description="Per-window labels Parquet (default <out>/_labels).")
-    cache_dir: Path | None = Field(None, description="Answer cache (default <out>/_cache); share it across runs.")
+    windows_dir: str | None = Field(None, description="Use this windows dataset instead of building one (path or URI).")
+    labels_dir: str | None = Field(None, description="Per-window labels Parquet (default <out>/_labels; path or URI).")
+    cache_dir: str | None = Field(None, description="Answer cache (default <out>/_cache; path or URI); share it across runs.")
     max_windows: int | None = Field(None, ge=1, description="Label only the first N windows (smoke tests).")
     fusion: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {"rgvlm_sparse": {"rgvlm": 1.0, "sparse": 1.0}},

@@ -96,7 +96,7 @@ def _windows_from_dataset(config: RGVLMConfig, dataset: Path) -> tuple[list[Wind
     return out, (frame_w, frame_h)
 
 
-def _windows_from_windows_dir(windows_dir: Path) -> tuple[list[WindowText], tuple[int, int]]:
+def _windows_from_windows_dir(windows_dir: Any) -> tuple[list[WindowText], tuple[int, int]]:
     from rayrg.contracts.windows import head_windows, read_windows
 
     table = read_windows(windows_dir, ["instruction", "actions_text", "start_step", "num_steps"])
@@ -193,7 +193,10 @@ def window_texts(config: RGVLMConfig, dataset: str | Path) -> tuple[list[WindowT
     """The windows a run of ``config`` would label (``max_windows`` applied) and the (width,
     height) of their grid image as sent (after ``max_image_side``)."""
     if config.windows_dir:
-        windows, image = _windows_from_windows_dir(Path(config.windows_dir))
+        from rayrg._storage_shim import open_input
+        from rayrg.windows.staging import as_arg
+
+        windows, image = _windows_from_windows_dir(as_arg(open_input(config.windows_dir)))
     else:
         windows, (fw, fh) = _windows_from_dataset(config, Path(dataset))
         w = config.windows

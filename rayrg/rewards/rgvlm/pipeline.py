@@ -24,10 +24,8 @@ import hashlib
 import io
 import json
 import logging
-import shutil
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,12 +122,18 @@ def provenance(config: RGVLMConfig, identity: str | None = None) -> dict[str, An
 class _WindowLabeller:
     """``map_batches`` actor: builds the backend once, answers windows from cache or backend."""
 
-    def __init__(self, config_dict: dict[str, Any], cache_dir: str, share: float, backend_cls: type,
-                 identity: str) -> None:
+    def __init__(self, config_dict: dict[str, Any], cache_dir: Any, share: float, backend_cls: type,
+                 identity: str, shared_token: str | None = None) -> None:
         # ``backend_cls`` was resolved from the registry on the driver and travels pickled by
         # reference: unpickling imports its module, which registers a backend added outside
         # rayrg (a plugin, a test module) in this worker too, before the config is validated.
         self.config = RGVLMConfig.from_dict(config_dict)
+        if shared_token is not None:
+            # This actor writes cache segments: the driver's marker must be visible here, or
+            # the answers paid for would land on this node's own disk (one line naming it).
+            from rayrg.storage import assert_shared
+
+            assert_shared(cache_dir, shared_token)
         self.cache = AnswerCache(cache_dir)
         self.backend = backend_cls(self.config.backend, self.config.decoding,
                                    max_parse_attempts=self.config.max_parse_attempts, share=share)
@@ -307,11 +311,13 @@ def summarize(labels: pa.Table, wall_s: float) -> dict[str, Any]:
     }
 
 
-def label_windows(ds, config: RGVLMConfig, cache_dir: Path, identity: str | None = None):
+def label_windows(ds, config: RGVLMConfig, cache_dir: Any, identity: str | None = None,
+                  shared_token: str | None = None):
     """Windows (a Ray Dataset with the WINDOW_SCHEMA columns) → labels (LABELS_SCHEMA), lazily.
 
     ``identity``: ``Backend.model_identity`` of the backend config (part of every cache key;
-    resolved here when not given)."""
+    resolved here when not given). ``cache_dir``: a path, URI or Location; ``shared_token``
+    (from :func:`rayrg.storage.claim_shared` on it): every actor checks it sees the cache."""
     if identity is None:
         identity = backend_class(config.backend.type).model_identity(config.backend)
     kwargs = _map_kwargs(config)
@@ -321,53 +327,63 @@ def label_windows(ds, config: RGVLMConfig, cache_dir: Path, identity: str | None
     backend_cls = backend_class(config.backend.type)
     labeller = _AsyncWindowLabeller if backend_cls.asynchronous else _WindowLabeller
     share = 1.0 / kwargs["compute"].max_size
-    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), str(cache_dir), share, backend_cls,
-                                                               identity),
+    return ds.map_batches(labeller, fn_constructor_args=(config.to_dict(), cache_dir, share, backend_cls,
+                                                               identity, shared_token),
                           batch_format="pyarrow", **{k: v for k, v in kwargs.items() if v is not None})
 
 
-def label_rgvlm(config: RGVLMConfig, dataset: Path, out: Path, *, address: str | None = None) -> Path:
-
+def label_rgvlm(config: RGVLMConfig, dataset: Any, out: Any, *, address: str | None = None) -> Any:
+    """``dataset``, ``out`` and the config's ``windows_dir``/``labels_dir``/``cache_dir``: local
+    paths or storage URIs (:mod:`rayrg.storage`)."""
+    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.runtime import init_ray, quiet_ray_data
+    from rayrg.storage import claim_shared, release_shared
     from rayrg.windows.build import make_windows
+    from rayrg.windows.staging import as_arg, checked_for_write, discard, publish, staging_for
 
-    dataset, out = Path(dataset), Path(out)
     start = time.perf_counter()
     backend_cls = backend_class(config.backend.type)
     backend_cls.preflight(config.backend, local=address in (None, "", "local"))
+    dataset_loc, out_loc = open_input(dataset), prepare_output(out)
+    dataset, out = as_arg(dataset_loc), as_arg(out_loc)
     identity = backend_cls.model_identity(config.backend)  # remote backends: asked once per run
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "_rgvlm.yaml")
+    import yaml
+
+    # the public config (as StageConfig.to_yaml writes it), through storage
+    (out_loc / "_rgvlm.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
     init_ray(address)
     quiet_ray_data()
     from rayrg.rewards.rgvlm import side_outputs
 
-    sides = side_outputs(config, out)  # the same paths the runner records in the manifest
+    sides = side_outputs(config, out_loc)  # the same paths the runner records in the manifest
     windows = sides["windows"] if config.windows_dir else make_windows(
         dataset, sides["windows"], config.windows, address=address)
-    labels_dir = sides["labels"]
-    cache_dir = Path(config.cache_dir or out / "_cache")
-    AnswerCache(cache_dir)  # create it on the driver (workers share the path)
+    labels_loc = prepare_output(sides["labels"])
+    labels_dir = as_arg(labels_loc)
+    cache_loc = prepare_output(config.cache_dir) if config.cache_dir else out_loc / "_cache"
+    cache_dir = as_arg(cache_loc)
+    for written in (out_loc, labels_loc, cache_loc):
+        refuse_local_on_cluster(written)  # now that the cluster's shape is known
+    AnswerCache(cache_loc)  # create it on the driver (workers share the location)
 
     ds = open_windows(windows, _WINDOW_INPUT)
     if config.max_windows:
         ds = ds.limit(config.max_windows)
-    labelled = label_windows(ds, config, cache_dir, identity)
-    # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole.
-    staging = labels_dir.with_name(f".{labels_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    cache_token, labels_token = claim_shared(cache_loc), claim_shared(labels_loc)
+    # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole
+    # (rayrg.windows.staging: rename on local disks, server-side copy on object stores).
+    staging = staging_for(labels_loc)
     try:
+        labelled = label_windows(ds, config, cache_loc, identity, shared_token=cache_token)
         with stage_errors():
-            write_labels(labelled, staging)
+            write_labels(checked_for_write(labelled, labels_loc, labels_token), as_arg(staging))
+        publish(staging, labels_loc)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # no half-written output left behind
+        discard(staging)  # no half-written output left behind
         raise
-    labels_dir.mkdir(parents=True, exist_ok=True)
-    for old in labels_dir.glob("*.parquet"):
-        old.unlink()
-    for new in staging.glob("*.parquet"):
-        new.replace(labels_dir / new.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        release_shared(cache_loc, cache_token)
+        release_shared(labels_loc, labels_token)
     labels = read_labels(labels_dir, missing_ok=True)
 
     summary = summarize(labels, time.perf_counter() - start)

@@ -255,7 +255,10 @@ def score_variants(method: SimilarityMethod, configs: Sequence[SimilarityConfig]
     for c in configs if address in (None, "", "local") else ():  # on a cluster: the workers' disks
         check_model_weights(c.model, "model")
     start = time.perf_counter()
-    dataset = Path(dataset)
+    from rayrg._storage_shim import open_input
+    from rayrg.windows.staging import as_arg
+
+    dataset = as_arg(open_input(dataset))  # a path or a URI (rayrg.storage)
     # Structure (steps, nulls) checked here on the driver; frames are checked where decoded.
     source = Dataset.open(dataset)
     keys = source.read(SCALAR_COLUMNS)
@@ -338,15 +341,21 @@ def summary(config: SimilarityConfig, scored: Scored) -> dict[str, Any]:
 
 
 def _write(config: SimilarityConfig, scored: Scored, columns: dict[str, np.ndarray],
-           provenances: dict[str, dict[str, Any]], dataset: Path, out: Path) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / f"_{config.method}.yaml")
+           provenances: dict[str, dict[str, Any]], dataset: Any, out: Any) -> Any:
+    from rayrg._storage_shim import prepare_output
+    from rayrg.windows.staging import as_arg
+
+    out_loc = prepare_output(out)
+    out = as_arg(out_loc)
+    import yaml
+
+    # the public config (as StageConfig.to_yaml writes it), through storage
+    (out_loc / f"_{config.method}.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
     rewards = pa.table({"episode_id": scored.keys.column("episode_id"), "step": scored.keys.column("step"),
                         **{k: pa.array(v.astype(np.float32), pa.float32()) for k, v in columns.items()}})
     write_labelled_dataset(dataset, rewards, out, provenance=provenances)
     info = summary(config, scored)
-    (out / f"_{config.method}_summary.json").write_text(json.dumps(info, indent=2))
+    (out_loc / f"_{config.method}_summary.json").write_text(json.dumps(info, indent=2))
     log.info("%s: %d/%d transitions labelled with %s in %.1f s", config.method, info["labelled"],
              info["transitions"], config.model, scored.wall_s)
     return out
@@ -357,4 +366,4 @@ def label(method: SimilarityMethod, config: SimilarityConfig, dataset: str | Pat
     """Label ``dataset`` into ``out`` with the method's columns and provenance."""
     scored = score_dataset(method, config, dataset, address=address)
     columns, provenances = method.columns(config, scored, provenance(method, config, scored))
-    return _write(config, scored, columns, provenances, Path(dataset), Path(out))
+    return _write(config, scored, columns, provenances, dataset, out)
