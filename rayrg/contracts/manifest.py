@@ -4,7 +4,9 @@ Written by the runner (:mod:`rayrg.experiments.runner`) after every stage; read 
 report, which takes every input from the paths listed here and from nothing else (no
 folder is probed: the runner records where each stage's outputs are).
 
-``VERSION`` 1 is the first versioned manifest. An unversioned one (written before) or one
+``VERSION`` 1 is the first versioned manifest. Fields added since with defaults (the
+validation tasks, each evaluation's ``split``, each training run's ``curve``) keep older
+version-1 manifests readable: an evaluation without a split played the test set. An unversioned one (written before) or one
 of another version is refused in one line; ``rayrg run`` on the same config rewrites it
 (finished stages are skipped).
 """
@@ -39,7 +41,8 @@ class StageRun(_Entry):
 
 class DataEntry(_Entry):
     trajectories: Path
-    eval_tasks: Path  # read with rayrg.contracts.tasks
+    eval_tasks: Path  # the TEST tasks, read with rayrg.contracts.tasks
+    val_tasks: Path | None = None  # the VALIDATION tasks (selection only; None: the data made none)
     fingerprint: str | None = None
 
 
@@ -60,6 +63,8 @@ class TrainRun(_Entry):
     seed: int
     checkpoint: Path
     fingerprint: str | None = None
+    # Its training curve (rayrg.contracts.curves); None for checkpoints made before curves existed.
+    curve: Path | None = None
 
 
 class Evaluation(_Entry):
@@ -71,6 +76,8 @@ class Evaluation(_Entry):
     episodes: Path  # read with rayrg.contracts.episodes
     display_name: str
     fingerprint: str | None = None
+    # Which task set it played (rayrg.contracts.tasks): the report measures on "test" only.
+    split: Literal["validation", "test"] = "test"
 
 
 class MethodEntry(_Entry):

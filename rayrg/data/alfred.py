@@ -76,7 +76,12 @@ class AlfredImportOptions(StageConfig):
     eval_split: str | None = Field(
         None, description="Split whose trials become evaluation tasks (e.g. valid_seen); None: the imported split.")
     eval_max_tasks: int | None = Field(
-        100, ge=1, description="At most this many evaluation tasks (SPRINT evaluates 100); None: all.")
+        100, ge=1, description="At most this many test tasks (SPRINT evaluates 100); None: all.")
+    val_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0,
+        description="Share of eval_split's trials that become validation tasks (val_tasks.json, what "
+                    "`rayrg tune` ranks on) instead of test tasks; by a stable hash of the trial, so all "
+                    "annotations of a trial land in one set. At most eval_max_tasks of each.")
 
 
 class AlfredImportConfig(AlfredImportOptions):
@@ -381,19 +386,47 @@ def _log_broken(broken: list[dict[str, str]], what: str) -> None:
                     + (f"\n  ... {len(broken) - 20} more" if len(broken) > 20 else ""))
 
 
-def build_eval_tasks(config: AlfredImportConfig, split: str | None = None) -> tuple[list[EvalTask], list[dict[str, str]]]:
+def is_validation_trial(key: str, fraction: float) -> bool:
+    """Whether trial ``key`` goes to the validation set: a stable hash, so adding trials or
+    importing again never moves a trial between validation and test."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2.0 ** 64 < fraction
+
+
+def build_task_sets(config: AlfredImportConfig, split: str | None = None
+                    ) -> tuple[list[EvalTask], list[EvalTask], list[dict[str, str]]]:
+    """``(validation, test, broken)`` tasks of the eval split's trials (:func:`is_validation_trial`).
+
+    A validation task that is the same task as a test task by content (environment, mission,
+    seed: :func:`rayrg.contracts.tasks.task_key`) is dropped from validation.
+    """
+    from rayrg.contracts.tasks import task_key
+
     split = split or config.eval_split or config.split
-    tasks: list[EvalTask] = []
+    cap = config.eval_max_tasks
+    sets: dict[bool, list[EvalTask]] = {True: [], False: []}
     broken: list[dict[str, str]] = []
     for trial in find_trials(config.root, split):
+        key = trial_key(trial)
+        chosen = sets[is_validation_trial(key, config.val_fraction)]
+        if cap and len(chosen) >= cap:
+            if all(len(s) >= cap for s in sets.values()) or not config.val_fraction:
+                break
+            continue
         try:
-            tasks.extend(trial_eval_tasks(trial, config))
+            chosen.extend(trial_eval_tasks(trial, config))
         except (BrokenTrial, *MALFORMED) as exc:
-            broken.append({"trial": trial_key(trial), "reason": broken_reason(exc)})
-        if config.eval_max_tasks and len(tasks) >= config.eval_max_tasks:
-            tasks = tasks[:config.eval_max_tasks]
-            break
-    return tasks, broken
+            broken.append({"trial": key, "reason": broken_reason(exc)})
+    validation, test = sets[True][:cap] if cap else sets[True], sets[False][:cap] if cap else sets[False]
+    test_keys = {task_key(t) for t in test}
+    return [t for t in validation if task_key(t) not in test_keys], test, broken
+
+
+def build_eval_tasks(config: AlfredImportConfig, split: str | None = None) -> tuple[list[EvalTask], list[dict[str, str]]]:
+    """The test tasks and the broken trials (:func:`build_task_sets` without validation)."""
+    _, test, broken = build_task_sets(config, split)
+    return test, broken
 
 
 def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | None = None,
@@ -401,7 +434,9 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     """Import ``config.split`` under ``out``::
 
         trajectories/        the trajectory dataset (rows as in the module docstring)
-        eval_tasks.json      EvalTasks (of ``eval_split``, default the imported split)
+        eval_tasks.json      test EvalTasks (of ``eval_split``, default the imported split)
+        val_tasks.json       validation EvalTasks: ``val_fraction`` of those trials, disjoint
+                             from the test tasks (none written when no trial falls to it)
         import_report.json   counts and every skipped trial with its reason
         alfred_import.yaml   this config
 
@@ -409,7 +444,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     config and to the trial files' names, sizes and modification times (hashing every
     ALFRED JSON would read gigabytes): an import of other inputs is refused or redone.
     """
-    from rayrg.contracts.tasks import TASKS_FILE, write_eval_tasks
+    from rayrg.contracts.tasks import TASKS_FILE, VAL_TASKS_FILE, write_task_sets
 
     out = Path(out)
     trials = [str(t) for t in find_trials(config.root, config.split)]
@@ -465,13 +500,14 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
         raise DatasetError(f"{config.split_dir}: no importable trial ({len(totals['broken'])} broken; "
                            f"first reason: {totals['broken'][0]['reason'] if totals['broken'] else 'none'})")
 
-    tasks, broken_eval = build_eval_tasks(config)
+    val_tasks, tasks, broken_eval = build_task_sets(config)
     _log_broken(broken_eval, "building evaluation tasks")
-    write_eval_tasks(out / TASKS_FILE, tasks)
+    write_task_sets(out, val_tasks, tasks)
     report = {"split": config.split, "eval_split": config.eval_split or config.split,
               "trials_found": len(trials), "trials_imported": totals["trials"],
               "episodes": totals["episodes"], "transitions": totals["transitions"],
-              "broken": totals["broken"], "eval_tasks": len(tasks), "eval_broken": broken_eval}
+              "broken": totals["broken"], "eval_tasks": len(tasks), "val_tasks": len(val_tasks),
+              "eval_broken": broken_eval}
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
     DatasetMetadata(
         generator="rayrg.data.alfred:import", env_name=ENV_NAME, fingerprint=claimed.fingerprint,
@@ -483,7 +519,8 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     ).write(data_dir)
     log.info("imported %d ALFRED trials (%d episodes, %d transitions, %d broken) into %s",
              totals["trials"], totals["episodes"], totals["transitions"], len(totals["broken"]), data_dir)
-    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE))
+    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE),
+                   val_tasks=str(out / VAL_TASKS_FILE) if val_tasks else None)
     return out
 
 
@@ -504,7 +541,8 @@ class AlfredFormat:
         report = json.loads((out / REPORT_FILE).read_text())
         return Imported(out / "trajectories", out / "eval_tasks.json", [
             f"dataset: {out / 'trajectories'} ({report['episodes']} episodes, {report['transitions']} transitions)",
-            f"eval tasks: {out / 'eval_tasks.json'} ({report['eval_tasks']})",
+            f"test tasks: {out / 'eval_tasks.json'} ({report['eval_tasks']})",
+            f"validation tasks: {out / 'val_tasks.json'} ({report.get('val_tasks', 0)})",
             f"skipped trials: {len(report['broken'])} (reasons in {out / REPORT_FILE})"])
 
     @staticmethod

@@ -14,7 +14,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--episodes-per-count", type=int, help="override: episodes per sub-task count")
-    p.add_argument("--eval-tasks-per-count", type=int, help="override: eval tasks per sub-task count")
+    p.add_argument("--eval-tasks-per-count", type=int, help="override: test tasks per sub-task count")
+    p.add_argument("--val-tasks-per-count", type=int, help="override: validation tasks per sub-task count")
     p.add_argument("--noise", type=float, help="override: ε of random actions")
     p.add_argument("--seed", type=int, help="override: base seed")
     add_overwrite_arg(p)
@@ -43,13 +44,15 @@ def _generate(args: argparse.Namespace) -> int:
 
     overrides = {"episodes_per_count": args.episodes_per_count,
                  "eval_tasks_per_count": args.eval_tasks_per_count,
+                 "val_tasks_per_count": args.val_tasks_per_count,
                  "noise": args.noise, "seed": args.seed}
     if args.config:
         config = GenerateConfig.from_yaml(args.config, **overrides)
     else:
         config = GenerateConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
     out = generate(config, args.out, address=args.address, on_change="redo" if args.overwrite else "refuse")
-    print(f"dataset: {out / 'trajectories'}\neval tasks: {out / 'eval_tasks.json'}")
+    print(f"dataset: {out / 'trajectories'}\ntest tasks: {out / 'eval_tasks.json'} (the report's)\n"
+          f"validation tasks: {out / 'val_tasks.json'} (for `rayrg tune`)")
     return 0
 
 

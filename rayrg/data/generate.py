@@ -9,7 +9,12 @@ interrupted generation resumes).
 Outputs under ``out``::
 
     trajectories/        trajectory dataset (rayrg.data.schema)
-    eval_tasks.json      held-out evaluation tasks (seeds disjoint from training)
+    eval_tasks.json      held-out TEST tasks (rayrg.contracts.tasks; what the report measures)
+    val_tasks.json       held-out VALIDATION tasks (what tuning and any selection read)
+
+Training, test and validation seeds are disjoint by construction (``train_seed``,
+``eval_seed``, ``val_seed``), and the two task sets are checked disjoint by content
+(environment, mission, seed) before they are written.
     generate_config.yaml this config
 """
 
@@ -25,7 +30,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from rayrg.config import StageConfig
-from rayrg.contracts.tasks import TASKS_FILE, write_eval_tasks
+from rayrg.contracts.tasks import TASKS_FILE, VAL_TASKS_FILE, write_task_sets
 from rayrg.data.schema import DatasetMetadata, encode_png, write_shard
 from rayrg.envs.babyai import (
     ACTION_NAMES,
@@ -47,11 +52,13 @@ from rayrg.provenance import OnChange, claim
 
 log = logging.getLogger(__name__)
 
-# Seeds: train episode i of an n-sub-task mission uses seed_base + n * SEED_STRIDE + i,
-# evaluation tasks seed_base + n * SEED_STRIDE + EVAL_OFFSET + i: disjoint by construction.
+# Seeds: train episode i of an n-sub-task mission uses seed_base + n * SEED_STRIDE + i, test
+# tasks seed_base + n * SEED_STRIDE + EVAL_OFFSET + i, validation tasks ... + VAL_OFFSET + i:
+# disjoint by construction (the field bounds below keep the ranges from overlapping).
 SEED_STRIDE = 1_000_000
 GENERATOR = "rayrg.data.generate:babyai-bot"
 EVAL_OFFSET = 500_000
+VAL_OFFSET = 750_000
 
 
 class GenerateConfig(StageConfig):
@@ -63,7 +70,12 @@ class GenerateConfig(StageConfig):
         description="Mission lengths (sub-tasks) to generate, each in 1..6.",
     )
     episodes_per_count: int = Field(20, ge=1, lt=EVAL_OFFSET, description="Training episodes per mission length.")
-    eval_tasks_per_count: int = Field(10, ge=0, lt=EVAL_OFFSET, description="Held-out tasks per mission length.")
+    eval_tasks_per_count: int = Field(10, ge=0, lt=VAL_OFFSET - EVAL_OFFSET,
+                                      description="Held-out TEST tasks per mission length (the report's).")
+    val_tasks_per_count: int = Field(
+        8, ge=0, lt=SEED_STRIDE - VAL_OFFSET,
+        description="Held-out VALIDATION tasks per mission length (what `rayrg tune` ranks trials on); "
+                    "disjoint from the test tasks.")
     noise: float = Field(0.15, ge=0.0, le=1.0, description="ε: probability of a uniformly random action.")
     max_steps: int = Field(400, ge=1, description="Step limit per episode (truncation).")
     episodes_per_shard: int = Field(16, ge=1, description="Episodes per Ray task / Parquet shard.")
@@ -93,6 +105,9 @@ class GenerateConfig(StageConfig):
 
     def eval_seed(self, num_subtasks: int, index: int) -> int:
         return self.seed + num_subtasks * SEED_STRIDE + EVAL_OFFSET + index
+
+    def val_seed(self, num_subtasks: int, index: int) -> int:
+        return self.seed + num_subtasks * SEED_STRIDE + VAL_OFFSET + index
 
 
 def rollout_episode(num_subtasks: int, seed: int, noise: float, max_steps: int,
@@ -185,8 +200,9 @@ def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], pat
     return stats
 
 
-def make_eval_task(config: GenerateConfig, num_subtasks: int, index: int) -> EvalTask | None:
-    seed = config.eval_seed(num_subtasks, index)
+def make_eval_task(config: GenerateConfig, num_subtasks: int, index: int,
+                   split: str = "test") -> EvalTask | None:
+    seed = config.val_seed(num_subtasks, index) if split == "validation" else config.eval_seed(num_subtasks, index)
     steps = expert_steps(num_subtasks, seed, config.env_config)
     if steps is None:
         return None
@@ -244,6 +260,8 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
         pending[shard_task.remote(chunk, config.to_dict(), str(path))] = stats_path
     eval_refs = [eval_task.remote(config, n, i) for n in config.subtask_counts
                  for i in range(config.eval_tasks_per_count)]
+    val_refs = [eval_task.remote(config, n, i, "validation") for n in config.subtask_counts
+                for i in range(config.val_tasks_per_count)]
 
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(pending), desc="generate shards",
                unit="shard", disable=not progress)
@@ -261,8 +279,9 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
             totals[key] = totals.get(key, 0) + value
 
     tasks = [t for t in ray.get(eval_refs) if t is not None]
-    skipped = len(eval_refs) - len(tasks)
-    write_eval_tasks(out / TASKS_FILE, tasks)
+    val_tasks = [t for t in ray.get(val_refs) if t is not None]
+    skipped = len(eval_refs) - len(tasks) + len(val_refs) - len(val_tasks)
+    write_task_sets(out, val_tasks, tasks)
 
     DatasetMetadata(
         generator=GENERATOR,
@@ -272,12 +291,13 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
         num_transitions=totals.get("transitions", 0),
         seeds=[config.seed],
         noise=config.noise,
-        extra={"config": config.to_dict(), "stats": totals, "eval_tasks": len(tasks),
+        extra={"config": config.to_dict(), "stats": totals, "eval_tasks": len(tasks), "val_tasks": len(val_tasks),
                "eval_tasks_without_expert_solution": skipped},
     ).write(data_dir)
-    log.info("generated %s episodes (%s transitions, %s bot failures) and %d eval tasks in %s",
+    log.info("generated %s episodes (%s transitions, %s bot failures), %d test and %d validation tasks in %s",
              totals.get("episodes"), totals.get("transitions"), totals.get("bot_failures"),
-             len(tasks), out)
+             len(tasks), len(val_tasks), out)
     claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE),
-                   episodes=totals.get("episodes", 0), eval_task_count=len(tasks))
+                   val_tasks=str(out / VAL_TASKS_FILE), episodes=totals.get("episodes", 0),
+                   eval_task_count=len(tasks), val_task_count=len(val_tasks))
     return out

@@ -32,7 +32,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
     p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
     p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--eval-tasks", type=Path, help="override eval.tasks: eval_tasks.json of `rayrg generate`")
+    p.add_argument("--val-tasks", "--eval-tasks", dest="eval_tasks", type=Path,
+                   help="override eval.tasks: the VALIDATION tasks, val_tasks.json of `rayrg generate` "
+                        "(a test set, eval_tasks.json, is refused: tuning never sees it)")
     p.add_argument("--out", type=Path, required=True)
     add_ray_args(p)
     p.set_defaults(func=_tune)

@@ -12,7 +12,7 @@ Layout::
 
     <out>/experiment.yaml          the config as run (credentials scrubbed)
     <out>/manifest.json            what was made, from what
-    <out>/data/                    trajectories/, eval_tasks.json
+    <out>/data/                    trajectories/, eval_tasks.json (test), val_tasks.json (validation)
     <out>/labels/<i>-<method>/     labelled dataset after label step i (chained)
     <out>/train/<method>/seed<k>/  checkpoints
     <out>/eval/<method>/seed<k>/   evaluation results (reference policies: eval/_reference/<name>)
@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rayrg.contracts.curves import CURVE_FILE
 from rayrg.contracts.episodes import episodes_dir
 from rayrg.contracts.manifest import (
     Claims,
@@ -41,7 +42,7 @@ from rayrg.contracts.manifest import (
     TrainRun,
     write_manifest,
 )
-from rayrg.contracts.tasks import TASKS_FILE
+from rayrg.contracts.tasks import TASKS_FILE, VAL_TASKS_FILE
 from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
 from rayrg.provenance import dataset_fingerprint, public, read_record
 
@@ -107,7 +108,11 @@ class ExperimentRunner:
             trajectories, tasks = directory / "trajectories", directory / TASKS_FILE
         else:  # a registered dataset format (rayrg.data.formats)
             trajectories, tasks = self.import_data(directory)
+        # Recorded for selection (`rayrg tune`); `rayrg run` itself selects nothing: it
+        # evaluates each run's final checkpoint on the test tasks.
+        val = tasks.parent / VAL_TASKS_FILE if tasks.parent == directory else None
         self.manifest.data = DataEntry(trajectories=trajectories, eval_tasks=tasks,
+                                       val_tasks=val if val is not None and val.exists() else None,
                                        fingerprint=dataset_fingerprint(trajectories))
         return trajectories, tasks
 
@@ -182,18 +187,23 @@ class ExperimentRunner:
                     c, labelled, d, address=self.address, on_change=REDO))
                 final = final_checkpoint(directory)
                 checkpoints[(name, seed)] = final
+                curve = final / CURVE_FILE
                 self.manifest.train.append(TrainRun(method=name, seed=seed, checkpoint=final,
-                                                    fingerprint=(read_record(directory) or {}).get("fingerprint")))
+                                                    fingerprint=(read_record(directory) or {}).get("fingerprint"),
+                                                    curve=curve if curve.exists() else None))
         return checkpoints
 
     def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> None:
-        from rayrg.evaluation.evaluate import evaluate, load_eval_tasks
+        from rayrg.contracts.tasks import read_eval_tasks
+        from rayrg.evaluation.evaluate import evaluate
 
+        # The report's numbers come from the test set; a validation file here is refused.
+        specs = read_eval_tasks(tasks, split="test")
         cfg = self.config.eval_config(tasks)
         runs: list[tuple[str, Literal["learned", "reference"], int | None, str, Path]] = [
             (name, "learned", seed, str(checkpoint), self.out / "eval" / slug(name) / f"seed{seed}")
             for (name, seed), checkpoint in checkpoints.items()]
-        env_name = load_eval_tasks(tasks)[0].env_name
+        env_name = specs[0].env_name
         runs += [(ref, "reference", None, ref, self.out / "eval" / "_reference" / ref)
                  for ref in self.config.resolved_reference_policies(env_name)]
         for name, kind, seed, policy, directory in runs:
@@ -203,7 +213,7 @@ class ExperimentRunner:
             self.manifest.evaluations.append(Evaluation(
                 method=name, kind=kind, seed=seed, policy=policy, path=directory, episodes=episodes_dir(directory),
                 display_name=self.config.display_name(name) if kind == "learned" else f"{name} (reference)",
-                fingerprint=(read_record(directory) or {}).get("fingerprint")))
+                fingerprint=(read_record(directory) or {}).get("fingerprint"), split="test"))
 
     # -- all ------------------------------------------------------------------------------
     def run(self) -> Path:

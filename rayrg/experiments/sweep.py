@@ -4,8 +4,11 @@ Why not a loss: the AWR policy loss is scaled by exp(β·A) and the value loss b
 trial with a smaller loss is not a better policy, and losses are not comparable across the
 grid. Every checkpoint a trial saves (``train.checkpoint_every`` steps) is therefore
 evaluated by the evaluation actors of :mod:`rayrg.evaluation` on a small budget of
-held-out tasks (``SweepConfig.eval``), and ASHA and the best trial use ``eval/return_mean``
-(or ``eval/return_<mode>``).
+held-out **validation** tasks (``SweepConfig.eval``; ``val_tasks.json`` of ``rayrg generate``),
+and ASHA and the best trial use ``eval/return_mean`` (or ``eval/return_<mode>``). A sweep
+never reads the test tasks (``eval_tasks.json``): a file holding them (or written before
+task sets had splits) is refused before anything runs, so the return a report measures on
+the test tasks was not used to choose what it measures (:mod:`rayrg.contracts.tasks`).
 
 Each trial is a Tune function that builds its ``TorchTrainer`` with
 :func:`rayrg.rl.train.build_trainer` (the supported Ray 2.60 pattern; ``Tuner(trainer)`` is
@@ -56,12 +59,13 @@ class SweepConfig(StageConfig):
     betas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
     eval: EvalConfig = Field(
         default_factory=_sweep_eval_default,
-        description="Evaluation of each checkpoint; eval.tasks is the tasks JSON from `rayrg generate` "
-                    "(required). Keep it small: it runs once per checkpoint per trial.")
+        description="Evaluation of each checkpoint; eval.tasks is the VALIDATION tasks JSON "
+                    "(val_tasks.json of `rayrg generate`; required; a test set is refused). Keep it "
+                    "small: it runs once per checkpoint per trial.")
     metric: str = Field("eval/return_mean", pattern=r"^eval/",
                         description="Evaluation metric ASHA and the best trial use: eval/return_mean "
                                     "(all modes) or eval/return_<mode>.")
-    mode: Literal[min, max] = "max"
+    mode: Literal["min", "max"] = "max"
     grace_period: int = Field(2, ge=1, description="ASHA: evaluated checkpoints before a trial may be stopped.")
     max_concurrent_trials: int = Field(2, ge=1)
     trial_cpus: float = Field(0.25, gt=0.0, description="CPUs of the Tune driver function of each trial.")
@@ -134,13 +138,9 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from rayrg.evaluation.evaluate import load_eval_tasks
     from rayrg.runtime import init_ray
 
-    if not config.eval.tasks:
-        raise ConfigError("SweepConfig eval.tasks is not set: trials are ranked by evaluation return "
-                          "(give the eval_tasks.json of `rayrg generate`, or `rayrg tune --eval-tasks`)")
-    load_eval_tasks(config.eval.tasks)  # a bad tasks file fails here, not inside every trial
+    selection_tasks(config)  # a bad or test tasks file fails here, not inside every trial
     from rayrg.data.access import require_finished
 
     require_finished(dataset, "tune", allow=config.train.nan_policy == "zero",
@@ -180,6 +180,18 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     return (markdown + f"\n\nBest: expectile {best['expectile']}, beta {best['beta']} "
             f"({config.metric} {best[config.metric]:.3f} at step {best['step']})"
             f"\nTensorBoard: tensorboard --logdir {out / 'sweep'}")
+
+
+def selection_tasks(config: SweepConfig) -> list[Any]:
+    """The validation tasks trials are ranked on; one-line ConfigError for a missing setting
+    or a file holding the test tasks (selection never sees the test set)."""
+    from rayrg.contracts.tasks import read_eval_tasks
+
+    if not config.eval.tasks:
+        raise ConfigError("SweepConfig eval.tasks is not set: trials are ranked by evaluation return on "
+                          "validation tasks (give the val_tasks.json of `rayrg generate`, or "
+                          "`rayrg tune --val-tasks`)")
+    return read_eval_tasks(config.eval.tasks, split="validation")
 
 
 def results_table(frame: Any, metric: str, mode: str) -> Any:

@@ -31,6 +31,7 @@ import numpy as np
 from rayrg.contracts.episodes import read_episodes
 from rayrg.contracts.manifest import MANIFEST_FILE, Manifest, read_manifest
 from rayrg.report import plots
+from rayrg.report import sections as report_sections
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def load_episode_results(manifest: Manifest) -> list[dict[str, Any]]:
     episodes folder it records for each (:mod:`rayrg.contracts.episodes`)."""
     rows: list[dict[str, Any]] = []
     for entry in manifest.evaluations:
+        if entry.split != "test":  # the report measures on the test split only
+            continue
         seed = entry.seed if entry.seed is not None else 0
         for row in read_episodes(entry.episodes):
             rows.append({"method": entry.method, "train_seed": int(seed), "mode": row["mode"],
@@ -71,12 +74,22 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
              comparisons: Sequence[tuple[str, str]], claim_methods: dict[str, str] | None,
              report_dir: Path) -> tuple[str, dict]:
     from rayrg.evaluation import stats
+    from rayrg.report.sections import ROLE_EFFECTS, paper_reading
 
-    table = stats.by_mode_method_subtasks(results)
+    # Greedy learned policies and the scripted expert ignore the evaluation seed from a fixed
+    # start: their repeats are one episode (never the random policy, whose seed is its draw).
+    deterministic = [m for m in (*learned, "expert") if m != "random"]
+    try:
+        results = stats.distinct_episodes(results, deterministic_methods=deterministic)
+        collapsed = "; fixed-start repeats of a deterministic policy (greedy learned policies, expert) count once"
+    except ValueError as exc:
+        deterministic, collapsed = [], f"; every evaluation seed counted (not deterministic: {exc})"
+    table = stats.by_mode_method_subtasks(results, deterministic_methods=deterministic)
     plots.return_by_subtasks(
         {mode: {m: {int(k): (c["mean"], *c["ci95"]) for k, c in by_k.items()} for m, by_k in t.items()}
          for mode, t in table.items()}, labels, report_dir / "return_by_subtasks.png")
-    numbers: dict[str, Any] = {"by_mode_method_subtasks": table, "interval": "wilson (rayrg.evaluation.stats)"}
+    numbers: dict[str, Any] = {"by_mode_method_subtasks": table, "interval": "wilson (rayrg.evaluation.stats)",
+                               "split": "test", "deterministic_methods": deterministic}
 
     overall: dict[str, dict[str, tuple[float, float, float]]] = defaultdict(dict)
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -100,12 +113,13 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
         rows.append([labels.get(m, m), cell(m, "fixed"), cell(m, "randomized"), drop])
     numbers["overall"] = {m: {mode: {"mean": v[0], "ci95": [v[1], v[2]]} for mode, v in by_mode.items()}
                           for m, by_mode in overall.items()}
-    md = ["## Return per number of sub-tasks (Figure-4 analogue)", "",
+    md = ["## Return per number of sub-tasks (Figure-4 analogue; test split)", "",
           "![return by sub-tasks](return_by_subtasks.png)", "",
           "Return = fraction of the mission's sub-tasks completed within the step budget. Intervals "
           "are 95 % Wilson intervals on the sub-task successes, with the effective number of sub-tasks "
           "corrected for their correlation within an episode (`rayrg/evaluation/stats.py`); they stay "
-          "in [0, 1]. The expert (scripted bot) and random rows are references on the same tasks.", "",
+          f"in [0, 1]{collapsed}. The expert (scripted bot) and random rows are references on the same "
+          "tasks. All on the test split (`eval_tasks.json`).", "",
           _md_table(["method", "fixed start", "randomized start", "relative drop"], rows), ""]
 
     compared = []
@@ -115,7 +129,12 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
                 result = stats.compare_methods(results, a, b, mode)
             except ValueError:
                 continue  # a method without results in this mode
-            compared.append({"a": a, "b": b, "mode": mode, **result})
+            base = overall.get(b, {}).get(mode, (math.nan,))[0]
+            roles = {v: k for k, v in (claim_methods or {}).items()}
+            key = ROLE_EFFECTS.get((roles.get(a, ""), roles.get(b, "")))
+            compared.append({"a": a, "b": b, "mode": mode, "split": "test", **result,
+                             "mde80_relative": result["mde80"] / base if base > 0 else math.nan,
+                             "paper": paper_reading(result, key, base)})
     numbers["comparisons"] = compared
     if compared:
         md += ["### Paired comparisons", "",
@@ -123,11 +142,16 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
                "interval from the two-way (seeds × tasks) random-effects variance; *significant* means "
                "the interval excludes 0; *MDE* is the smallest true difference this design detects "
                "with 80 % power (so a non-significant difference smaller than it was not detectable, "
-               "and one with an interval inside ±MDE is ruled out at that size).", "",
-               _md_table(["a", "b", "start", "a − b", "95 % CI", "significant", "MDE (80 %)", "covers"],
+               "and one with an interval inside ±MDE is ruled out at that size). *MDE / b* is the MDE "
+               "relative to b's return, to set beside the paper's relative effects (+14 % from adding "
+               "sparse; 1.12–3.15× over the other VLM rewards); *paper effect* converts the paper's "
+               "figure to return units where this comparison is the one the paper reports. Test split.", "",
+               _md_table(["a", "b", "start", "a − b", "95 % CI", "significant", "MDE (80 %)", "MDE / b",
+                          "paper effect", "covers"],
                          [[labels.get(c["a"], c["a"]), labels.get(c["b"], c["b"]), c["mode"],
                            f"{c['difference']:+.3f}", f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
-                           "yes" if c["significant"] else "no", f"±{c['mde80']:.3f}", c["covers"]]
+                           "yes" if c["significant"] else "no", f"±{c['mde80']:.3f}",
+                           _pct(c["mde80_relative"]), _paper_cell(c["paper"]), c["covers"]]
                           for c in compared]), ""]
     if claim_methods:
         try:
@@ -135,10 +159,29 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
         except ValueError as exc:
             numbers["claims"] = []
             md += [f"The paper's claims could not be tested: {exc}", ""]
+        # Both of the paper's effects are relative to the dense method's fixed-start return (the
+        # gain of adding sparse to it; the gap of relative drops times the return they drop from).
+        dense_fixed = overall.get(claim_methods["dense"], {}).get("fixed", (math.nan,))[0]
+        for c in numbers["claims"]:
+            c["paper"] = paper_reading(c, c["paper_effect"], dense_fixed)
         if numbers["claims"]:
-            md += ["### The paper's claims, as found here", "",
-                   _md_table(["claim", "finding"], [[c["claim"], c["finding"]] for c in numbers["claims"]]), ""]
+            md += ["### The paper's claims, as found here (test split)", "",
+                   _md_table(["claim", "finding", "MDE (80 %)", "paper effect"],
+                             [[c["claim"], c["finding"], f"±{c['mde80']:.3f}", _paper_cell(c["paper"])]
+                              for c in numbers["claims"]]), ""]
     return "\n".join(md), numbers
+
+
+def _pct(value: float) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.0f} %"
+
+
+def _paper_cell(paper: dict[str, Any] | None) -> str:
+    if not paper:
+        return "— (the paper reports none for this pair)"
+    lo, hi = paper["absolute"]
+    size = f"{lo:.3f}" if abs(hi - lo) < 1e-12 else f"{lo:.3f}–{hi:.3f}"
+    return f"{paper['paper']} = {size} here: {paper['reading']}"
 
 
 def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, list]:
@@ -153,6 +196,11 @@ def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, lis
                   ">= 5/10). Accuracy, precision and recall are over labelled transitions; cover = "
                   "labelled / all. Definitions: `rayrg/rewards/report.py`.")
     md = [title, "", definition, "", "```", format_table(rows), "```", ""]
+    rates = {r["column"]: r["positive_rate_truth"] for r in rows if not r.get("skipped")
+             and r.get("positive_rate_truth") is not None and not math.isnan(r["positive_rate_truth"])}
+    if rates:
+        md += ["Good base rate (share of labelled transitions that are good; a labeller that always says "
+               "'good' scores this accuracy): " + ", ".join(f"`{k}` {v:.3f}" for k, v in rates.items()), ""]
     # Decided from the labels' checkpoints (rayrg.rewards.report.reward_caveat), not config notes.
     caveat = reward_caveat(rows)
     if caveat:
@@ -232,19 +280,26 @@ def build_report(out: str | Path) -> Path:
         sections += ["Notes on methods:", ""] + [f"- {labels.get(k, k)}: {v}" for k, v in method_notes.items()] + [""]
     numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / MANIFEST_FILE)}
     results = load_episode_results(manifest)
+    md, numbers["design"] = report_sections.design(manifest, results)
+    sections.append(md)
+    terms_at = len(sections)  # the terms follow the design; written once the numbers are known
     if results:
         learned = list(manifest.methods)
         md, numbers["evaluation"] = _figure4(
             results, labels, learned, list(manifest.comparisons),
             manifest.claims.model_dump() if manifest.claims else None, report_dir)
-        sections.append(md)
+        md_rates, numbers["base_rates"] = report_sections.base_rates(results, labels)
+        sections += [md_rates, md]
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]
+    md, numbers["training_curves"] = report_sections.training_curves(manifest, labels, report_dir)
+    sections.append(md)
     labelled = manifest.labelled
     md, numbers["rewards"] = _reward_table(labelled, all_notes)
     sections.append(md)
     sections.append(_window_picture(manifest, report_dir))
     sections.append(_reward_curves(labelled, report_dir))
+    sections.insert(terms_at, report_sections.terms(numbers.get("evaluation", {}).get("overall", {}), labels))
 
     markdown = "\n".join(sections)
     (report_dir / "report.md").write_text(markdown)

@@ -10,6 +10,11 @@ import numpy as np
 from rayrg.runtime import agg_pyplot
 
 
+def subtask_axis(table: Mapping[str, Mapping[str, Mapping[int, object]]]) -> list[int]:
+    """The sub-task counts that have data in ``table[mode][method][n]``: the x axis's ticks."""
+    return sorted({int(n) for by_method in table.values() for series in by_method.values() for n in series})
+
+
 def return_by_subtasks(
     table: Mapping[str, Mapping[str, Mapping[int, tuple[float, float, float]]]],
     labels: Mapping[str, str],
@@ -21,6 +26,9 @@ def return_by_subtasks(
     """
     plt = agg_pyplot()
     modes = list(table)
+    # The x axis spans the sub-task counts that have data only (a 1–6 axis with data at 1–3
+    # read as if the longer missions had been tried and scored nothing).
+    counts = subtask_axis(table)
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), sharey=True, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         for method, series in table[mode].items():
@@ -32,7 +40,9 @@ def return_by_subtasks(
                         label=labels.get(method, method))
         ax.set_title(f"{mode} initial state")
         ax.set_xlabel("sub-tasks in the mission")
-        ax.set_xticks(range(1, 7))
+        ax.set_xticks(counts)
+        if counts:
+            ax.set_xlim(counts[0] - 0.5, counts[-1] + 0.5)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("return (fraction of sub-tasks completed)")
@@ -68,5 +78,36 @@ def reward_curves(
     fig.suptitle(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def training_curves(
+    runs: Mapping[str, Mapping[int, Sequence[Mapping[str, float]]]],
+    metrics: Sequence[str],
+    labels: Mapping[str, str],
+    out: Path,
+) -> Path:
+    """One panel per metric: each method's mean over training seeds against the update step,
+    shaded between the seeds' min and max. ``runs[method][seed]`` = the run's curve records."""
+    plt = agg_pyplot()
+    metrics = list(metrics) or ["loss/policy"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for method, seeds in runs.items():
+            steps = sorted({int(r["step"]) for recs in seeds.values() for r in recs if metric in r})
+            if not steps:
+                continue
+            by_step = [[r[metric] for recs in seeds.values() for r in recs
+                        if int(r["step"]) == s and metric in r] for s in steps]
+            mean = np.array([np.mean(v) for v in by_step])
+            ax.plot(steps, mean, marker=".", label=labels.get(method, method))
+            ax.fill_between(steps, [min(v) for v in by_step], [max(v) for v in by_step], alpha=0.2)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("update step")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     return out

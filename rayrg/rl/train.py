@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rayrg.contracts.curves import read_curve, write_curve
 from rayrg.provenance import OnChange
 from rayrg.rl.checkpoint import (
     LEARNER_FILE,
@@ -115,6 +116,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed * 7919 + rank * 104729 + learner.step)
+    # The training curve travels in every checkpoint (rayrg.contracts.curves): a resumed run
+    # continues the curve of the checkpoint it resumed from, and the final checkpoint has it all.
+    curve = [r for r in read_curve(resume) if r["step"] <= learner.step] if resume else []
     last_time, last_step = time.perf_counter(), learner.step
     while learner.step < config.num_steps:
         for _ in range(min(config.updates_per_call, config.num_steps - learner.step)):
@@ -129,9 +133,11 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         numbers = {k: float(v) for k, v in metrics.items()}  # the only host sync
         numbers.update({"step": step, "perf/steps_per_s": (step - last_step) / max(now - last_time, 1e-9)})
         last_time, last_step = now, step
+        curve.append(numbers)
         if rank == 0 and (final or step % config.checkpoint_every == 0):
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(Path(tmp), learner, featurizer)
+                write_curve(tmp, curve)
                 ray.train.report(numbers, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(numbers)

@@ -15,6 +15,7 @@ from rayrg.data.alfred import (
     BrokenTrial,
     build_eval_tasks,
     import_alfred,
+    is_validation_trial,
     subtask_progress,
     trial_rows,
 )
@@ -108,15 +109,19 @@ def test_import_skips_and_reports_broken_trials(alfred_root: Path, tmp_path: Pat
     assert meta.num_episodes == 4 and meta.extra["broken_trials"] == 7
     assert meta.extra["action_names"] == list(ACTION_NAMES)
     tasks = [t.model_dump() for t in read_eval_tasks(out / "eval_tasks.json")]
-    # eval tasks need traj_data only: the image-less broken trials still give tasks
-    assert len(tasks) == 7 and tasks[0]["env_name"] == "alfred-thor"
+    # eval tasks need traj_data only: the image-less broken trials still give tasks (each in
+    # the test set unless its trial falls to validation, rayrg.data.alfred.is_validation_trial)
+    with_json = ["pick_apple-1/trial_A", "pick_apple-1/trial_B", "pick_apple-2/trial_C", "pick_apple-2/trial_D",
+                 "broken/missing_image", "broken/count_mismatch", "broken/no_image_folder"]
+    in_test = [k for k in with_json if not is_validation_trial(k, AlfredImportConfig.model_fields["val_fraction"].default)]
+    assert len(tasks) == len(in_test) and tasks[0]["env_name"] == "alfred-thor"
     # a second run resumes: every shard is already there
     import_alfred(config(alfred_root, trials_per_shard=3), tmp_path / "out", progress=False)
     assert read_trajectories(out / "trajectories", decode_images=False).num_rows == table.num_rows
 
 
 def test_eval_tasks_carry_the_scene_and_subgoals(alfred_root: Path) -> None:
-    tasks, broken = build_eval_tasks(config(alfred_root, annotations="all"))
+    tasks, broken = build_eval_tasks(config(alfred_root, annotations="all", val_fraction=0.0))
     assert {b["trial"].split("/")[1] for b in broken} == {"no_json", "bad_json", "unknown_action", "malformed"}
     task = next(t for t in tasks if t.task_id.startswith("pick_apple-1/trial_A"))
     assert task.task_id == "pick_apple-1/trial_A#a0" and task.expert_steps == len(PLAN_LOW)

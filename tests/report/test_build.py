@@ -64,7 +64,7 @@ def test_report_from_manifest(tmp_path: Path) -> None:
     claims = {c["claim"].split(" (")[0]: c for c in numbers["evaluation"]["claims"]}
     assert claims["dense + sparse"]["significant"] and claims["dense + sparse"]["difference"] > 0
     assert set(next(iter(numbers["evaluation"]["claims"])).keys()) == {
-        "claim", "finding", "difference", "ci95", "significant", "covers", "mde80", "paper_effect"}
+        "claim", "finding", "difference", "ci95", "significant", "covers", "mde80", "paper_effect", "paper"}
     report = (tmp_path / "report" / "report.md").read_text()
     assert "expert (reference)" in report and "The paper's claims" in report
 

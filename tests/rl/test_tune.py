@@ -52,7 +52,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
     from rayrg.data.generate import GenerateConfig, generate
 
     out = tmp_path_factory.mktemp("gen")
-    generate(GenerateConfig(subtask_counts=[1], episodes_per_count=6, eval_tasks_per_count=3,
+    generate(GenerateConfig(subtask_counts=[1], episodes_per_count=6, eval_tasks_per_count=3, val_tasks_per_count=3,
                             episodes_per_shard=6), out, progress=False)
     return out
 
@@ -62,7 +62,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
 def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_local) -> None:
     from rayrg.evaluation.evaluate import evaluate
 
-    tasks = generated / "eval_tasks.json"
+    tasks = generated / "val_tasks.json"  # selection ranks on validation tasks only
+    (generated / "eval_tasks.json").unlink()  # the test set is never needed to tune
     config = SweepConfig(train=TrainConfig(num_steps=20, **SMALL), expectiles=[0.7, 0.9], betas=[3.0],
                          max_concurrent_trials=1, grace_period=1,
                          eval=EvalConfig(tasks=str(tasks), modes=["fixed"], seeds=[0, 1], num_actors=1,

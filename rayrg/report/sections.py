@@ -1,0 +1,259 @@
+"""Report sections a reviewer needs to read the numbers without the code.
+
+* :func:`design` — what ran: tasks per length and split, seeds, updates, data size, the
+  reward variant, all from the manifest (its config and the dataset metadata it lists);
+* :func:`terms` — every term the report uses, defined (with the random policy's actual
+  relative drop when it is there, so a value such as −1.05 is explained, not puzzling);
+* :func:`base_rates` — the random policy's return and the success rate of every policy,
+  the floor a learned policy must clear;
+* :func:`training_curves` — the Ray Train metrics of every training run (``report_every``
+  steps), read through the manifest's train entries (:mod:`rayrg.contracts.curves`);
+* :func:`paper_reading` — a comparison's MDE set beside the paper's effect
+  (:data:`rayrg.evaluation.stats.PAPER_EFFECTS`), so "not significant" reads as "ruled out"
+  or "could not have detected it".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rayrg.contracts.manifest import Manifest
+
+# Which of the paper's effects a comparison a − b of these claim roles reproduces.
+ROLE_EFFECTS = {("dense_plus_sparse", "dense"): "adding_sparse"}
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, Mapping) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def reward_variant(config: Mapping[str, Any], method: str | None = None) -> str:
+    """Which reward variant ran: ``raw`` unless the config names a shaping (a ``reward_variant``
+    or ``shaping`` key in the shared train config, a method's train overrides or a label step)."""
+    found: list[str] = []
+    sources = [_get(config, "train")] + ([_get(config, "methods", method, "train")] if method else [])
+    sources += list(config.get("labels") or []) if method is None else []
+    for source in sources:
+        if isinstance(source, Mapping):
+            for key in ("reward_variant", "shaping", "variant"):
+                if source.get(key):
+                    found.append(str(source[key]))
+    return ", ".join(dict.fromkeys(found)) or "raw"
+
+
+def _tasks_per_length(results: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    tasks: dict[int, set[str]] = defaultdict(set)
+    for r in results:
+        tasks[int(r["num_subtasks"])].add(str(r["task_id"]))
+    return {k: len(v) for k, v in sorted(tasks.items())}
+
+
+def design(manifest: Manifest, results: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The design that ran (markdown, numbers)."""
+    config = manifest.config or {}
+    gen = _get(config, "data", "generate") if _get(config, "data", "source") in (None, "babyai") else None
+    train = _get(config, "train") or {}
+    evaluation = _get(config, "evaluation") or {}
+    seeds = (sorted({t.seed for t in manifest.train})
+             or sorted({e.seed for e in manifest.evaluations if e.kind == "learned" and e.seed is not None})
+             or list(config.get("seeds") or []))
+    per_length = _tasks_per_length(results)
+    splits = sorted({e.split for e in manifest.evaluations}) or ["test"]
+    numbers: dict[str, Any] = {
+        "evaluated_split": splits, "test_tasks_per_length": per_length,
+        "test_tasks": sum(per_length.values()), "training_seeds": seeds,
+        "updates": train.get("num_steps"), "batch_size": train.get("batch_size"),
+        "eval_modes": evaluation.get("modes"), "eval_seeds": evaluation.get("seeds"),
+        "reward_variant": reward_variant(config)}
+    if gen:
+        numbers.update({"training_episodes_per_length": gen.get("episodes_per_count"),
+                        "validation_tasks_per_length": gen.get("val_tasks_per_count"),
+                        "random_action_fraction": gen.get("noise")})
+    if manifest.data is not None:
+        try:
+            from rayrg.contracts.datasets import read_metadata
+            from rayrg.contracts.versions import DatasetError
+
+            meta = read_metadata(manifest.data.trajectories)
+            numbers.update({"training_episodes": meta.num_episodes, "training_transitions": meta.num_transitions})
+        except (DatasetError, OSError):  # a missing dataset leaves the size out ("—" below)
+            numbers["training_episodes"] = None
+    lengths = ", ".join(f"{k}: {n}" for k, n in per_length.items()) or "none evaluated"
+    rows = [
+        ["evaluated on", f"the **{' and '.join(splits)}** split (`eval_tasks.json`); every number in this "
+                         "report is from it"],
+        ["test tasks per number of sub-tasks", lengths],
+        ["validation tasks per number of sub-tasks",
+         (f"{numbers['validation_tasks_per_length']} (`val_tasks.json`: for `rayrg tune` only; no number "
+          "here comes from them)") if numbers.get("validation_tasks_per_length") is not None else "—"],
+        ["training seeds (independently trained policies per method)", f"{len(seeds)} ({seeds})"],
+        ["IQL updates per training run (batch size)", f"{numbers['updates']} ({numbers['batch_size']})"],
+        ["training data", (f"{numbers['training_episodes']} episodes, {numbers['training_transitions']} "
+                           "transitions" if numbers.get("training_episodes") is not None else "—")
+         + (f" ({numbers['training_episodes_per_length']} per mission length, "
+            f"{100 * float(numbers['random_action_fraction']):.0f} % random actions)"
+            if numbers.get("training_episodes_per_length") is not None else "")],
+        ["evaluation starts × evaluation seeds", f"{numbers['eval_modes']} × {numbers['eval_seeds']}"],
+        ["reward variant", f"{numbers['reward_variant']} (raw: each reward column as labelled, no centring "
+                           "or potential-based shaping)" if numbers["reward_variant"] == "raw"
+         else numbers["reward_variant"]],
+        ["model selection", "none: each run's final checkpoint is evaluated (tuning, where used, ranks on "
+                            "the validation split only)"],
+    ]
+    md = ["## Design", "", _table(["", "value"], rows), ""]
+    return "\n".join(md), numbers
+
+
+def terms(overall: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -> str:
+    """Definitions of every term the report uses."""
+    random_drop = None
+    r = overall.get("random", {})
+    if "fixed" in r and "randomized" in r and r["fixed"]["mean"] > 0:
+        random_drop = (r["fixed"]["mean"] - r["randomized"]["mean"]) / r["fixed"]["mean"]
+    drop_note = (f" The random policy's is {random_drop:+.2f}: it completes more from a random start "
+                 f"({r['randomized']['mean']:.3f}) than from the fixed one ({r['fixed']['mean']:.3f}), so "
+                 "its 'drop' is negative; with returns this small the ratio is mostly noise."
+                 if random_drop is not None else "")
+    items = [
+        ("return", "fraction of the mission's sub-tasks completed within the step budget (2× the "
+                   "expert's steps), in [0, 1]; *success* = all of them."),
+        ("fixed / randomized start", "the dataset's start state / a random reachable agent position with "
+                                     "the same mission."),
+        ("relative drop", "(return from fixed start − return from randomized start) / return from fixed "
+                          "start: the share of return lost when the start is randomized. Negative when a "
+                          "policy does better from random starts." + drop_note),
+        ("95 % CI", "95 % confidence interval (Wilson for a mean return; two-way random-effects t for a "
+                    "difference)."),
+        ("significant", "the 95 % interval of a difference excludes 0."),
+        ("MDE (80 %)", "minimum detectable effect: the smallest true difference this design (seeds × "
+                       "tasks, measured variances) detects with 80 % power at α = 0.05."),
+        ("paper effect", "the effect the RG-VLM paper reports for the same comparison, converted to return "
+                         "units at the baseline measured here. *ruled out*: the interval lies below it; "
+                         "*undetectable*: the MDE exceeds it, so 'not significant' says nothing about it."),
+        ("acc / prec / recall / F1", "of 'reward ≥ 0.5' as a prediction of a *good* transition (the "
+                                     "expert's action or a sub-task completed)."),
+        ("good base rate", "the share of transitions that are good: a labeller that always says 'good' "
+                           "scores this accuracy."),
+        ("cover", "labelled transitions / all transitions."),
+        ("s/query", "mean seconds per model query."),
+        ("tok/1k tr", "model tokens (prompt + answer) spent per 1,000 labelled transitions."),
+        ("$/1k tr", "API cost in US dollars per 1,000 labelled transitions (- when free or local)."),
+        ("invalid", "share of model answers that could not be parsed into scores (those windows get no "
+                    "label and are retried)."),
+        ("dense + sparse (fused) reward", "the dense reward in [0, 1] plus the sparse reward (1 when a "
+                                          "sub-task completes, else 0), so a step pays up to 2."),
+        ("validation / test", "two disjoint task sets (by environment, mission and seed): selection reads "
+                              "validation only; this report measures test only."),
+    ]
+    return "\n".join(["## Terms", "", *[f"- **{k}**: {v}" for k, v in items], ""])
+
+
+def base_rates(results: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """Success and return base rates per policy and start (the random policy's first)."""
+    from rayrg.evaluation import stats
+
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[(str(r["method"]), str(r["mode"]))].append(r)
+    numbers: dict[str, Any] = {}
+    rows = []
+    order = sorted(groups, key=lambda k: (k[0] != "random", k[0], k[1]))
+    for method, mode in order:
+        rows_ = groups[(method, mode)]
+        success = [float(r["return"]) >= 1.0 for r in rows_]
+        lo, hi = stats.wilson_interval(sum(success), len(success))
+        ret = sum(float(r["return"]) for r in rows_) / len(rows_)
+        numbers.setdefault(method, {})[mode] = {"success_rate": sum(success) / len(success),
+                                                "success_ci95": [lo, hi], "return_mean": ret,
+                                                "episodes": len(rows_)}
+        rows.append([labels.get(method, method), mode, f"{ret:.3f}",
+                     f"{sum(success) / len(success):.3f} [{lo:.2f}, {hi:.2f}]", len(rows_)])
+    floor = numbers.get("random", {})
+    lead = ("The random policy is the floor: a learned policy's return means something only above it "
+            + ", ".join(f"({mode}: return {v['return_mean']:.3f}, success {v['success_rate']:.3f})"
+                        for mode, v in floor.items()) + "."
+            if floor else "No random-policy evaluation ran, so there is no floor to compare with.")
+    md = ["## Base rates", "", lead, "Success = every sub-task of the mission completed (episodes pooled "
+          "over training and evaluation seeds; Wilson 95 % interval).", "",
+          _table(["policy", "start", "mean return", "success rate [95 % CI]", "episodes"], rows), ""]
+    return "\n".join(md), numbers
+
+
+def training_curves(manifest: Manifest, labels: Mapping[str, str], report_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Training metrics per method (mean over seeds) from each run's curve file."""
+    from rayrg.contracts.curves import read_curve
+    from rayrg.report import plots
+
+    per_run: dict[str, dict[int, list[dict[str, float]]]] = defaultdict(dict)
+    for run in manifest.train:
+        records = read_curve(run.curve) if run.curve is not None else []
+        if records:
+            per_run[run.method][run.seed] = records
+    title = "## Training curves"
+    if not per_run:
+        missing = len(manifest.train)
+        return (f"{title}\n\nNo training curves recorded ({missing} training run(s) listed without one: "
+                "checkpoints written before curves existed).\n", {})
+    metrics = ["loss/q", "loss/value", "loss/policy", "adv/weight_saturation"]
+    numbers = {m: {str(s): recs for s, recs in seeds.items()} for m, seeds in per_run.items()}
+    plots.training_curves(per_run, [m for m in metrics if any(m in r for s in per_run.values()
+                                                                for recs in s.values() for r in recs)],
+                          labels, report_dir / "training_curves.png")
+    last = []
+    for method, seeds in per_run.items():
+        finals = [recs[-1] for recs in seeds.values()]
+        first = [recs[0] for recs in seeds.values()]
+        last.append([labels.get(method, method), len(seeds), int(finals[0]["step"]),
+                     *(f"{_mean(first, m):.3g} → {_mean(finals, m):.3g}" for m in metrics[:3])])
+    md = [title, "", "![training curves](training_curves.png)", "",
+          "Ray Train's metrics every `report_every` updates, mean over training seeds (shaded: min–max). "
+          "Losses are not comparable across β or τ (the policy loss is weighted by exp(β·A)); they show "
+          "whether a run converged, not how good its policy is.", "",
+          _table(["method", "seeds", "updates", "Q loss first → last", "V loss first → last",
+                  "policy loss first → last"], last), ""]
+    return "\n".join(md), numbers
+
+
+def _mean(records: Sequence[Mapping[str, float]], key: str) -> float:
+    values = [r[key] for r in records if key in r]
+    return sum(values) / len(values) if values else math.nan
+
+
+def paper_reading(result: Mapping[str, Any], key: str | None, base_return: float) -> dict[str, Any] | None:
+    """The paper's effect ``key`` beside a comparison's MDE: ``{key, paper, what, absolute:
+    [lo, hi], reading}`` in return units at ``base_return``; None without a paper effect."""
+    from rayrg.evaluation import stats
+
+    if key is None or key not in stats.PAPER_EFFECTS or not math.isfinite(base_return):
+        return None
+    lo, hi = stats.absolute_effect(key, base_return)
+    mde, ci = float(result["mde80"]), result["ci95"]
+    if result["significant"]:
+        reading = "detected (the interval excludes 0)"
+    elif ci[1] < lo:
+        reading = f"ruled out: the interval's upper end {ci[1]:+.3f} is below the paper's effect {lo:+.3f}"
+    elif math.isfinite(mde) and mde > hi:
+        reading = (f"undetectable here: MDE {mde:.3f} exceeds the paper's effect ({lo:.3f}–{hi:.3f}), so "
+                   "'not significant' says nothing about it")
+    elif math.isfinite(mde) and mde <= lo:
+        reading = (f"detectable (MDE {mde:.3f} ≤ {lo:.3f}) but not found: the paper's effect is "
+                   "unlikely at this size")
+    else:
+        reading = f"partly detectable (MDE {mde:.3f} within the paper's range {lo:.3f}–{hi:.3f})"
+    effect = stats.PAPER_EFFECTS[key]
+    return {"key": key, "paper": effect["paper"], "what": effect["what"], "base_return": base_return,
+            "absolute": [lo, hi], "reading": reading}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
