@@ -137,9 +137,10 @@ def read_labels(directory: str | Path, columns: Iterable[str] | None = None, *,
         raise DatasetError(f"{directory}: unreadable labels: {str(exc).splitlines()[0]}") from exc
 
 
-def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:
-    """``<directory>/_rgvlm_summary.json`` stamped with ``version``."""
-    path = Path(directory) / SUMMARY_FILE
+def write_summary(directory: str | Path, summary: dict[str, Any], name: str = SUMMARY_FILE) -> Path:
+    """``<directory>/_rgvlm_summary.json`` stamped with ``version``; ``name``: another method's
+    summary file (``_<method>_summary.json``: the progress labellers)."""
+    path = Path(directory) / name
     path.write_text(json.dumps({**summary, "version": SUMMARY_VERSION}, indent=2))
     return path
 

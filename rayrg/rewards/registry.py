@@ -24,6 +24,8 @@ LABEL_METHODS: Registry[LabelMethod] = Registry("label method", {
     "vlmrm": "rayrg.rewards.similarity.vlmrm:VLMRM",
     "blip2": "rayrg.rewards.similarity.blip2:BLIP2",
     "roboclip": "rayrg.rewards.similarity.roboclip:ROBOCLIP",
+    "gvl": "rayrg.rewards.progress.gvl:GVL",
+    "topreward": "rayrg.rewards.progress.topreward:TOPREWARD",
 })
 
 

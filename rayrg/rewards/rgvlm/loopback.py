@@ -34,6 +34,11 @@ class Faults:
     retry_after_s: float | None = 0.0  # Retry-After header on 429
     hang_after_windows: int | None = None  # stop answering once this many windows got scores
     seed: int = 0
+    # progress queries (GVL): fraction answered with percentages outside 0-100
+    invalid_progress_rate: float = 0.0
+    # log-probability queries (TOPReward): fraction whose top list leaves out the affirmative token
+    drop_affirmative_rate: float = 0.0
+    logprobs: bool = True  # False: a server that ignores logprobs (returns none)
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Stats:
     turn1_answers: Counter = field(default_factory=Counter)  # window digest -> 200 answers
     scores_answers: Counter = field(default_factory=Counter)  # window digest -> valid turn-2 answers
     malformed: int = 0
+    progress_answers: Counter = field(default_factory=Counter)  # query digest -> answers (GVL)
+    logprob_answers: Counter = field(default_factory=Counter)  # query digest -> answers (TOPReward)
     auth_headers: set = field(default_factory=set)
     first_request_at: float | None = None  # time.monotonic()
     last_answer_at: float | None = None
@@ -51,6 +58,7 @@ class Stats:
 def _window_digest(messages: list[dict[str, Any]]) -> str:
     first_user = next(m for m in messages if m["role"] == "user")
     return hashlib.sha256(json.dumps(first_user["content"], sort_keys=True).encode()).hexdigest()[:16]
+
 
 
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
@@ -69,6 +77,31 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
                 png = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
                 images += _qwen2vl.image_tokens(*png_size(png))
     return chars // 4 + images
+
+
+def _num_progress(body: dict[str, Any]) -> int | None:
+    """How many percentages a GVL query asks for (None: not a progress query)."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    if "progress" in (schema.get("properties") or {}):
+        return int(schema["properties"]["progress"]["minItems"])
+    match = re.search(r"each of the (\d+) frames", json.dumps(body["messages"][-1]["content"]))
+    return int(match.group(1)) if match else None
+
+
+def _logprobs_answer(digest: str, top: int, drop_affirmative: bool) -> tuple[str, dict[str, Any]]:
+    """A "True"/"False" first token with ``top`` alternatives; p(True) fixed by the query digest."""
+    import math
+
+    p_true = 0.05 + 0.9 * (int(digest[:8], 16) % 1000) / 1000
+    ranked = [("True", p_true), ("False", (1 - p_true) * 0.9)]
+    rest = (1 - p_true) * 0.1
+    ranked += [(f"tok{i}", rest / 2 ** (i + 1)) for i in range(max(0, top - 2))]
+    ranked.sort(key=lambda t: -t[1])
+    if drop_affirmative:
+        ranked = [t for t in ranked if t[0] != "True"]
+    entries = [{"token": tok, "logprob": math.log(p), "bytes": list(tok.encode())} for tok, p in ranked[:top]]
+    first = entries[0]
+    return first["token"], {"content": [{**first, "top_logprobs": entries}]}
 
 
 def _num_scores(body: dict[str, Any]) -> int:
@@ -136,7 +169,21 @@ class LoopbackServer:
         messages = body["messages"]
         digest = _window_digest(messages)
         turn2 = sum(m["role"] == "user" for m in messages) >= 2
-        if not turn2:
+        logprobs = None
+        progress_n = None if turn2 else _num_progress(body)
+        if body.get("logprobs") and not turn2:  # a TOPReward query: the first token's top-k
+            drop = self._rng.random() < faults.drop_affirmative_rate
+            text, logprobs = _logprobs_answer(digest, int(body.get("top_logprobs") or 1), drop)
+            logprobs = logprobs if faults.logprobs else None
+            stats.logprob_answers[digest] += 1
+        elif progress_n is not None:  # a GVL query: one percentage per shown frame
+            seed = int(digest, 16)
+            values = [(seed >> (3 * i)) % 101 for i in range(progress_n)]
+            if self._rng.random() < faults.invalid_progress_rate:
+                values[0] = 150
+            text = json.dumps({"progress": values})
+            stats.progress_answers[digest] += 1
+        elif not turn2:
             text = "t=0: the agent turns towards the goal; later frames move it closer."
             stats.turn1_answers[digest] += 1
         elif self._rng.random() < faults.malformed_rate:
@@ -154,7 +201,7 @@ class LoopbackServer:
         return web.json_response({
             "id": "loopback", "object": "chat.completion", "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
+                         "finish_reason": "stop", **({"logprobs": logprobs} if logprobs else {})}],
             "usage": {"prompt_tokens": prompt_tokens(messages), "completion_tokens": max(1, len(text) // 4)},
         })
 

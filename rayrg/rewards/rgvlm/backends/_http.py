@@ -20,7 +20,10 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """OpenAI chat messages (the image as a PNG data URI); vLLM's ``LLM.chat`` takes them too."""
     out = []
     for m in messages:
-        if m.get("image") is not None:
+        if m.get("parts") is not None:  # several images interleaved with texts
+            content = [{"type": "image_url", "image_url": {"url": _data_uri(v)}} if kind == "image"
+                       else {"type": "text", "text": v} for kind, v in m["parts"]]
+        elif m.get("image") is not None:
             uri = "data:image/png;base64," + base64.b64encode(m["image"]).decode()
             content: Any = [{"type": "image_url", "image_url": {"url": uri}},
                             {"type": "text", "text": m["text"]}]
@@ -28,6 +31,10 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
             content = m["text"]
         out.append({"role": m["role"], "content": content})
     return out
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def retry_after_s(value: str | None) -> float | None:

@@ -7,6 +7,13 @@ none, raw texts, tokens, attempts, latency). The two-turn protocol itself lives 
     turn 1: [system] + user(image, analysis prompt)                  -> analysis text
     turn 2: ... + assistant(analysis) + user(scores prompt), schema  -> {"scores": [...]}
 
+Progress labellers (:mod:`rayrg.rewards.progress`) ask single-turn questions instead: a
+:class:`PromptQuery` (system text, user parts interleaving texts and images, an optional JSON
+schema, and how many top log-probabilities of the first answer token to return) answered by
+:meth:`Backend.answer_prompts` with a :class:`PromptAnswer` (text, first-token top
+log-probabilities). A backend that cannot return log-probabilities says so in
+:meth:`Backend.logprobs_unavailable`; windows and their protocol are unchanged.
+
 Turn 2 is re-asked (same history) up to ``max_parse_attempts`` times while the answer does
 not parse; then the window is marked failed with the parser's reason. Transport errors
 (429, 5xx, timeouts, dropped connections) are retried inside one attempt by
@@ -38,7 +45,9 @@ from rayrg.rewards.rgvlm.settings import BackendSettings
 
 log = logging.getLogger(__name__)
 
-Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "text": str, "image": bytes (optional)}
+# {"role": "system"|"user"|"assistant", "text": str, "image": bytes (optional)}; a user message
+# may instead carry "parts": [("text", str) | ("image", bytes), ...] (several images, interleaved)
+Message = dict[str, Any]
 OnDone = Callable[["WindowQuery", "WindowAnswer"], None]
 
 
@@ -61,12 +70,34 @@ class WindowQuery:
                 {"role": "user", "text": self.scores_prompt}]
 
 
+@dataclass(frozen=True, eq=False)
+class PromptQuery:
+    """One single-turn request: ``system`` + one user message of ``parts`` (texts and PNGs in
+    order). ``schema``: the answer's JSON schema (structured output where the backend has it);
+    ``top_logprobs`` > 0: return that many top log-probabilities of the first answer token."""
+
+    key: str
+    query_id: str
+    system: str
+    parts: tuple[tuple[str, Any], ...]
+    max_tokens: int
+    schema: dict[str, Any] | None = None
+    top_logprobs: int = 0
+
+    def messages(self) -> list[Message]:
+        text = "".join(v for kind, v in self.parts if kind == "text")
+        return [{"role": "system", "text": self.system},
+                {"role": "user", "text": text, "parts": list(self.parts)}]
+
+
 @dataclass
 class Completion:
     text: str
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    # [(token text, log-probability)] of the first generated token, best first (when asked)
+    top_logprobs: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -92,6 +123,15 @@ class WindowAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class PromptAnswer(WindowAnswer):
+    """A :class:`PromptQuery`'s answer: its text and, when asked, the first answer token's top
+    log-probabilities (``[[token, logprob], ...]``, best first). Accounting fields as a window's."""
+
+    text: str | None = None
+    top_logprobs: list[list[Any]] | None = None
 
 
 class TransientError(Exception):
@@ -166,6 +206,16 @@ class Backend(ABC):
     @abstractmethod
     def label_batch(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None) -> list[WindowAnswer]:
         """Label every query; ``on_done`` is called as each window finishes (cache writes)."""
+
+    @classmethod
+    def logprobs_unavailable(cls, config: Any) -> str | None:
+        """Why this backend (with ``config``) cannot return log-probabilities; None when it can."""
+        return f"backend '{config.type}' returns no log-probabilities"
+
+    def answer_prompts(self, queries: Sequence[PromptQuery],
+                       on_done: Callable[[PromptQuery, PromptAnswer], None] | None = None) -> list[PromptAnswer]:
+        """Answer single-turn queries (progress labellers); never raises for one query."""
+        raise NotImplementedError(f"{type(self).__name__} does not answer single-turn queries")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -308,14 +358,16 @@ class AsyncChatBackend(Backend):
         return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_initial_s * 2 ** attempt))
 
     async def _request(self, answer: WindowAnswer, messages: list[Message],
-                       schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+                       schema: dict[str, Any] | None, max_tokens: int, top_logprobs: int = 0) -> Completion:
         for attempt in range(self.max_retries + 1):
             # tokens are only charged under a tokens-per-minute limit (a backend without an
             # image-token rule still runs without one)
             await self.limiter.acquire(self._estimate_tokens(messages, max_tokens) if self.limiter.tpm else 0)
             answer.backend_calls += 1
             try:
-                completion = await self.complete(messages, schema, max_tokens)
+                # only backends that return log-probabilities take the keyword
+                completion = await (self.complete(messages, schema, max_tokens, top_logprobs=top_logprobs)
+                                    if top_logprobs else self.complete(messages, schema, max_tokens))
                 answer.add(completion)
                 return completion
             except TransientError as exc:
@@ -359,6 +411,42 @@ class AsyncChatBackend(Backend):
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.max_in_flight)
         return list(await asyncio.gather(*(self._label(q, on_done) for q in queries)))
+
+    async def _answer(self, query: PromptQuery, on_done: Callable | None) -> PromptAnswer:
+        assert self._semaphore is not None
+        answer = PromptAnswer()
+        async with self._semaphore:
+            start = time.perf_counter()
+            try:
+                done = await self._request(answer, query.messages(), query.schema, query.max_tokens,
+                                           query.top_logprobs)
+                answer.text = done.text
+                answer.top_logprobs = [list(t) for t in done.top_logprobs] if done.top_logprobs else None
+                if query.top_logprobs and not answer.top_logprobs:
+                    answer.error = "the server returned no log-probabilities"
+            except (TransientError, PermanentError) as exc:
+                answer.error = str(exc)
+            except Exception as exc:  # a backend bug must not take the dataset down
+                log.error("query %s: unexpected error\n%s", query.query_id,
+                          self.redact("".join(traceback.format_exception(exc))))
+                answer.error = f"{type(exc).__name__}: {exc}"
+            answer.latency_s = time.perf_counter() - start
+            answer.error = None if answer.error is None else self.redact(answer.error)
+            answer.errors = [self.redact(e) for e in answer.errors]
+        if on_done is not None:
+            await asyncio.get_running_loop().run_in_executor(None, on_done, query, answer)
+        return answer
+
+    async def _answer_all(self, queries: Sequence[PromptQuery], on_done: Callable | None) -> list[PromptAnswer]:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_in_flight)
+        return list(await asyncio.gather(*(self._answer(q, on_done) for q in queries)))
+
+    def answer_prompts(self, queries: Sequence[PromptQuery],
+                       on_done: Callable[[PromptQuery, PromptAnswer], None] | None = None) -> list[PromptAnswer]:
+        if not queries:
+            return []
+        return asyncio.run_coroutine_threadsafe(self._answer_all(queries, on_done), self._loop).result()
 
     def submit(self, queries: Sequence[WindowQuery], on_done: OnDone | None = None):
         """Start labelling on the backend's loop; a ``concurrent.futures.Future`` of the answers."""

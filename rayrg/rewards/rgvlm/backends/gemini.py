@@ -94,6 +94,11 @@ def to_gemini_contents(messages: list[Message]) -> tuple[str | None, list[Any]]:
             system = m["text"]
             continue
         parts = []
+        if m.get("parts") is not None:  # several images interleaved with texts
+            parts = [types.Part.from_bytes(data=v, mime_type="image/png") if kind == "image"
+                     else types.Part.from_text(text=v) for kind, v in m["parts"]]
+            contents.append(types.Content(role="user", parts=parts))
+            continue
         if m.get("image") is not None:
             parts.append(types.Part.from_bytes(data=m["image"], mime_type="image/png"))
         parts.append(types.Part.from_text(text=m["text"]))
@@ -178,7 +183,12 @@ class GeminiBackend(AsyncChatBackend):
         self.client = genai.Client(api_key=key, http_options=types.HttpOptions(**options))
         self._errors = _transport_errors()
 
-    def generation_config(self, system: str | None, schema: dict[str, Any] | None, max_tokens: int):
+    @classmethod
+    def logprobs_unavailable(cls, config: Any) -> str | None:
+        return None  # response_logprobs / logprobs in the generation config (top 20 at most)
+
+    def generation_config(self, system: str | None, schema: dict[str, Any] | None, max_tokens: int,
+                          top_logprobs: int = 0):
         from google.genai import types
 
         kwargs: dict[str, Any] = {"system_instruction": system, "temperature": self.decoding.temperature,
@@ -188,17 +198,19 @@ class GeminiBackend(AsyncChatBackend):
             kwargs["media_resolution"] = f"MEDIA_RESOLUTION_{self.config.media_resolution.upper()}"
         if schema is not None:
             kwargs.update(response_mime_type="application/json", response_schema=gemini_schema(schema))
+        if top_logprobs:
+            kwargs.update(response_logprobs=True, logprobs=min(20, top_logprobs))
         return types.GenerateContentConfig(**kwargs)
 
     async def complete(self, messages: list[Message], schema: dict[str, Any] | None,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, top_logprobs: int = 0) -> Completion:
         from google.genai import errors
 
         system, contents = to_gemini_contents(messages)
         try:
             response = await self.client.aio.models.generate_content(
                 model=self.config.model, contents=contents,
-                config=self.generation_config(system, schema, max_tokens))
+                config=self.generation_config(system, schema, max_tokens, top_logprobs))
         except errors.APIError as exc:
             reason = f"HTTP {exc.code}: {exc.status or ''}".strip()
             if exc.code in RETRY_STATUSES or (exc.code or 0) >= 500:
@@ -211,8 +223,14 @@ class GeminiBackend(AsyncChatBackend):
         if text is None:
             reason = response.candidates[0].finish_reason if response.candidates else "no candidates"
             raise TransientError(f"empty response ({reason})")
+        top = None
+        if top_logprobs:
+            result = getattr(response.candidates[0], "logprobs_result", None) if response.candidates else None
+            steps = getattr(result, "top_candidates", None) or []
+            if steps:
+                top = [(c.token or "", float(c.log_probability)) for c in steps[0].candidates or []]
         return Completion(text, int(getattr(usage, "prompt_token_count", 0) or 0),
-                          int(getattr(usage, "candidates_token_count", 0) or 0))
+                          int(getattr(usage, "candidates_token_count", 0) or 0), top_logprobs=top)
 
     async def aclose(self) -> None:
         try:

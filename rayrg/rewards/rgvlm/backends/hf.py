@@ -24,6 +24,8 @@ from rayrg.rewards.rgvlm.backends.base import (
     Backend,
     Message,
     OnDone,
+    PromptAnswer,
+    PromptQuery,
     RayPlan,
     WindowAnswer,
     WindowQuery,
@@ -72,6 +74,11 @@ def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
     out = []
     for m in messages:
         content: list[dict[str, Any]] = []
+        if m.get("parts") is not None:  # several images interleaved with texts
+            out.append({"role": m["role"], "content": [
+                {"type": "image", "image": Image.open(io.BytesIO(v)).convert("RGB")} if kind == "image"
+                else {"type": "text", "text": v} for kind, v in m["parts"]]})
+            continue
         if m.get("image") is not None:
             content.append({"type": "image", "image": Image.open(io.BytesIO(m["image"])).convert("RGB")})
         content.append({"type": "text", "text": m["text"]})
@@ -113,7 +120,7 @@ class TransformersBackend(Backend):
         # vocab_size from the model config: the embedding is padded above the tokenizer
         info = xgr.TokenizerInfo.from_huggingface(self.processor.tokenizer, vocab_size=text_config.vocab_size)
         self._compiler = xgr.GrammarCompiler(info)
-        self._grammars: dict[int, Any] = {}
+        self._grammars: dict[int | str, Any] = {}  # scores schemas by length, others by their JSON
 
     def _grammar(self, num_steps: int):
         if num_steps not in self._grammars:
@@ -145,6 +152,59 @@ class TransformersBackend(Backend):
         answer.input_tokens += int(prompt_len)
         answer.output_tokens += int(new.shape[0])
         return self.processor.decode(new, skip_special_tokens=True)
+
+    @classmethod
+    def logprobs_unavailable(cls, config: TransformersBackendConfig) -> str | None:
+        return None  # the logits of the next token
+
+    def _schema_grammar(self, schema: dict[str, Any]):
+        import json
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
+        return self._grammars[key]
+
+    def next_token_logprobs(self, messages: list[Message], top: int) -> tuple[list[tuple[str, float]], int]:
+        """The ``top`` most likely first answer tokens and their log-probabilities (log-softmax
+        of the logits in float32), and the prompt's length in tokens."""
+        import torch
+
+        inputs = self.processor.apply_chat_template(
+            to_hf_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt").to(self.model.device)
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        values, ids = torch.topk(logprobs, top)
+        tokenizer = self.processor.tokenizer
+        return ([(tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids, strict=True)],
+                int(inputs["input_ids"].shape[1]))
+
+    def answer_prompts(self, queries: Sequence[PromptQuery],
+                       on_done: Callable[[PromptQuery, PromptAnswer], None] | None = None) -> list[PromptAnswer]:
+        answers = []
+        for query in queries:
+            answer = PromptAnswer()
+            start = time.perf_counter()
+            try:
+                if query.top_logprobs:
+                    top, prompt_len = self.next_token_logprobs(query.messages(), query.top_logprobs)
+                    answer.backend_calls += 1
+                    answer.input_tokens += prompt_len
+                    answer.output_tokens += 1
+                    answer.top_logprobs = [list(t) for t in top]
+                    answer.text = top[0][0]
+                else:
+                    grammar = self._schema_grammar(query.schema) if query.schema else None
+                    answer.text = self._generate(answer, query.messages(), query.max_tokens, grammar)
+            except Exception as exc:  # one bad query (OOM, odd image) must not stop the dataset
+                answer.error = f"{type(exc).__name__}: {exc}"
+            answer.latency_s = time.perf_counter() - start
+            if on_done is not None:
+                on_done(query, answer)
+            answers.append(answer)
+        return answers
 
     def _label(self, query: WindowQuery) -> WindowAnswer:
         answer = WindowAnswer()

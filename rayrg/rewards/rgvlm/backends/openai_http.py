@@ -110,8 +110,12 @@ class OpenAIBackend(AsyncChatBackend):
         self._headers = {**config.headers, **({"Authorization": f"Bearer {key}"} if key else {})}
         self._session = None
 
+    @classmethod
+    def logprobs_unavailable(cls, config: OpenAIBackendConfig) -> str | None:
+        return None  # logprobs / top_logprobs (vllm serve, OpenAI); a server without them fails the query
+
     def request_body(self, messages: list[Message], schema: dict[str, Any] | None,
-                     max_tokens: int) -> dict[str, Any]:
+                     max_tokens: int, top_logprobs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": to_openai_messages(messages),
@@ -126,6 +130,8 @@ class OpenAIBackend(AsyncChatBackend):
                                        "json_schema": {"name": "scores", "schema": schema, "strict": True}}
         elif schema is not None and self.config.structured_output == "json_object":
             body["response_format"] = {"type": "json_object"}
+        if top_logprobs:
+            body.update(logprobs=True, top_logprobs=top_logprobs)
         body.update(self.config.extra_body)
         return body
 
@@ -139,11 +145,11 @@ class OpenAIBackend(AsyncChatBackend):
         return self._session
 
     async def complete(self, messages: list[Message], schema: dict[str, Any] | None,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, top_logprobs: int = 0) -> Completion:
         import aiohttp
 
         session = await self._get_session()
-        body = self.request_body(messages, schema, max_tokens)
+        body = self.request_body(messages, schema, max_tokens, top_logprobs)
         try:
             async with session.post(self.url, json=body, headers=self._headers) as response:
                 raw = await response.read()
@@ -160,6 +166,11 @@ class OpenAIBackend(AsyncChatBackend):
         try:
             data = json.loads(raw)
             text = data["choices"][0]["message"]["content"] or ""
+            top = None
+            if top_logprobs:
+                content = (data["choices"][0].get("logprobs") or {}).get("content") or []
+                top = [(str(t["token"]), float(t["logprob"])) for t in content[0].get("top_logprobs") or []] \
+                    if content else None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TransientError(f"malformed response body: {raw[:80]!r}") from exc
         usage = data.get("usage") or {}
@@ -167,7 +178,7 @@ class OpenAIBackend(AsyncChatBackend):
         # with --enable-prompt-tokens-details; OpenAI itself always does
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                          int(cached))
+                          int(cached), top_logprobs=top)
 
     async def aclose(self) -> None:
         if self._session is not None:

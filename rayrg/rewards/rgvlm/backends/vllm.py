@@ -36,6 +36,7 @@ per-request whitespace switch had no effect).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -47,7 +48,15 @@ from pydantic import Field
 from rayrg.models.weights import check_model_weights
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import to_openai_messages
-from rayrg.rewards.rgvlm.backends.base import Backend, OnDone, RayPlan, WindowAnswer, WindowQuery
+from rayrg.rewards.rgvlm.backends.base import (
+    Backend,
+    OnDone,
+    PromptAnswer,
+    PromptQuery,
+    RayPlan,
+    WindowAnswer,
+    WindowQuery,
+)
 from rayrg.rewards.rgvlm.prompts import scores_schema
 from rayrg.rewards.rgvlm.settings import (
     BackendSettings,
@@ -292,6 +301,42 @@ class VLLMBackend(Backend):
         elapsed = (time.perf_counter() - start) / len(queries)
         for q, a in zip(queries, answers, strict=True):
             a.latency_s = elapsed  # batched: the engine's time per window
+            if on_done is not None:
+                on_done(q, a)
+        return answers
+
+    @classmethod
+    def logprobs_unavailable(cls, config: VLLMBackendConfig) -> str | None:
+        return None  # SamplingParams.logprobs: the top-k of each generated token
+
+    def answer_prompts(self, queries: Sequence[PromptQuery],
+                       on_done: Callable[[PromptQuery, PromptAnswer], None] | None = None) -> list[PromptAnswer]:
+        answers = [PromptAnswer() for _ in queries]
+        start = time.perf_counter()
+        groups: dict[tuple[str, int, int], list[int]] = {}  # one SamplingParams per schema/budget/top-k
+        for i, q in enumerate(queries):
+            groups.setdefault((json.dumps(q.schema, sort_keys=True), q.max_tokens, q.top_logprobs), []).append(i)
+        for (_, max_tokens, top), idx in groups.items():
+            kwargs = sampling_kwargs(self.decoding, max_tokens, queries[idx[0]].schema)
+            if top:
+                kwargs["logprobs"] = top
+            try:
+                outs = self._chat([to_openai_messages(queries[i].messages()) for i in idx], sampling_params(kwargs))
+            except Exception as exc:  # engine errors fail these queries, not the dataset
+                for i in idx:
+                    answers[i].error = f"vllm engine error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+                continue
+            for i, out in zip(idx, outs, strict=True):
+                _record(answers[i], out)
+                gen = out.outputs[0]
+                answers[i].text = gen.text
+                if top:
+                    first = (gen.logprobs or [{}])[0]
+                    ranked = sorted(first.values(), key=lambda lp: -lp.logprob)
+                    answers[i].top_logprobs = [[lp.decoded_token or "", float(lp.logprob)] for lp in ranked]
+        elapsed = (time.perf_counter() - start) / max(1, len(queries))
+        for q, a in zip(queries, answers, strict=True):
+            a.latency_s = elapsed
             if on_done is not None:
                 on_done(q, a)
         return answers
