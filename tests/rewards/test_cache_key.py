@@ -73,7 +73,7 @@ CHANGES: dict[type, dict[str, tuple[Any, str]]] = {
         "engine_kwargs": ({"dtype": "bfloat16"}, MISS),
         "price_input_per_mtok": (1.0, HIT), "price_output_per_mtok": (1.0, HIT),
         "tensor_parallel_size": (4, HIT), "enable_prefix_caching": (False, HIT),
-        "gpu_memory_utilization": (0.5, HIT), "num_actors": (2, HIT), "device": ("cpu", HIT),
+        "gpu_memory_utilization": (0.5, HIT), "num_actors": (2, HIT), "num_cpus": (2.0, HIT), "device": ("cpu", HIT),
         "batch_size": (8, HIT)},
     Decoding: {"temperature": (0.7, MISS), "top_p": (0.9, MISS), "max_tokens_analysis": (256, MISS),
                "max_tokens_scores": (64, MISS), "seed": (1, MISS)},
