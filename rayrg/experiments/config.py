@@ -30,8 +30,8 @@ from rayrg.rl.config import TrainConfig
 
 # data.source values that are not dataset formats: the BabyAI generator and an existing dataset.
 BUILTIN_SOURCES = ("babyai", "path")
-# An rgvlm label whose backend is picked from the environment at run time
-# (rayrg.experiments.backends): the only label entry that stays a mapping until then.
+# A label whose backend is picked from the environment at run time (its method's ``from_env``
+# declaration): the only label entry that stays a mapping until then.
 AUTO_BACKEND = "auto_backend"
 
 
@@ -192,7 +192,7 @@ class ExperimentConfig(StageConfig):
     @field_validator("labels", mode="before")
     @classmethod
     def _typed_labels(cls, labels: Any) -> list[Any]:
-        from rayrg.rewards.registry import load_label_config
+        from rayrg.rewards.registry import get_method, load_label_config
 
         if not isinstance(labels, list):
             raise ValueError("labels must be a list of label configs")
@@ -204,8 +204,13 @@ class ExperimentConfig(StageConfig):
             if not isinstance(label, dict) or "method" not in label:
                 raise ValueError(f"labels[{i}] has no 'method'")
             if label.get(AUTO_BACKEND):
-                if label["method"] != "rgvlm":
-                    raise ValueError(f"labels[{i}]: auto_backend applies to method rgvlm only")
+                try:
+                    from_env = get_method(str(label["method"])).from_env
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
+                if from_env is None:
+                    raise ValueError(f"labels[{i}]: auto_backend applies to methods built from the environment "
+                                     f"(a from_env declaration); {label['method']!r} has none")
                 typed.append(dict(label))  # resolved at run time from the environment
                 continue
             try:

@@ -1,9 +1,10 @@
 """Before any work: does this machine have what the experiment config needs?
 
 ``rayrg run`` calls :func:`preflight` before it starts Ray or writes a file. It checks data
-paths, model weights (:mod:`rayrg.models.weights`, the rule the stages apply too: a local
-path, or a hub id already in the Hugging Face cache; nothing is downloaded here), API keys
-in the environment, GPUs / CPUs asked for against what there is, and the evaluation
+paths, what each label method declares it needs (:class:`rayrg.rewards.declarations.Need`:
+model weights by :mod:`rayrg.models.weights`' rule — a local path, or a hub id already in the
+Hugging Face cache; nothing is downloaded here —, API keys in the environment, reachable
+services, files), GPUs / CPUs asked for against what there is, and the evaluation
 environment's declarations (:mod:`rayrg.envs.registry`): the reference policies asked for
 against those it has, and its needs (THOR's Unity build). It returns one line per missing
 thing naming the config key to change. :func:`plan` says what
@@ -23,7 +24,6 @@ from typing import Any
 
 from rayrg.config import ConfigError
 from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
-from rayrg.models.weights import weights_problem
 
 
 class PreflightError(ConfigError):
@@ -41,32 +41,17 @@ class Needs:
 
 
 def _label_needs(i: int, label: Any, needs: Needs, problems: list[str], local: bool) -> None:
-    key = f"labels[{i}]"
+    """The label method's declared needs (:class:`~rayrg.rewards.declarations.Need`), each
+    checked by the one rule for its kind; GPUs go to the machine-wide count."""
+    from rayrg.rewards.declarations import need_problems
+    from rayrg.rewards.registry import method_of
+
+    key = f"labels[{i}]."
     if isinstance(label, dict):  # auto_backend: resolved from the environment, always satisfiable
         return
-    backend = getattr(label, "backend", None)
-    if backend is not None:  # RG-VLM
-        env = getattr(backend, "api_key_env", None)
-        if env and not os.environ.get(env):
-            problems.append(f"{key}.backend.api_key_env: environment variable {env} is not set "
-                            f"(the {backend.type} backend needs its API key)")
-        if backend.type in ("transformers", "vllm") and local:
-            problem = weights_problem(backend.model, f"{key}.backend.model")
-            if problem:
-                problems.append(problem)
-        if backend.type == "vllm":
-            on_gpu = getattr(backend, "device", "cuda") == "cuda"
-            if on_gpu:
-                needs.gpus.append((f"{key}.backend.tensor_parallel_size",
-                                   backend.tensor_parallel_size * backend.num_actors))
-        elif backend.type == "transformers" and (backend.num_gpus or str(backend.device).startswith("cuda")):
-            needs.gpus.append((f"{key}.backend.num_gpus", max(backend.num_gpus or 1, 1) * backend.num_actors))
-        return
-    model = getattr(label, "model", None)
-    if model and local and getattr(label, "encoder", "xclip") != "torchscript":
-        problem = weights_problem(model, f"{key}.model")
-        if problem:
-            problems.append(problem)
+    declared = method_of(label).needs_of(label)
+    problems.extend(need_problems([n for n in declared if n.kind != "gpus"], key, local))
+    needs.gpus.extend((f"{key}{n.key}", float(n.value)) for n in declared if n.kind == "gpus")
 
 
 def experiment_env_name(config: ExperimentConfig) -> str | None:
@@ -198,27 +183,23 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
         source, options, _ = data.import_args()
         lines.append(f"  import {data.source}: {source} ({options.to_public_dict()})")
         episodes = None
-    from rayrg.rewards.rgvlm.estimate import TURN1_REQUESTS, estimate, requests_per_window
+    from rayrg.rewards.registry import get_method, method_of
 
     for i, label in enumerate(config.labels):
         if isinstance(label, dict) and label.get(AUTO_BACKEND):
-            lines.append(f"  label[{i}] rgvlm: backend from the environment (GEMINI_API_KEY, "
-                         "RAYRG_OPENAI_BASE_URL, else a tiny random Qwen2-VL as a pipeline check), "
-                         f"{TURN1_REQUESTS + 1} model calls per window of 8 steps")
-        else:
-            method = getattr(label, "method", "?")
-            backend = getattr(label, "backend", None)
-            model = getattr(backend, "model", None) or getattr(label, "model", None)
-            calls = (f"{requests_per_window(label):g} model calls per window, re-asks not counted"
-                     if backend is not None else "one model pass per frame" if model else "no model")
-            lines.append(f"  label[{i}] {method}" + (f": {model}" if model else "") + f" ({calls})")
-            if backend is not None and data.source == "path" and data.trajectories \
-                    and Path(data.trajectories).is_dir():
-                # The dataset exists already: the full estimate (windows, tokens, cost, wall-time floors).
-                try:
-                    lines.extend(f"    {line.strip()}" for line in estimate(label, data.trajectories).lines()[1:])
-                except Exception as exc:  # the plan is advice; the run itself reports a bad dataset
-                    lines.append(f"    (no estimate: {exc})")
+            method = get_method(str(label["method"]))
+            lines.append(f"  label[{i}] {method.name}: configured from the environment ({method.from_env_doc})")
+            continue
+        method = method_of(label)
+        what = method.describe(label) if method.describe is not None else "no model"
+        lines.append(f"  label[{i}] {method.name}: {what}")
+        if method.estimate is not None and data.source == "path" and data.trajectories \
+                and Path(data.trajectories).is_dir():
+            # The dataset exists already: the method's full estimate (requests, tokens, cost, wall time).
+            try:
+                lines.extend(f"    {line.strip()}" for line in method.estimate_of(label, data.trajectories).lines()[1:])
+            except Exception as exc:  # the plan is advice; the run itself reports a bad dataset
+                lines.append(f"    (no estimate: {exc})")
     if episodes is not None:
         lines.append(f"    (windows ≈ episodes × mean episode length / 8; {episodes} episodes)")
     steps = {name: config.train_config(name, 0).num_steps for name in config.methods}

@@ -2,7 +2,7 @@
 
 Every stage writes under the experiment's ``out`` directory and keys its output to its
 inputs (:mod:`rayrg.provenance`): a re-run skips what is done, resumes what was
-interrupted (written shards, the RG-VLM answer cache, checkpoints, finished episodes), and
+interrupted (written shards, a label method's answer cache, checkpoints, finished episodes), and
 redoes a stage whose inputs changed — and with it everything downstream, because each
 downstream fingerprint contains its upstream ones. ``<out>/manifest.json`` lists every
 stage's paths, fingerprint and status (:mod:`rayrg.contracts.manifest`): each stage's outputs
@@ -52,7 +52,7 @@ REDO = "redo"  # inside `rayrg run` a changed stage is redone, with everything d
 
 
 def slug(name: str) -> str:
-    """A method name as a directory name (``rgvlm+sparse`` → ``rgvlm_plus_sparse``)."""
+    """A method name as a directory name (``a+b`` → ``a_plus_b``)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("+", "_plus_"))
 
 
@@ -141,12 +141,11 @@ class ExperimentRunner:
             method = get_method(label.method)
             directory = self.out / "labels" / f"{i}-{method.name}"
             source = current
-            if method.name == "rgvlm" and label.backend.paid:
+            if method.costs_money(label):
                 # An unattended run never asks (nobody would answer; ``rayrg label`` asks only on
-                # a terminal): the estimate goes to the log before the first paid request.
-                from rayrg.rewards.rgvlm.estimate import estimate
-
-                print("\n".join(f"[rayrg] {line}" for line in estimate(label, source).lines()), flush=True)
+                # a terminal): the method's estimate goes to the log before the first paid request.
+                lines = method.estimate_of(label, source).lines()
+                print("\n".join(f"[rayrg] {line}" for line in lines), flush=True)
             self._stage(f"label[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
                         run_label(m, c, s, d, address=self.address, on_change=REDO, retry=self.command,
                                   # the run's opt-in to unfinished labels is train.nan_policy: zero
@@ -163,16 +162,21 @@ class ExperimentRunner:
     def _resolve_label(self, label: Any) -> Any:
         if not isinstance(label, dict):
             return label
-        from rayrg.experiments.backends import auto_rgvlm_label
-        from rayrg.rewards.registry import load_label_config
+        from rayrg.rewards.registry import get_method, load_label_config
 
-        resolved, note = auto_rgvlm_label({k: v for k, v in label.items() if k != AUTO_BACKEND},
-                                          self.out / "models")
-        if note:
-            self.notes.append(note)
+        raw = {k: v for k, v in label.items() if k != AUTO_BACKEND}
+        method = get_method(str(raw["method"]))
+        if method.from_env is None:  # the config refuses this already; a hand-built config may not
+            from rayrg.config import ConfigError
+
+            raise ConfigError(f"labels: {AUTO_BACKEND} applies to methods that can be built from the "
+                              f"environment; {method.name!r} cannot")
+        resolved = method.from_env(raw, self.out / "models")
+        if resolved.note:
+            self.notes.append(resolved.note)
             bar = "!" * 78
-            print(f"\n{bar}\n{note}\n{bar}\n", flush=True)
-        return load_label_config(resolved, source="labels (auto_backend)")[1]
+            print(f"\n{bar}\n{resolved.note}\n{bar}\n", flush=True)
+        return load_label_config(resolved.config, source=f"labels ({AUTO_BACKEND})")[1]
 
     def train(self, labelled: Path) -> dict[tuple[str, int], Path]:
         from rayrg.rl.checkpoint import final_checkpoint

@@ -2,18 +2,19 @@
 
 Its inputs are ``<out>/manifest.json`` (:mod:`rayrg.contracts.manifest`) and the outputs that
 manifest lists, each read through its contract or accessor: evaluation episodes
-(:mod:`rayrg.contracts.episodes`), the labelled dataset (:mod:`rayrg.data.access`), the RG-VLM
-labels and windows of the label step it records. No folder is looked for.
+(:mod:`rayrg.contracts.episodes`), the labelled dataset (:mod:`rayrg.data.access`), and each
+label step's side outputs, given to its method's declared report and browser sections
+(:mod:`rayrg.rewards.declarations`). No folder is looked for.
 
 Contents (what exists is reported; what is missing is named, never invented):
 
 * Figure-4 analogue: return per number of sub-tasks, per method, fixed vs randomized start,
   with 95 % confidence intervals over training seeds × evaluation seeds × tasks;
-* the relative drop of return under randomized start per method, and the gain of
-  sparse + RG-VLM over RG-VLM alone;
+* the relative drop of return under randomized start per method, and the paired comparisons
+  the config asks for;
 * Table-I analogue: reward accuracy against the ground truth per labeller;
-* pictures: one window grid with the model's scores and turn-1 analysis beside it, and
-  the reward curves along one episode for every reward column.
+* each label method's own section (e.g. a labelled window with the model's answer) and its
+  browser page, and the reward curves along one episode for every reward column.
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ def _reward_table(labelled: Path | None, notes: Sequence[str]) -> tuple[str, lis
 
     rows = reward_report([labelled])
     definition = ("A transition is *good* when its action is the expert's or it completes a sub-task "
-                  "(`rayrg.rewards.truth`); a reward predicts *good* when it is >= 0.5 (an RG-VLM score "
-                  ">= 5/10). Accuracy, precision and recall are over labelled transitions; cover = "
+                  "(`rayrg.rewards.truth`); a reward predicts *good* when it is >= 0.5 (a model's 0-10 "
+                  "score >= 5). Accuracy, precision and recall are over labelled transitions; cover = "
                   "labelled / all. Definitions: `rayrg/rewards/report.py`.")
     md = [title, "", definition, "", "```", format_table(rows), "```", ""]
     rates = {r["column"]: r["positive_rate_truth"] for r in rows if not r.get("skipped")
@@ -234,34 +235,41 @@ def _reward_curves(labelled: Path | None, report_dir: Path) -> str:
     return "\n".join(["## Rewards along one episode", "", "![reward curves](reward_curves.png)", ""])
 
 
-def _window_picture(manifest: Manifest, report_dir: Path) -> str:
-    from rayrg.rewards.report import label_rows
-
-    steps = [e for e in manifest.labels if e.method == "rgvlm" and e.labels and e.windows]
-    if not steps:
-        return ""
-    step = steps[-1]
-    assert step.labels is not None and step.windows is not None
-    labels = label_rows(step.labels)
-    if not labels:
-        return ""
-    windows_dir = step.windows
+def _method_sections(manifest: Manifest, report_dir: Path) -> str:
+    """Each label method's own report section (and browser page, linked from it), for the last
+    label step of that method: what the method declares (``report_section``,
+    ``browser_section``), never a method named here."""
+    from rayrg.config import ConfigError
+    from rayrg.errors import user_error_types
     from rayrg.report.browse import PAGE_FILE, write_browser
+    from rayrg.rewards.declarations import ReportInput
+    from rayrg.rewards.registry import get_method
 
-    # Every window (up to the browser's default cap), failed ones too: `rayrg browse` on the step.
-    write_browser(step.path, report_dir / PAGE_FILE, labels=step.labels, windows=windows_dir)
-    browse = f"[Browse every labelled window]({PAGE_FILE}) (`rayrg browse {step.path}`)"
-    scored = [r for r in labels if r.get("status") == "ok" and r.get("scores")]
-    if not scored:
-        return f"## A labelled window\n\nNo window was labelled successfully.\n\n{browse}\n"
-    row = max(scored, key=lambda r: (len(r["scores"]), r["window_id"]))
-    from rayrg.windows.preview import write_preview
-
-    text = f"scores: {row['scores']}\n\nturn 1 (analysis):\n{(row.get('turn1_text') or '')[:900]}"
-    write_preview(windows_dir, report_dir / "window_scores.png", window_id=row["window_id"], text=text)
-    return "\n".join(["## A labelled window", "", f"Model `{row.get('model')}` ({row.get('backend')}), "
-                      f"window `{row['window_id']}`.", "", "![window with scores](window_scores.png)", "",
-                      browse, ""])
+    last = {step.method: step for step in manifest.labels}
+    parts: list[str] = []
+    pages = 0
+    for name, step in last.items():
+        try:
+            method = get_method(name)
+        except (ConfigError, ImportError) as exc:  # a plugin method not importable here
+            log.warning("report: no section for label method %s: %s", name, exc)
+            continue
+        sides = {k: v for k, v in (("windows", step.windows), ("labels", step.labels)) if v is not None}
+        page = None
+        if method.browser_section is not None:
+            page = PAGE_FILE if pages == 0 else f"labels_browser_{name}.html"
+            try:
+                write_browser(step.path, report_dir / page, method=name, labels=step.labels, windows=step.windows)
+                pages += 1
+            except user_error_types() as exc:  # nothing to browse (e.g. no windows labelled)
+                log.info("report: no browser page for %s: %s", name, exc)
+                page = None
+        if method.report_section is not None:
+            md = method.report_section(ReportInput(method=name, path=step.path, side_outputs=sides,
+                                                   report_dir=report_dir, browser_page=page))
+            if md:
+                parts.append(md)
+    return "\n".join(parts)
 
 
 def build_report(out: str | Path) -> Path:
@@ -297,7 +305,7 @@ def build_report(out: str | Path) -> Path:
     labelled = manifest.labelled
     md, numbers["rewards"] = _reward_table(labelled, all_notes)
     sections.append(md)
-    sections.append(_window_picture(manifest, report_dir))
+    sections.append(_method_sections(manifest, report_dir))
     sections.append(_reward_curves(labelled, report_dir))
     sections.insert(terms_at, report_sections.terms(numbers.get("evaluation", {}).get("overall", {}), labels))
 

@@ -15,8 +15,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         PAGE_FILE,
     )
 
-    p = sub.add_parser("browse", help="write one self-contained HTML page to browse RG-VLM labelled windows")
-    p.add_argument("labelled", type=Path, help="labelled dataset directory (an rgvlm label run's output)")
+    p = sub.add_parser("browse", help="write one self-contained HTML page to browse what a label method made (its browser section)")
+    p.add_argument("labelled", type=Path, help="labelled dataset directory (the output of a label run whose method has a browser section)")
+    p.add_argument("--method", help="label method whose browser section to show (default: the one that labelled it)")
     p.add_argument("--out", type=Path, help=f"HTML file to write (default <labelled>/{PAGE_FILE})")
     p.add_argument("--labels", type=Path, help="labels table directory (default: the run's, <labelled>/_labels)")
     p.add_argument("--windows", type=Path, help="windows dataset directory (default: the run's, <labelled>/_windows)")
@@ -37,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _browse(args: argparse.Namespace) -> int:
     from rayrg.report.browse import write_browser
 
-    out = write_browser(args.labelled, args.out, labels=args.labels, windows=args.windows,
+    out = write_browser(args.labelled, args.out, method=args.method, labels=args.labels, windows=args.windows,
                         max_windows=args.max_windows, page_size=args.page_size, threshold=args.threshold,
                         image_side=args.image_side or None)
     print(f"browse: {out} ({out.stat().st_size / 1e6:.1f} MB)")

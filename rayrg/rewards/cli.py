@@ -14,7 +14,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", type=Path, required=True, help="trajectory or labelled dataset directory")
     p.add_argument("--out", type=Path, required=True, help="labelled dataset to write")
     p.add_argument("--yes", action="store_true",
-                   help="paid RG-VLM backends (nonzero prices): skip the cost confirmation. Without it "
+                   help="methods that cost money (e.g. paid API backends): skip the cost confirmation. Without it "
                         "the estimate is shown and, on a terminal, confirmation asked; when stdin is not "
                         "a terminal (jobs, pipes) the run proceeds after printing the estimate")
     add_allow_unfinished_arg(p, "label on top of")
@@ -22,8 +22,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_ray_args(p)
     p.set_defaults(func=_label)
 
-    p = sub.add_parser("estimate", help="RG-VLM: windows, requests, tokens, cost and wall time, before any call")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML (method: rgvlm)")
+    p = sub.add_parser("estimate", help="requests, tokens, cost and wall time of a label config, before any call")
+    p.add_argument("--config", type=Path, required=True, help="label config YAML (a method that declares an estimate)")
     p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
     p.add_argument("--latency-s", type=float, default=None,
                    help="seconds per request, for the wall time (else --measure, else rate limits only)")
@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--column", action="append", default=None,
                    help="reward column(s) to score (default: every reward_* column)")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="reward >= threshold counts as 'contributes' (0.5 = RG-VLM score >= 5)")
+                   help="reward >= threshold counts as 'contributes' (0.5 = a 0-10 score >= 5)")
     p.add_argument("--out", type=Path, help="write the report as JSON here")
     p.set_defaults(func=_report)
 
@@ -67,10 +67,10 @@ def _label(args: argparse.Namespace) -> int:
     from rayrg.rewards.registry import run_label
 
     method, config = _load(args.config)
-    if method.name == "rgvlm" and config.backend.paid and not args.yes:
-        from rayrg.rewards.rgvlm.estimate import confirm
+    if method.costs_money(config) and not args.yes:
+        from rayrg.rewards.declarations import confirm
 
-        if not confirm(config, args.dataset, sys.stdin, sys.stdout):
+        if not confirm(method.estimate_of(config, args.dataset), sys.stdin, sys.stdout):
             print("not started", flush=True)
             return 1
     # What retries failed windows: this command again (the answers paid for come from the cache).
@@ -91,15 +91,19 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    import json
+
     from rayrg.config import ConfigError
-    from rayrg.rewards.rgvlm.estimate import estimate_cli, print_estimate
+    from rayrg.rewards.declarations import EstimateOptions
 
     method, config = _load(args.config)
-    if method.name != "rgvlm":
-        raise ConfigError(f"{args.config}: estimate is for method: rgvlm (model calls), not {method.name!r}")
+    if method.estimate is None:
+        raise ConfigError(f"{args.config}: method {method.name!r} declares no estimate (it makes no model calls "
+                          "that are counted or paid for)")
     if args.latency_s is not None and args.latency_s <= 0:
         raise ConfigError("--latency-s must be positive")
-    print_estimate(estimate_cli(config, args.dataset, args.latency_s, args.measure, args.address), args.json)
+    result = method.estimate_of(config, args.dataset, EstimateOptions(args.latency_s, args.measure, args.address))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(result.lines()), flush=True)
     return 0
 
 

@@ -7,16 +7,28 @@ model family) never breaks another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rayrg.config import ConfigError, StageConfig
 from rayrg.registry import Registry
+from rayrg.rewards.declarations import (
+    BrowseOptions,
+    Estimate,
+    EstimateOptions,
+    FromEnv,
+    HtmlSection,
+    Need,
+    OutputColumn,
+    ReportInput,
+)
 
 # method name -> "module:attribute" of a LabelMethod (one lazy registry: rayrg/registry.py)
-LABEL_METHODS: Registry[LabelMethod] = Registry("label method", {
+# (``plugins=True``: a method registered by a module named in RAYRG_PLUGINS is found by name in
+# Ray workers and subprocesses too.)
+LABEL_METHODS: Registry[LabelMethod] = Registry("label method", plugins=True, entries={
     "sparse": "rayrg.rewards.simple:SPARSE",
     "simulated": "rayrg.rewards.simple:SIMULATED",
     "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
@@ -58,16 +70,66 @@ class LabelMethod:
     # ``out`` (RG-VLM: {"windows": ..., "labels": ...}); the runner records them in the manifest.
     side_outputs: Callable[[Any, Path], dict[str, Path]] | None = None
 
+    # -- declarations (rayrg.rewards.declarations): what the generic loops ask ------------
+    # Preflight, plan, estimate, cost confirmation, report and browser read only these; none
+    # of them names a method. Every one is optional: None means "nothing to declare".
+    # What the method needs before it runs (weights, GPUs, API-key variables, services, files).
+    needs: Callable[[Any], Sequence[Need]] | None = None
+    # Whether labelling with ``config`` costs money (then ``estimate`` is required: the
+    # estimate is printed, and confirmed on a terminal, before the first paid request).
+    paid: Callable[[Any], bool] | None = None
+    # ``estimate(config, dataset, options)``: requests, tokens, cost, wall time, before any call.
+    estimate: Callable[[Any, Path, EstimateOptions], Estimate] | None = None
+    # The columns the method adds, each a reward (per transition) or progress (per frame).
+    outputs: Callable[[Any], Sequence[OutputColumn]] | None = None
+    # One line for the plan (``rayrg run --dry-run``): the model and what it is asked.
+    describe: Callable[[Any], str] | None = None
+    # The report's markdown section for one label step ("" or None: none).
+    report_section: Callable[[ReportInput], str] | None = None
+    # The label browser's section for a dataset this method labelled (None: no browser).
+    browser_section: Callable[[Path, BrowseOptions], HtmlSection] | None = None
+    # ``from_env(raw, models_dir)``: the label config completed from the environment, for an
+    # experiment's ``auto_backend: true`` entry; ``from_env_doc`` says what it looks at (plan).
+    from_env: Callable[[dict[str, Any], Path], FromEnv] | None = None
+    from_env_doc: str = ""
+
+    def costs_money(self, config: Any) -> bool:
+        return bool(self.paid is not None and self.paid(config))
+
+    def needs_of(self, config: Any) -> list[Need]:
+        return list(self.needs(config)) if self.needs is not None else []
+
+    def outputs_of(self, config: Any) -> list[OutputColumn]:
+        """The declared output columns, each checked against its column family's kind."""
+        from rayrg.rewards.declarations import check_outputs
+
+        columns = list(self.outputs(config)) if self.outputs is not None else []
+        check_outputs(self.name, columns)
+        return columns
+
+    def estimate_of(self, config: Any, dataset: str | Path, options: EstimateOptions | None = None) -> Estimate:
+        if self.estimate is None:
+            raise ConfigError(f"label method {self.name!r} declares no estimate (it makes no paid or "
+                              "counted model calls)")
+        return self.estimate(config, Path(dataset), options or EstimateOptions())
+
 
 def get_method(name: str) -> LabelMethod:
     return LABEL_METHODS.load(name)
+
+
+def method_of(config: Any) -> LabelMethod:
+    """The method a typed label config belongs to (its ``method`` field)."""
+    return get_method(str(config.method))
 
 
 def load_label_config(data: dict[str, Any], source: str = "<dict>") -> tuple[LabelMethod, StageConfig]:
     if "method" not in data:
         raise ConfigError(f"{source}: label config needs a 'method' key, one of {sorted(LABEL_METHODS)}")
     method = get_method(str(data["method"]))
-    return method, method.config_cls.from_dict(data, source=source)
+    config = method.config_cls.from_dict(data, source=source)
+    method.outputs_of(config)  # its declared columns belong to families of their kinds
+    return method, config
 
 
 # Settings that change how fast or where a labeller runs, never what it answers: left out of

@@ -21,6 +21,7 @@ from rayrg.config import StageConfig
 from rayrg.data.access import Dataset
 from rayrg.data.schema import SCALAR_COLUMNS
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
+from rayrg.rewards.declarations import OutputColumn
 from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.truth import good_actions
 
@@ -89,5 +90,13 @@ def label_simulated(config: SimulatedConfig, dataset: Path, out: Path, *, addres
     return write_labelled_dataset(dataset, rewards, out, provenance=provenance)
 
 
-SPARSE = LabelMethod("sparse", SparseConfig, label_sparse)
-SIMULATED = LabelMethod("simulated", SimulatedConfig, label_simulated)
+def _simulated_outputs(config: SimulatedConfig) -> list[OutputColumn]:
+    dense = OutputColumn(config.column, "reward", f"ground truth flipped with p = {1 - config.accuracy:g}")
+    fused = OutputColumn(f"{config.column}_sparse", "reward", "dense + sparse_weight * sparse")
+    return [dense, fused] if config.sparse_weight is not None else [dense]
+
+
+SPARSE = LabelMethod("sparse", SparseConfig, label_sparse, outputs=lambda config: [OutputColumn(
+    "reward_sparse", "reward", "1 on the last transition of a successful episode")])
+SIMULATED = LabelMethod("simulated", SimulatedConfig, label_simulated, outputs=_simulated_outputs,
+                        describe=lambda config: f"ground truth at accuracy {config.accuracy:g} (no model)")

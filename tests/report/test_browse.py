@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from rayrg.data.schema import DatasetError
-from rayrg.report.browse import transition_truth, window_agreement, write_browser
+from rayrg.report.browse import write_browser
+from rayrg.rewards.rgvlm.browse import transition_truth, window_agreement
 from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer
 from tests._browser import dump_dom
 

@@ -361,17 +361,7 @@ def print_estimate(result: Estimate, as_json: bool = False) -> None:
 
 
 def confirm(config: RGVLMConfig, dataset: str | Path, stdin: Any, stdout: Any) -> bool:
-    """Before a paid run: print the estimate; on a terminal ask, elsewhere proceed.
+    """Before a paid run: :func:`rayrg.rewards.declarations.confirm` of this estimate."""
+    from rayrg.rewards.declarations import confirm as confirm_estimate
 
-    Not on a terminal (``ray job submit``, ``rayrg run``, cron, pipes) nobody can answer, and
-    a job that waits for an answer hangs until it is killed; so the estimate goes to the log
-    and the run proceeds, as it would with ``--yes``."""
-    result = estimate(config, dataset)
-    print("\n".join(result.lines()), file=stdout, flush=True)
-    if not (hasattr(stdin, "isatty") and stdin.isatty()):
-        print("[rayrg] stdin is not a terminal: proceeding without confirmation (--yes skips this estimate)",
-              file=stdout, flush=True)
-        return True
-    print(f"Proceed and spend about ${result.cost_usd:,.2f}? [y/N] ", end="", file=stdout, flush=True)
-    answer = stdin.readline().strip().lower()
-    return answer in ("y", "yes")
+    return confirm_estimate(estimate(config, dataset), stdin, stdout)

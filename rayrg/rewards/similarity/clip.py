@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from rayrg.rewards.base import reward_column
+from rayrg.rewards.declarations import OutputColumn
 from rayrg.rewards.similarity import math as sim
 from rayrg.rewards.similarity._shared import ClipEncoder, image_embeddings
 from rayrg.rewards.similarity.config import NegativesConfig, PerFrameConfig
@@ -77,6 +78,10 @@ class ClipMethod(FrameMethod):
                 "negatives": {"source": config.negatives.source, "max_negatives": config.negatives.max_negatives,
                               "per_goal_mean": float(np.mean([len(v) for v in scored.negatives.values()])),
                               "example": scored.negatives.get(example, [])[:8]}}
+
+    def output_columns(self, config: ClipConfig) -> list[OutputColumn]:
+        return [OutputColumn(config.column, "reward", f"1[p(goal) >= {config.threshold}]"),
+                OutputColumn(config.prob_column, "reward", "p(goal) over goal + negatives")]
 
     def columns(self, config: ClipConfig, scored: Any, prov: dict[str, Any]) -> tuple[Columns, Provenances]:
         binary = sim.threshold_rewards(scored.score, config.threshold)

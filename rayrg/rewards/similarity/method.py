@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from rayrg.rewards.declarations import Need, OutputColumn
 from rayrg.rewards.registry import LabelMethod
 from rayrg.rewards.similarity.config import PerFrameConfig, SimilarityConfig
 
@@ -43,7 +44,23 @@ class SimilarityMethod(LabelMethod, ABC):
     value: ClassVar[str] = ""  # provenance "value" of the single reward column
 
     def __init__(self, name: str, config_cls: type[SimilarityConfig]) -> None:
-        super().__init__(name=name, config_cls=config_cls, run=self.label, extra_inputs=self.identity_inputs)
+        super().__init__(name=name, config_cls=config_cls, run=self.label, extra_inputs=self.identity_inputs,
+                         needs=self.method_needs, outputs=self.output_columns, describe=self.describe_config)
+
+    # -- declarations (rayrg.rewards.declarations) --------------------------------------
+    def method_needs(self, config: Any) -> list[Need]:
+        """The model's weights here (:mod:`rayrg.models.weights`' rule), and the GPUs asked for."""
+        out = [Need("weights", "model", str(config.model))]
+        if config.num_gpus or config.device == "cuda":
+            out.append(Need("gpus", "num_gpus", max(config.num_gpus or 1, 1) * config.max_actors))
+        return out
+
+    def output_columns(self, config: Any) -> list[OutputColumn]:
+        """By default one reward column, ``config.column``."""
+        return [OutputColumn(config.column, "reward", self.value_of(config))]
+
+    def describe_config(self, config: Any) -> str:
+        return f"{config.model} (one model pass per {'episode' if self.granularity == 'episode_end' else 'frame'})"
 
     def identity_inputs(self, config: Any) -> dict[str, Any]:
         """The model's identity in the labels' fingerprint: new weights saved under the same

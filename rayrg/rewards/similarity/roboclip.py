@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from rayrg.rewards.declarations import Need
 from rayrg.rewards.similarity import math as sim
 from rayrg.rewards.similarity._shared import pick_device, torch_dtype
 from rayrg.rewards.similarity.config import SimilarityConfig
@@ -123,6 +124,13 @@ def build_video_encoder(config: RoboClipConfig) -> XClipVideoEncoder | TorchScri
 
 class RoboClipMethod(EpisodeMethod):
     value = "video-text cosine on the last transition, 0 elsewhere"
+
+    def method_needs(self, config: RoboClipConfig) -> list[Need]:
+        """A TorchScript encoder is a local file, not a checkpoint of the weights rule."""
+        needs = super().method_needs(config)
+        if config.encoder == "torchscript":
+            needs[0] = Need("file", "model", str(config.model), why="the TorchScript video encoder")
+        return needs
 
     def load(self, config: RoboClipConfig) -> XClipVideoEncoder | TorchScriptVideoEncoder:
         return build_video_encoder(config)

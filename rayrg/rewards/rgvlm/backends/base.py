@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import random
 import struct
 import threading
@@ -36,9 +35,11 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rayrg.config import ConfigError, redact_text, secret_values
+from rayrg.rewards.declarations import FromEnv, Need, need_problems
 from rayrg.rewards.rgvlm.parse import ParseError, parse_scores
 from rayrg.rewards.rgvlm.prompts import scores_schema
 from rayrg.rewards.rgvlm.settings import BackendSettings
@@ -184,14 +185,34 @@ class Backend(ABC):
         by default one per actor (a local model answers one window at a time)."""
         return cls.ray_plan(config).num_actors
 
+    # -- declarations (rayrg.rewards.declarations): what preflight, the plan and the
+    # ``auto_backend`` resolution ask; none of them names a backend type.
+    # Rank among the backends built from the environment (lower is tried first).
+    from_env_rank: ClassVar[int] = 100
+
+    @classmethod
+    def needs(cls, config: Any) -> list[Need]:
+        """What ``config`` needs before any work (keys relative to the label config): by
+        default the API-key variable it names. Local-model backends add their weights and GPUs."""
+        key_env = getattr(config, "api_key_env", None)
+        return [Need("env", "backend.api_key_env", key_env,
+                     why=f"the {config.type} backend needs its API key")] if key_env else []
+
+    @classmethod
+    def from_env(cls, models_dir: Path) -> FromEnv | None:
+        """The ``backend`` (and any other label-config fields) built from the environment,
+        or None when the environment does not configure this backend. ``models_dir``: where
+        a backend may build a local checkpoint it needs."""
+        return None
+
     @classmethod
     def preflight(cls, config: Any, local: bool) -> None:
         """Checks on the driver before any work starts (``local``: a local Ray cluster, whose
-        workers share this machine's environment and files). Raise ``ConfigError``."""
-        key_env = getattr(config, "api_key_env", None)
-        if local and key_env and not os.environ.get(key_env):
-            # Local workers inherit this process's environment; fail before any work starts.
-            raise ConfigError(f"backend.api_key_env: environment variable {key_env} is not set")
+        workers share this machine's environment and files): :meth:`needs`, each checked by
+        :func:`~rayrg.rewards.declarations.need_problem`. Raises ``ConfigError`` (first line)."""
+        problems = need_problems(cls.needs(config), local=local)
+        if problems:
+            raise ConfigError(problems[0])
 
     @classmethod
     def model_identity(cls, config: Any) -> str:

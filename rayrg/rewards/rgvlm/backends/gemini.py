@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from rayrg.config import ConfigError
+from rayrg.rewards.declarations import FromEnv
 from rayrg.rewards.rgvlm.backends._http import RETRY_STATUSES, read_api_key
 from rayrg.rewards.rgvlm.backends.base import (
     AsyncChatBackend,
@@ -129,6 +132,15 @@ _VERSIONS: dict[str, str] = {}
 
 class GeminiBackend(AsyncChatBackend):
     config_class = GeminiBackendConfig
+    from_env_rank = 0  # a key in the environment is the first choice of ``auto_backend``
+
+    @classmethod
+    def from_env(cls, models_dir: Path) -> FromEnv | None:
+        """``GEMINI_API_KEY`` set: Gemini, model ``RAYRG_GEMINI_MODEL`` (default ``gemini-3-flash``)."""
+        if not os.environ.get("GEMINI_API_KEY"):
+            return None
+        return FromEnv({"backend": {"type": "gemini", "api_key_env": "GEMINI_API_KEY",
+                                    "model": os.environ.get("RAYRG_GEMINI_MODEL", "gemini-3-flash")}})
 
     @classmethod
     def model_identity(cls, config: GeminiBackendConfig, http_client: Any = None) -> str:

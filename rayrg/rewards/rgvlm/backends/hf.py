@@ -14,11 +14,12 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from rayrg.models.weights import check_model_weights
+from rayrg.rewards.declarations import FromEnv, Need
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends.base import (
     Backend,
@@ -86,8 +87,35 @@ def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
+# What ``auto_backend`` resolves to when the environment names no model: said loudly.
+PIPELINE_CHECK_NOTE = (
+    "NO RG-VLM BACKEND CONFIGURED: RG-VLM ran through a tiny, randomly initialised Qwen2-VL "
+    "checkpoint as a PIPELINE CHECK ONLY. Its rewards are noise; results of the RG-VLM methods "
+    "say nothing about RG-VLM. Set GEMINI_API_KEY or RAYRG_OPENAI_BASE_URL (+ RAYRG_OPENAI_MODEL) "
+    "to label with a real model."
+)
+
+
 class TransformersBackend(Backend):
     config_class = TransformersBackendConfig
+    from_env_rank = 1000  # the fallback: always available, never a reward model
+
+    @classmethod
+    def from_env(cls, models_dir: Path) -> FromEnv | None:
+        """Nothing else configured: a tiny randomly initialised Qwen2-VL checkpoint built under
+        ``models_dir``, as a check that the pipeline works end to end — NOT a reward model; the
+        note says so (the runner prints it prominently and the report carries it)."""
+        from rayrg.models.tiny_qwen2vl import build_tiny_qwen2vl
+
+        checkpoint = models_dir / "tiny-qwen2vl"
+        if not (checkpoint / "config.json").exists():
+            build_tiny_qwen2vl(checkpoint)
+        # Two actors of half a CPU: nothing else runs while the labels are made, and the tiny
+        # model's generate loop is bound by per-token overhead, so two halve the stage's time.
+        # Short analyses keep the check fast; the scores turn is constrained by xgrammar anyway.
+        return FromEnv({"backend": {"type": "transformers", "model": str(checkpoint), "device": "cpu",
+                                    "num_actors": 2},
+                        "decoding": {"max_tokens_analysis": 16}}, note=PIPELINE_CHECK_NOTE)
 
     @classmethod
     def ray_plan(cls, config: TransformersBackendConfig) -> RayPlan:
@@ -95,10 +123,12 @@ class TransformersBackend(Backend):
                        num_gpus=config.num_gpus or None)
 
     @classmethod
-    def preflight(cls, config: TransformersBackendConfig, local: bool) -> None:
-        super().preflight(config, local)
-        if local:
-            check_model_weights(config.model, "backend.model")
+    def needs(cls, config: TransformersBackendConfig) -> list[Need]:
+        """The weights on this machine (:mod:`rayrg.models.weights`' rule) and the GPUs asked for."""
+        out = [*super().needs(config), Need("weights", "backend.model", config.model)]
+        if config.num_gpus or str(config.device).startswith("cuda"):
+            out.append(Need("gpus", "backend.num_gpus", max(config.num_gpus or 1, 1) * config.num_actors))
+        return out
 
     def __init__(self, config: TransformersBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:

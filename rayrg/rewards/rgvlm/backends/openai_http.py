@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
 from rayrg.config import ConfigError
+from rayrg.rewards.declarations import FromEnv, Need
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import (
     RETRY_STATUSES,
@@ -58,6 +60,26 @@ class OpenAIBackendConfig(RemoteBackendSettings):
 
 class OpenAIBackend(AsyncChatBackend):
     config_class = OpenAIBackendConfig
+    from_env_rank = 1  # after a Gemini key
+
+    @classmethod
+    def from_env(cls, models_dir: Path) -> FromEnv | None:
+        """``RAYRG_OPENAI_BASE_URL`` set: that OpenAI-compatible endpoint, model
+        ``RAYRG_OPENAI_MODEL`` (required), key from ``OPENAI_API_KEY`` if set."""
+        base_url = os.environ.get("RAYRG_OPENAI_BASE_URL")
+        if not base_url:
+            return None
+        model = os.environ.get("RAYRG_OPENAI_MODEL")
+        if not model:
+            raise ConfigError("RAYRG_OPENAI_BASE_URL is set but RAYRG_OPENAI_MODEL is not: name the served model")
+        return FromEnv({"backend": {"type": "openai", "base_url": base_url, "model": model,
+                                    "api_key_env": "OPENAI_API_KEY" if os.environ.get("OPENAI_API_KEY") else None}})
+
+    @classmethod
+    def needs(cls, config: OpenAIBackendConfig) -> list[Need]:
+        """Its key variable, and the server reachable (``base_url``) from the workers."""
+        return [*super().needs(config),
+                Need("service", "backend.base_url", config.base_url, why="the openai backend's server")]
 
     @classmethod
     def model_identity(cls, config: OpenAIBackendConfig) -> str:

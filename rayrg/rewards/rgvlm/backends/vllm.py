@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from rayrg.models.weights import check_model_weights
+from rayrg.rewards.declarations import Need
 from rayrg.rewards.rgvlm.backends import _qwen2vl
 from rayrg.rewards.rgvlm.backends._http import to_openai_messages
 from rayrg.rewards.rgvlm.backends.base import (
@@ -229,10 +229,12 @@ class VLLMBackend(Backend):
         return config.num_actors * config.batch_size  # the engine batches a call's windows
 
     @classmethod
-    def preflight(cls, config: VLLMBackendConfig, local: bool) -> None:
-        super().preflight(config, local)
-        if local:
-            check_model_weights(config.model, "backend.model")
+    def needs(cls, config: VLLMBackendConfig) -> list[Need]:
+        """The weights on this machine (:mod:`rayrg.models.weights`' rule) and the GPUs asked for."""
+        out = [*super().needs(config), Need("weights", "backend.model", config.model)]
+        if config.device == "cuda":
+            out.append(Need("gpus", "backend.tensor_parallel_size", config.tensor_parallel_size * config.num_actors))
+        return out
 
     def __init__(self, config: VLLMBackendConfig, decoding: Decoding, max_parse_attempts: int = 3,
                  share: float = 1.0) -> None:
