@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-NeedKind = Literal["weights", "gpus", "env", "service", "file"]
+NeedKind = Literal["weights", "gpus", "env", "service", "file", "capability"]
 ColumnKind = Literal["reward", "progress"]
 
 
@@ -37,7 +37,8 @@ class Need:
     ``key`` is the config key that asks for it, relative to the label config
     (``"model"``, ``"backend.api_key_env"``); preflight prefixes ``labels[i].``. ``value``:
     the model id or path (weights), the GPU count (gpus), the variable's NAME (env), the URL
-    (service), the path (file). ``why`` ends the refusal (``"the gemini backend needs its API
+    (service), the path (file), what the configured component lacks or "" (capability, e.g. a
+    backend without log-probabilities). ``why`` ends the refusal (``"the gemini backend needs its API
     key"``). ``workers``: True when the workers need it (weights, GPUs, services, files: only
     checked on the driver for a local cluster, whose workers are this machine); False when the
     driver itself needs it (a key the driver sends with).
@@ -79,6 +80,8 @@ def need_problem(need: Need, prefix: str = "") -> str | None:
     if need.kind == "service":
         problem = _reachable(str(need.value))
         return f"{key}: {problem}{why}" if problem else None
+    if need.kind == "capability":  # ``value``: what the configured component lacks ("" when nothing)
+        return f"{key}: {need.value}{why}" if need.value else None
     return None
 
 

@@ -229,3 +229,36 @@ def test_progress_methods_on_tiny_qwen2vl(method: str, tiny_qwen2vl: Path, traje
     assert Dataset.open(out).provenance[f"reward_{method}"]["tiny_random_weights"] is True  # pipeline check
     run_label(labeller, config, trajectories, tmp_path / "again")  # same answer cache: 0 model calls
     assert _summary(tmp_path / "again", method)["backend_calls"] == 0
+
+
+def test_declarations_reach_the_generic_loops(make_toy_dataset, monkeypatch) -> None:
+    """GVL and TOPReward declare their columns (with kinds), cost, estimate and plan line; a
+    backend without log-probabilities is a need preflight reports in one line for TOPReward
+    only, before any call."""
+    from rayrg.rewards.declarations import need_problems
+    from rayrg.rewards.registry import get_method
+    from rayrg.rewards.rgvlm.backends import backend_class
+
+    dataset = make_toy_dataset(num_episodes=3, steps=(5, 9, 4), frame_size=16)
+    backend = {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+               "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0}
+    for name in ("gvl", "topreward"):
+        method = get_method(name)
+        config = method.config_cls.from_dict({"method": name, "backend": backend, "frames": 4})
+        assert [(c.name, c.kind) for c in method.outputs_of(config)] == [
+            (f"progress_{name}", "progress"), (f"reward_{name}", "reward")]
+        assert method.costs_money(config) and name in method.describe(config)
+        estimate = method.estimate_of(config, dataset)
+        assert estimate.requests >= 3 and estimate.cost_usd > 0
+        assert not [p for p in need_problems(method.needs_of(config), "labels[0].", local=False)]
+    monkeypatch.setattr(backend_class("openai"), "logprobs_unavailable",
+                        classmethod(lambda cls, config: "this server returns no log-probabilities"))
+    for name, refused in (("gvl", False), ("topreward", True)):
+        method = get_method(name)
+        config = method.config_cls.from_dict({"method": name, "backend": backend})
+        problems = need_problems(method.needs_of(config), "labels[0].", local=False)
+        assert bool(problems) == refused
+        if refused:
+            assert problems == ["labels[0].backend.type: this server returns no log-probabilities (topreward "
+                                "reads progress from log-probabilities: use transformers, vllm, openai (a server "
+                                "that returns logprobs) or gemini)"]

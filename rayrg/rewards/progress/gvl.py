@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from rayrg.rewards.progress.pipeline import (
     ProgressConfig,
     answer_json,
+    declarations,
     image_digest,
     rebuild_backend_field,
 )
@@ -183,4 +184,5 @@ def _extra_inputs(config: GVLConfig) -> dict[str, Any]:
             "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
 
 
-GVL = LabelMethod("gvl", GVLConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",))
+GVL = LabelMethod("gvl", GVLConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),
+                     **declarations("gvl"))

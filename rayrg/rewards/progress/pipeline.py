@@ -339,3 +339,57 @@ def answer_json(text: str | None) -> Any:
     if start < 0 or stop < start:
         raise ValueError(f"no JSON object in {text[:60]!r}")
     return json.loads(body[start:stop + 1])
+
+
+# -- declarations (rayrg.rewards.declarations): what GVL and TOPReward tell the generic loops --
+def declarations(method: str) -> dict[str, Any]:
+    """The :class:`~rayrg.rewards.registry.LabelMethod` declaration fields of ``method``
+    (``gvl`` or ``topreward``): its backend's needs (plus log-probabilities for TOPReward, a
+    capability preflight checks before any call), cost, estimate, columns and plan line. Both
+    show frames and the instruction only, so datasets without action names are fine."""
+    from rayrg.rewards.declarations import Need, OutputColumn, SimpleEstimate
+
+    spec = _spec(method)
+
+    def needs(config: ProgressConfig) -> list[Need]:
+        cls = _backends.backend_class(config.backend.type)
+        found = list(cls.needs(config.backend))
+        if spec.NEEDS_LOGPROBS:
+            why = cls.logprobs_unavailable(config.backend)
+            found.append(Need("capability", "backend.type", why or "", workers=False,
+                              why=f"{method} reads progress from log-probabilities: use transformers, vllm, "
+                                  "openai (a server that returns logprobs) or gemini"))
+        return found
+
+    def paid(config: ProgressConfig) -> bool:
+        return bool(config.backend.paid)
+
+    def estimate(config: ProgressConfig, dataset: Path, options: Any) -> SimpleEstimate:
+        from rayrg.data.access import Dataset, episode_ends
+        from rayrg.data.schema import decode_png
+
+        data = Dataset.open(dataset)
+        table = data.read(["episode_id"])
+        ends = np.flatnonzero(episode_ends(table.column("episode_id")))
+        lengths = np.diff(np.concatenate([[-1], ends])).tolist()
+        if config.max_episodes is not None:
+            lengths = lengths[:config.max_episodes]
+        first = data.read_shard(data.shards[0], columns=["frame"]).column("frame")[0].as_py()
+        height, width = decode_png(first).shape[:2]
+        # +1 frame per episode: the final observation is shown too (where the dataset has it)
+        counts = spec.estimate(config, [n + 1 for n in lengths], (width, height))
+        wall = None if options is None or options.latency_s is None else counts["requests"] * options.latency_s
+        return SimpleEstimate(method, counts["requests"], counts["input_tokens"], counts["output_tokens"],
+                              counts["cost_usd"], wall_s=wall,
+                              notes=[f"{len(lengths)} episodes, {counts.get('images', 0):,} images sent"])
+
+    def outputs(config: ProgressConfig) -> list[OutputColumn]:
+        return [OutputColumn(f"progress_{method}", "progress", "the model's task progress per frame, in [0, 1]"),
+                OutputColumn(f"reward_{method}", "reward",
+                             f"potential-based shaping γ·Φ(s′) − Φ(s) of progress_{method}, γ = {config.gamma}")]
+
+    def describe(config: ProgressConfig) -> str:
+        return (f"{method}: {config.backend.model} on {config.backend.type}, {config.frames} frames per "
+                f"episode{' (log-probabilities)' if spec.NEEDS_LOGPROBS else ''}")
+
+    return {"needs": needs, "paid": paid, "estimate": estimate, "outputs": outputs, "describe": describe}

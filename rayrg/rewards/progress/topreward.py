@@ -19,7 +19,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from rayrg.rewards.progress.pipeline import ProgressConfig, image_digest, rebuild_backend_field
+from rayrg.rewards.progress.pipeline import (
+    ProgressConfig,
+    declarations,
+    image_digest,
+    rebuild_backend_field,
+)
 from rayrg.rewards.progress.prompts import TOPREWARD_PROMPTS, topreward_parts
 from rayrg.rewards.progress.sampling import interpolate, sample_indices
 from rayrg.rewards.registry import LabelMethod
@@ -148,4 +153,5 @@ def _extra_inputs(config: TOPRewardConfig) -> dict[str, Any]:
             "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
 
 
-TOPREWARD = LabelMethod("topreward", TOPRewardConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",))
+TOPREWARD = LabelMethod("topreward", TOPRewardConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),
+                           **declarations("topreward"))
