@@ -122,17 +122,20 @@ def _gamma_ppf(q: float, shape: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def wilson_interval(successes: float, trials: float, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(successes: float, trials: float, confidence: float = 0.95,
+                    z: float | None = None) -> tuple[float, float]:
     """Wilson score interval with Brown–Cai–DasGupta's boundary modification.
 
     ``successes`` and ``trials`` may be non-integer (effective counts). Always within
-    [0, 1] and of positive width for ``trials > 0``.
+    [0, 1] and of positive width for ``trials > 0``. ``z``: the critical value to use instead
+    of the normal quantile of ``confidence`` (a Student-t quantile, which for 1 df is far past
+    any normal quantile a float confidence can express).
     """
     if trials <= 0:
         return math.nan, math.nan
     if not 0 <= successes <= trials:
         raise ValueError(f"successes {successes} not in [0, trials={trials}]")
-    z = _z(confidence)
+    z = _z(confidence) if z is None else z
     p = successes / trials
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
@@ -177,11 +180,10 @@ def return_interval(returns: Sequence[float], num_subtasks: Sequence[int] | int,
         return p, lo, hi
     v = float(r.var(ddof=1)) / n
     n_eff = total if v <= 0 else min(total, max(float(n), p * (1 - p) / v))
-    if n_eff > n:
-        # The design effect is estimated from n episodes: widen by Student's t (n − 1 df),
-        # expressed as the confidence level whose normal quantile is that t.
-        confidence = 2 * NormalDist().cdf(_t_ppf_scalar(0.5 + confidence / 2, float(n - 1))) - 1
-    lo, hi = wilson_interval(p * n_eff, n_eff, confidence)
+    # The design effect is estimated from n episodes: where it counts more trials than
+    # episodes, Wilson's z becomes Student's t with n − 1 df.
+    z = _t_ppf_scalar(0.5 + confidence / 2, float(n - 1)) if n_eff > n else None
+    lo, hi = wilson_interval(p * n_eff, n_eff, confidence, z=z)
     return p, lo, hi
 
 

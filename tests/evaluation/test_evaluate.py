@@ -50,8 +50,9 @@ def test_return_and_aggregation_with_ci() -> None:
     rows += [{"mode": "randomized", "num_subtasks": 2, "return": 1.0}]
     summary = aggregate(rows)
     fixed = summary["fixed"]["by_num_subtasks"]["2"]
-    # Wilson on an effective 4.5 sub-tasks: p 0.5, var(returns)/n = (1/6)/3 -> n_eff = 0.25 / (1/18)
-    z, n_eff = 1.959964, 4.5
+    # p 0.5, s² = 1/4 (ddof 1), v = s²/3 = 1/12 -> n_eff = 0.25 / (1/12) = 3 = the episodes
+    # (within [3 episodes, 6 sub-tasks]): no design effect to estimate, so Wilson's z on 3.
+    z, n_eff = 1.959964, 3.0
     half = z * (0.25 / n_eff + z * z / (4 * n_eff * n_eff)) ** 0.5 / (1 + z * z / n_eff)
     assert fixed["mean"] == pytest.approx(0.5)
     assert fixed["ci95"] == pytest.approx([0.5 - half, 0.5 + half], rel=1e-5)

@@ -242,3 +242,11 @@ def test_paper_effects_in_return_units() -> None:
     assert set(PAPER_EFFECTS) == {"adding_sparse", "over_other_vlm_rewards", "drop_under_randomized_start"}
     assert absolute_effect("adding_sparse", 0.5) == pytest.approx((0.07, 0.07))
     assert absolute_effect("over_other_vlm_rewards", 0.4) == pytest.approx((0.048, 0.86))
+
+
+def test_two_episodes_with_a_design_effect_give_a_finite_interval() -> None:
+    """n = 2 episodes whose sub-tasks count for more than 2 trials: the t quantile with 1 df
+    (12.7) is past any normal quantile a float confidence can express; the interval must
+    still come out, inside [0, 1] and around the mean (a ValueError on the first version)."""
+    mean, lo, hi = return_interval([0.5, 0.75], 4)
+    assert 0.0 <= lo < mean < hi <= 1.0
