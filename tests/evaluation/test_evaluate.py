@@ -56,8 +56,9 @@ def test_return_and_aggregation_with_ci() -> None:
     half = z * (0.25 / n_eff + z * z / (4 * n_eff * n_eff)) ** 0.5 / (1 + z * z / n_eff)
     assert fixed["mean"] == pytest.approx(0.5)
     assert fixed["ci95"] == pytest.approx([0.5 - half, 0.5 + half], rel=1e-5)
-    # one success of 2 sub-tasks: Wilson's lower bound 1 / (1 + z²/2), not a zero-width [1, 1]
-    assert summary["randomized"]["ci95"] == pytest.approx([1 / (1 + z * z / 2), 1.0], rel=1e-5)
+    # one episode that finished both sub-tasks: at p̂ = 1 nothing shows how its sub-tasks are
+    # correlated, so it counts as one trial: Wilson's lower bound 1 / (1 + z²), not [1, 1]
+    assert summary["randomized"]["ci95"] == pytest.approx([1 / (1 + z * z), 1.0], rel=1e-5)
     assert mean_ci([])[0] != mean_ci([])[0]  # NaN for no data
 
 
