@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.storage import Location, native, resolve
 
 VERSION = 1
 TASKS_FILE = "eval_tasks.json"
@@ -43,27 +44,28 @@ class TaskSet(BaseModel):
     tasks: list[dict[str, Any]]  # each validated as a TaskSpec, so an error names its task
 
 
-def write_eval_tasks(path: str | Path, tasks: Sequence[Any]) -> Path:
+def write_eval_tasks(path: str | Path | Location, tasks: Sequence[Any]) -> Path | Location:
     """Write ``tasks`` (EvalTasks, TaskSpecs or dicts of their fields) to ``path`` (usually
-    ``<out>/eval_tasks.json``), stamped with ``VERSION``."""
-    path = Path(path)
+    ``<out>/eval_tasks.json``, a local path or a storage URI), stamped with ``VERSION``."""
+    location = resolve(path)
     specs = [TaskSpec.model_validate(asdict(t) if is_dataclass(t) else t).model_dump() for t in tasks]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(TaskSet(version=VERSION, tasks=specs).model_dump(), indent=1))
-    tmp.replace(path)
-    return path
+    location.write_text(json.dumps(TaskSet(version=VERSION, tasks=specs).model_dump(), indent=1))  # atomic
+    return native(location)
 
 
-def read_eval_tasks(path: str | Path) -> list[TaskSpec]:
+def read_eval_tasks(path: str | Path | Location) -> list[TaskSpec]:
     """The tasks of ``path``; FileNotFoundError when missing, one-line ConfigError when bad.
     (TaskSpecs, not EvalTasks: contracts sit below the environments; the evaluation makes
     its EvalTasks from them.)"""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"evaluation tasks file not found: {path}")
+    location = resolve(path)
+    path = native(location)
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        text = location.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"evaluation tasks file not found: {path}") from None
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     if isinstance(raw, list):
         items = raw  # version 0: a bare list of the same task objects
