@@ -10,6 +10,7 @@ log line) goes through :func:`scrub_secrets` / :meth:`StageConfig.to_public_dict
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -176,8 +177,13 @@ class StageConfig(BaseModel):
         """The config as written to disk or logged: :func:`scrub_secrets` applied."""
         return scrub_secrets(self.to_dict())
 
-    def to_yaml(self, path: str | Path) -> Path:
-        """Write the public config (a scrubbed copy does not load back where secrets were)."""
+    def to_yaml(self, path: Any) -> Any:
+        """Write the public config (a scrubbed copy does not load back where secrets were) to a
+        local path or a :class:`rayrg.storage.Location` (anything with ``write_text``; duck-typed:
+        storage imports this module)."""
+        if not isinstance(path, (str, os.PathLike)) and hasattr(path, "write_text"):
+            path.write_text(yaml.safe_dump(self.to_public_dict(), sort_keys=True))
+            return path
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.to_public_dict(), sort_keys=True))

@@ -18,19 +18,23 @@ On a re-run into the same directory a stage :func:`claim`\\ s it:
 
 A directory with files but no record (made by something else, or an older rayrg) is never
 cleared: the stage refuses and the user decides.
+
+``out`` may be a local path or a storage URI (:mod:`rayrg.storage`): the record is read and
+written, and a redo deletes, through :class:`rayrg.storage.Location`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from rayrg.config import ConfigError
+from rayrg.storage import Location, resolve
 
 RECORD_FILE = "_provenance.json"
 # Bump when a change in rayrg itself changes what a stage produces from the same inputs
@@ -50,22 +54,27 @@ def fingerprint(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
+PathLike = str | os.PathLike[str] | Location
+
+
+def files_fingerprint(paths: Iterable[Path | Location], root: Path | Location) -> str:
     """Content hash of files (relative names and bytes): for inputs that carry no fingerprint."""
     digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode())
-        with path.open("rb") as handle:
+    base = resolve(root).path.rstrip("/") + "/"
+    for location in sorted((resolve(p) for p in paths), key=lambda loc: loc.path.split("/")):  # as Paths sort
+        # a file that is the root itself (file_fingerprint of one file) is named by its name
+        digest.update((location.path[len(base):] if location.path.startswith(base) else location.name).encode())
+        with location.open_input() as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:20]
 
 
-def dataset_fingerprint(directory: str | Path) -> str:
+def dataset_fingerprint(directory: PathLike) -> str:
     """The fingerprint a dataset recorded in ``metadata.json``, else a hash of its contents."""
     from rayrg.contracts.datasets import METADATA_FILE, read_fingerprint, read_unfinished_key
 
-    directory = Path(directory)
+    directory = resolve(directory)
     meta = directory / METADATA_FILE
     recorded = read_fingerprint(directory)
     if recorded:
@@ -76,15 +85,16 @@ def dataset_fingerprint(directory: str | Path) -> str:
     unfinished = read_unfinished_key(directory)
     if unfinished:
         return unfinished
-    files = [p for p in directory.glob("*.parquet")] + ([meta] if meta.exists() else [])
+    files = [p for p in directory.ls() if p.name.endswith(".parquet")]
+    files += [meta] if meta.exists() else []
     return "content:" + files_fingerprint(files, directory)
 
 
-def file_fingerprint(path: str | Path) -> str:
-    path = Path(path)
-    if path.is_dir():
-        return "content:" + files_fingerprint([p for p in path.rglob("*") if p.is_file()], path)
-    return "content:" + files_fingerprint([path], path.parent)
+def file_fingerprint(path: PathLike) -> str:
+    location = resolve(path)
+    if location.is_dir():
+        return "content:" + files_fingerprint(location.glob(), location)
+    return "content:" + files_fingerprint([location], location.parent)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -136,7 +146,7 @@ class Claim:
     """The outcome of :func:`claim`; call :meth:`finish` when the stage's output is complete."""
 
     stage: str
-    out: Path
+    out: Path | Location  # a Path for a local ``out`` (as given), the Location for a URI
     fingerprint: str
     inputs: dict[str, Any]
     status: Literal["new", "resume", "done", "redo"]
@@ -157,24 +167,23 @@ class Claim:
         return {**base, "explain": self.explain} if self.explain else base
 
 
-def _write(out: Path, record: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RECORD_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(out / RECORD_FILE)
+def _write(out: PathLike, record: dict[str, Any]) -> None:
+    location = resolve(out)
+    if location.is_local:
+        location.mkdirs()
+    # atomic on a local disk (temporary file renamed) and on object stores (one PUT)
+    (location / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
-def read_record(out: str | Path) -> dict[str, Any] | None:
-    path = Path(out) / RECORD_FILE
-    if not path.exists():
-        return None
+def read_record(out: PathLike) -> dict[str, Any] | None:
+    location = resolve(out) / RECORD_FILE
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return json.loads(location.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
-def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: OnChange = "refuse",
+def claim(out: PathLike, stage: str, inputs: Mapping[str, Any], *, on_change: OnChange = "refuse",
           keep: Iterable[str] = (), quiet: bool = False, explain: Mapping[str, Any] | None = None) -> Claim:
     """Key ``out`` to ``inputs`` before a stage writes there (see the module docstring).
 
@@ -187,11 +196,12 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
     setting that changed (``answers.decoding.temperature: 0.0 → 0.7``) rather than two hashes.
     Secret-bearing values in it must be :func:`opaque`.
     """
-    out = Path(out)
+    location = resolve(out)
+    out = location.local_path or location  # as the user gave it, for messages and callers
     inputs = {**json.loads(json.dumps(dict(inputs), default=str)), "results_version": RESULTS_VERSION}
     fp = fingerprint(inputs)
     record = read_record(out)
-    contents = [p for p in out.iterdir() if p.name not in set(keep)] if out.is_dir() else []
+    contents = [p for p in location.ls() if p.name not in set(keep)]
     status: Literal["new", "resume", "done", "redo"] = "new"
     if record is None:
         if contents:
@@ -210,13 +220,10 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
                 "redo it, or choose another --out")
         print(f"[rayrg] {stage}: inputs changed ({what}); redoing it in {out}", flush=True)
         kept = set(keep)
-        for path in out.iterdir():
-            if path.name in kept:
+        for child in location.ls():
+            if child.name in kept:
                 continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            _delete(child)
         status = "redo"
     result = Claim(stage, out, fp, inputs, status, record or {},
                    json.loads(json.dumps(dict(explain or {}), default=str)))
@@ -229,6 +236,17 @@ def claim(out: str | Path, stage: str, inputs: Mapping[str, Any], *, on_change: 
     if status != "done":
         _write(out, {**result._base(), "complete": False})
     return result
+
+
+def _delete(child: Location) -> None:
+    """Delete one entry of a stage's output (a symlink itself, never what it points to)."""
+    local = Path(child.path) if child.is_local else None
+    if local is not None and (local.is_symlink() or not local.is_dir()):
+        local.unlink(missing_ok=True)
+    elif child.is_dir():
+        child.delete_tree()
+    else:
+        child.delete()
 
 
 def public(config: Any) -> dict[str, Any]:

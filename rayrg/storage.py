@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -72,6 +73,9 @@ class Location:
 
     def __str__(self) -> str:
         return scrub_uri(self.uri)
+
+    def __hash__(self) -> int:  # pyarrow filesystems are not hashable; a key (shard -> schema)
+        return hash((self.uri, self.path))
 
     def __repr__(self) -> str:
         return f"Location({str(self)!r})"
@@ -488,8 +492,8 @@ def cluster_shape() -> tuple[int, bool]:
     """``(alive nodes, autoscaling)`` of the connected Ray cluster; ``(1, False)`` if none.
 
     Autoscaling: autoscaler v2 publishes its node groups (``get_cluster_config``; a worker
-    group with ``max_count`` ≠ 0 can add nodes), v1's monitor publishes
-    ``__autoscaling_status``. A cluster whose workers start at 0 has 1 alive node at a
+    group with ``max_count`` ≠ 0 can add nodes), v1's monitor ``__autoscaling_status``
+    (see :func:`_v1_autoscaler`). A cluster whose workers start at 0 has 1 alive node at a
     stage's start, so the node count alone proves nothing.
     """
     import ray
@@ -498,7 +502,7 @@ def cluster_shape() -> tuple[int, bool]:
         return 1, False
     alive = sum(1 for node in ray.nodes() if node.get("Alive"))
     autoscaling = False
-    try:
+    try:  # v2
         from ray._private.state import state
 
         config = state.get_cluster_config()
@@ -512,10 +516,21 @@ def cluster_shape() -> tuple[int, bool]:
             from ray._private import ray_constants
             from ray.experimental.internal_kv import _internal_kv_get
 
-            autoscaling = bool(_internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS))
+            raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+            autoscaling = bool(raw) and _v1_autoscaler(json.loads(raw))
         except Exception:
             pass
     return alive, autoscaling
+
+
+def _v1_autoscaler(status: dict[str, Any]) -> bool:
+    """Whether v1's status comes from a real autoscaler. Every cluster's monitor publishes one,
+    a plain ``ray.init``/``ray start`` one too, through the read-only provider, which names
+    each node's type ``node_<node id>``; a cluster config's node types have their own names
+    (``ray.head.default``, ``cpu_workers``)."""
+    report = status.get("autoscaler_report") or {}
+    mapping = report.get("node_type_mapping") or {}
+    return any(kind != f"node_{node}" for node, kind in mapping.items())
 
 
 def refuse_local_on_cluster(location: Location | str | os.PathLike[str]) -> None:
@@ -555,3 +570,48 @@ def refuse_relative_in_job(path: str | os.PathLike[str], *,
                            f"give an absolute path on shared storage, a URI (s3://…), or a "
                            f"storage root ({STORAGE_ENV})")
 
+
+
+# -- one call at a stage's start ---------------------------------------------------------------
+def prepare_output(out: str | os.PathLike[str] | Location, *, root: str | None = None) -> Location:
+    """At a stage's start, before any work: where its output goes, checked.
+
+    ``resolve`` (a relative path lands under the storage root), then refuse a relative path
+    inside ``ray job submit`` with no root, a plain local path on a multi-node or autoscaling
+    cluster (unless declared shared), and an unwritable location (unknown scheme, missing
+    credentials or bucket, no permission): one line each, naming the location.
+    """
+    if not isinstance(out, Location):
+        refuse_relative_in_job(out, root=root)
+    location = resolve(out, root=root)
+    refuse_local_on_cluster(location)
+    if not location.is_local:
+        check_writable(location)
+    return location
+
+
+def open_input(path: str | os.PathLike[str] | Location, *, root: str | None = None,
+               what: str = "input") -> Location:
+    """An input that must exist: ``resolve`` it, then one line naming it if it does not."""
+    location = resolve(path, root=root)
+    if not location.exists():
+        raise StorageError(f"{location}: no such {what}")
+    return location
+
+
+def native(location: str | os.PathLike[str] | Location) -> Path | Location:
+    """What a stage hands back and prints: a local ``Path`` as given (relative stays
+    relative, so local runs read exactly as before), the :class:`Location` for a URI. Both
+    join with ``/`` and print with ``str``."""
+    location = resolve(location)
+    local = location.local_path
+    return local if local is not None else location
+
+
+def parquet_args(location: str | os.PathLike[str] | Location) -> dict[str, Any]:
+    """``path``/``filesystem`` keywords for ``pyarrow.parquet`` readers and writers: a local
+    path as itself (as before), an object through its filesystem."""
+    location = resolve(location)
+    if location.is_local:
+        return {"path": location.path, "filesystem": None}
+    return {"path": location.path, "filesystem": location.fs}

@@ -23,6 +23,9 @@ from typing import Any
 
 from rayrg.contracts.columns import column_kind
 from rayrg.contracts.versions import DatasetError, refuse_version
+from rayrg.storage import Location, native, resolve
+
+PathLike = str | Path | Location  # a local path or a storage URI (rayrg.storage)
 
 VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -52,33 +55,34 @@ class DatasetMetadata:
         """The recorded kind of an added column, else its family's (datasets before version 3)."""
         return self.column_kinds.get(column) or column_kind(column)
 
-    def write(self, directory: str | Path) -> Path:
+    def write(self, directory: PathLike) -> Path | Location:
         return write_metadata(self, directory)
 
     @classmethod
-    def read(cls, directory: str | Path) -> DatasetMetadata:
+    def read(cls, directory: PathLike) -> DatasetMetadata:
         return read_metadata(directory)
 
 
 _FIELDS = {f.name for f in fields(DatasetMetadata)}
 
 
-def write_metadata(meta: DatasetMetadata, directory: str | Path) -> Path:
+def write_metadata(meta: DatasetMetadata, directory: PathLike) -> Path | Location:
     """Write ``metadata.json`` stamped with the current version (atomically)."""
     meta.schema_version = VERSION
-    path = Path(directory) / METADATA_FILE
-    tmp = path.with_name(f".{METADATA_FILE}.tmp")
-    tmp.write_text(json.dumps(asdict(meta), indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    location = resolve(directory) / METADATA_FILE
+    location.write_text(json.dumps(asdict(meta), indent=2, sort_keys=True))  # atomic
+    return native(location)
 
 
-def _read_raw(directory: str | Path) -> tuple[Path, dict[str, Any]]:
-    path = Path(directory) / METADATA_FILE
-    if not path.exists():
-        raise DatasetError(f"{directory}: no {METADATA_FILE} (not a rayrg dataset?)")
+def _read_raw(directory: PathLike) -> tuple[Any, dict[str, Any]]:
+    location = resolve(directory) / METADATA_FILE
+    path = native(location)
     try:
-        raw = json.loads(path.read_text())
+        text = location.read_text()
+    except FileNotFoundError:
+        raise DatasetError(f"{native(directory)}: no {METADATA_FILE} (not a rayrg dataset?)") from None
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
     if not isinstance(raw, dict):
@@ -91,7 +95,7 @@ def _read_raw(directory: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, raw
 
 
-def read_metadata(directory: str | Path) -> DatasetMetadata:
+def read_metadata(directory: PathLike) -> DatasetMetadata:
     """The metadata of the dataset at ``directory``; one-line DatasetError if absent, corrupt,
     or of a version this rayrg does not read."""
     path, raw = _read_raw(directory)
@@ -104,11 +108,9 @@ def read_metadata(directory: str | Path) -> DatasetMetadata:
         raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
 
 
-def read_fingerprint(directory: str | Path) -> str | None:
+def read_fingerprint(directory: PathLike) -> str | None:
     """The fingerprint ``directory``'s metadata records; None when it has no (readable) metadata
     or none recorded (its caller then hashes the contents)."""
-    if not (Path(directory) / METADATA_FILE).exists():
-        return None
     try:
         _, raw = _read_raw(directory)
     except DatasetError:
@@ -117,11 +119,9 @@ def read_fingerprint(directory: str | Path) -> str | None:
     return str(recorded) if recorded else None
 
 
-def read_unfinished_key(directory: str | Path) -> str | None:
+def read_unfinished_key(directory: PathLike) -> str | None:
     """The key of an unfinished labelled dataset (``extra.unfinished.key``: its label fingerprint
     and a hash of the windows that failed), which carries no fingerprint; None otherwise."""
-    if not (Path(directory) / METADATA_FILE).exists():
-        return None
     try:
         _, raw = _read_raw(directory)
     except DatasetError:
@@ -130,7 +130,7 @@ def read_unfinished_key(directory: str | Path) -> str | None:
     return str(key) if key else None
 
 
-def set_fingerprint(directory: str | Path, fingerprint: str) -> Path:
+def set_fingerprint(directory: PathLike, fingerprint: str) -> Path | Location:
     """Record the fingerprint of the stage that made ``directory`` in its metadata."""
     meta = read_metadata(directory)
     meta.fingerprint = fingerprint

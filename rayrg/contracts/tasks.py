@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.storage import Location, native, resolve
 
 VERSION = 2
 TASKS_FILE = "eval_tasks.json"  # the test set
@@ -90,53 +91,54 @@ def check_disjoint(validation: Iterable[Any], test: Iterable[Any], where: str = 
                           f"the test set, first: {env} seed {seed} {instruction!r}")
 
 
-def write_eval_tasks(path: str | Path, tasks: Sequence[Any], split: Split = "test") -> Path:
+def write_eval_tasks(path: str | Path | Location, tasks: Sequence[Any], split: Split = "test") -> Path | Location:
     """Write ``tasks`` (EvalTasks, TaskSpecs or dicts of their fields) to ``path`` as the
     ``split`` set (``<out>/eval_tasks.json`` for test, ``<out>/val_tasks.json`` for
     validation), stamped with ``VERSION``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = Path(path)
+    location = resolve(path)
     specs = [TaskSpec.model_validate(asdict(t) if is_dataclass(t) else t).model_dump() for t in tasks]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(TaskSet(version=VERSION, split=split, tasks=specs).model_dump(), indent=1))
-    tmp.replace(path)
-    return path
+    location.write_text(json.dumps(TaskSet(version=VERSION, split=split, tasks=specs).model_dump(), indent=1))  # atomic
+    return native(location)
 
 
-def write_task_sets(out: str | Path, validation: Sequence[Any], test: Sequence[Any]) -> tuple[Path, Path]:
+def write_task_sets(out: str | Path | Location, validation: Sequence[Any], test: Sequence[Any]) -> tuple[Any, Any]:
     """Write both sets under ``out`` after :func:`check_disjoint`: ``(val_tasks.json, eval_tasks.json)``
     (an empty validation set writes no ``val_tasks.json``)."""
-    out = Path(out)
+    out = resolve(out)
     check_disjoint(validation, test, str(out))
     val_path = out / VAL_TASKS_FILE
     if validation:
         write_eval_tasks(val_path, validation, "validation")
-    else:  # no validation set is no file (a reader says so), never an empty or stale one
-        val_path.unlink(missing_ok=True)
-    return val_path, write_eval_tasks(out / TASKS_FILE, test, "test")
+    elif val_path.exists():  # no validation set is no file (a reader says so), never an empty or stale one
+        val_path.delete()
+    return native(val_path), write_eval_tasks(out / TASKS_FILE, test, "test")
 
 
-def read_eval_tasks(path: str | Path, split: Split | None = None) -> list[TaskSpec]:
+def read_eval_tasks(path: str | Path | Location, split: Split | None = None) -> list[TaskSpec]:
     """The tasks of ``path``; FileNotFoundError when missing, one-line ConfigError when bad,
     or (``split`` given) when the file holds the other split. (TaskSpecs, not EvalTasks:
     contracts sit below the environments; the evaluation makes its EvalTasks from them.)"""
     return read_task_set(path, split)[1]
 
 
-def read_task_split(path: str | Path) -> str:
+def read_task_split(path: str | Path | Location) -> str:
     """Which split ``path`` holds (``"test"`` for files written before splits existed)."""
     return read_task_set(path)[0]
 
 
-def read_task_set(path: str | Path, split: Split | None = None) -> tuple[str, list[TaskSpec]]:
+def read_task_set(path: str | Path | Location, split: Split | None = None) -> tuple[str, list[TaskSpec]]:
     """``(split, tasks)`` of ``path`` (see :func:`read_eval_tasks`)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"evaluation tasks file not found: {path}")
+    location = resolve(path)
+    path = native(location)
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        text = location.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"evaluation tasks file not found: {path}") from None
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     found: str = "test"
     if isinstance(raw, list):

@@ -48,6 +48,7 @@ from rayrg.data.schema import (
     shard_files,
     validate_schema,
 )
+from rayrg.storage import Location, native, parquet_args, resolve
 
 # Where a labelled dataset's metadata keeps how each reward column was made.
 PROVENANCE_KEY = "labels"
@@ -86,11 +87,13 @@ def episode_starts(episode_id: pa.Array | pa.ChunkedArray | Sequence[Any]) -> np
 READ_LOG_ENV = "RAYRG_READ_LOG"
 
 
-def _log_read(path: str | Path, columns: list[str] | None) -> None:
+def _log_read(path: str | Path | Location, columns: list[str] | None) -> None:
     log_path = os.environ.get(READ_LOG_ENV)
     if not log_path:
         return
-    line = f"{Path(path).resolve()}\t{','.join(columns) if columns is not None else '*'}\n"
+    location = resolve(path)
+    shown = Path(location.path).resolve() if location.is_local else location
+    line = f"{shown}\t{','.join(columns) if columns is not None else '*'}\n"
     # One O_APPEND write per line: lines of concurrent workers never interleave.
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -99,11 +102,13 @@ def _log_read(path: str | Path, columns: list[str] | None) -> None:
         os.close(fd)
 
 
-def read_parquet_columns(path: str | Path, columns: list[str] | None) -> pa.Table:
-    """The only place a trajectory shard's data is read (see :data:`READ_LOG_ENV`)."""
+def read_parquet_columns(path: str | Path | Location, columns: list[str] | None) -> pa.Table:
+    """The only place a trajectory shard's data is read (see :data:`READ_LOG_ENV`); ``path``
+    is a local path or a storage URI."""
     _log_read(path, columns)
     try:
-        return pq.read_table(path, columns=columns)
+        where = parquet_args(path)
+        return pq.read_table(where["path"], columns=columns, filesystem=where["filesystem"])
     except (pa.ArrowException, OSError, KeyError) as exc:
         if columns is not None and isinstance(exc, (KeyError, pa.ArrowInvalid)):
             missing = [c for c in columns if c not in read_shard_schema(path).names]
@@ -116,20 +121,20 @@ class UnfinishedLabelsError(DatasetError):
     """A consumer was given a labelled dataset with failed windows (one line: count, retry command)."""
 
 
-def unfinished_labels(path: str | Path) -> dict[str, Any] | None:
+def unfinished_labels(path: str | Path | Location) -> dict[str, Any] | None:
     """The ``unfinished`` record of a labelled dataset's metadata (None: finished, or not labelled)."""
-    meta = Path(path) / "metadata.json"
-    if not meta.is_file():
-        return None  # the consumer's own reading names a missing metadata file
+    meta = resolve(path) / "metadata.json"
     try:
         extra = json.loads(meta.read_text()).get("extra") or {}
-    except (json.JSONDecodeError, AttributeError):
+    except FileNotFoundError:
+        return None  # the consumer's own reading names a missing metadata file
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
         return None
     found = extra.get(UNFINISHED_KEY)
     return dict(found) if found else None
 
 
-def require_finished(path: str | Path, what: str, allow: bool = False,
+def require_finished(path: str | Path | Location, what: str, allow: bool = False,
                      opt_in: str = "pass --allow-unfinished") -> dict[str, Any] | None:
     """The one check every consumer of labels makes before it uses ``path`` (train, tune,
     encode, a label method on top, export, ``rayrg run``'s later stages).
@@ -207,7 +212,7 @@ def validate_columns(table: pa.Table, source: str, decode_images: bool = True) -
                 ) from exc
 
 
-def read_shard_checked(path: str | Path, columns: Iterable[str] | None = None, validate: bool = True,
+def read_shard_checked(path: str | Path | Location, columns: Iterable[str] | None = None, validate: bool = True,
                        decode_images: bool = False) -> pa.Table:
     """``columns`` of one shard (all if None), validated as far as they reach.
 
@@ -229,16 +234,19 @@ class Dataset:
     Opening lists the shards and checks every shard's schema from its footer; data is
     read only by :meth:`read`, :meth:`read_shard` and :meth:`ray_read`, each shard once
     per call. ``reads`` counts the shard reads this object made (``path -> count``).
+
+    ``path`` and ``shards`` are ``Path`` objects for a local dataset (as before) and
+    :class:`rayrg.storage.Location` objects for a storage URI; ``str()`` of either reads back.
     """
 
-    def __init__(self, path: str | Path, shards: list[Path], schemas: dict[Path, pa.Schema]) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path | Location, shards: list[Any], schemas: dict[Any, pa.Schema]) -> None:
+        self.path = native(path)
         self.shards = shards
         self.schemas = schemas
         self.reads: Counter[str] = Counter()
 
     @classmethod
-    def open(cls, path: str | Path, check_schema: bool = True) -> Dataset:
+    def open(cls, path: str | Path | Location, check_schema: bool = True) -> Dataset:
         shards = shard_files(path)
         schemas = {}
         for shard in shards:
@@ -279,7 +287,7 @@ class Dataset:
             raise DatasetError(f"{self.path}: {what} needs ground truth the dataset lacks: "
                                + "; ".join(f"{k}: {v}" for k, v in lacking.items()))
 
-    def read_shard(self, shard: str | Path, columns: Iterable[str] | None = None, validate: bool = True,
+    def read_shard(self, shard: str | Path | Location, columns: Iterable[str] | None = None, validate: bool = True,
                    decode_images: bool = False) -> pa.Table:
         self.reads[str(shard)] += 1
         return read_shard_checked(shard, columns, validate=validate, decode_images=decode_images)
@@ -295,12 +303,15 @@ class Dataset:
         """A Ray Dataset of ``columns`` (projected in the Parquet reader); schemas checked at open."""
         import ray
 
-        return ray.data.read_parquet([str(s) for s in self.shards], columns=list(columns),
-                                     include_paths=include_paths)
+        locations = [resolve(s) for s in self.shards]
+        filesystem = None if locations[0].is_local else locations[0].fs
+        paths = [loc.path if filesystem is not None else str(s) for loc, s in zip(locations, self.shards, strict=True)]
+        return ray.data.read_parquet(paths, columns=list(columns), include_paths=include_paths,
+                                     filesystem=filesystem)
 
 
 def read_trajectories(
-    directory: str | Path,
+    directory: str | Path | Location,
     columns: Iterable[str] | None = None,
     validate: bool = True,
     decode_images: bool = True,

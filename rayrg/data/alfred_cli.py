@@ -18,7 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="alias of `rayrg import alfred ROOT`: ALFRED traj_data.json + images as a trajectory dataset")
     p.add_argument("--root", type=Path, help="ALFRED data root (<root>/<split>/<task>/<trial>/)")
     p.add_argument("--split", help="split folder, e.g. train, valid_seen")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("--out", type=str, required=True,
                    help="output directory (trajectories/, eval_tasks.json, import_report.json)")
     p.add_argument("--config", type=Path, help="ALFRED import options YAML, may hold root (the flags override it)")
     p.add_argument("--instruction", choices=("task_desc", "high_descs"), help="instruction text")

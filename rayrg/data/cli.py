@@ -12,7 +12,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", help="generate a BabyAI offline dataset (+ held-out eval tasks)")
     p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--out", type=str, required=True, help="output directory")
     p.add_argument("--episodes-per-count", type=int, help="override: episodes per sub-task count")
     p.add_argument("--eval-tasks-per-count", type=int, help="override: test tasks per sub-task count")
     p.add_argument("--val-tasks-per-count", type=int, help="override: validation tasks per sub-task count")
@@ -23,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("inspect", help="summarise a trajectory or labelled dataset")
-    p.add_argument("dataset", type=Path, help="dataset directory (with metadata.json)")
+    p.add_argument("dataset", type=str, help="dataset directory (with metadata.json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--validate-images", action="store_true", help="decode every frame too")
     p.set_defaults(func=_inspect)

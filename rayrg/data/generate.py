@@ -49,6 +49,14 @@ from rayrg.envs.babyai import (
 )
 from rayrg.envs.base import EvalTask
 from rayrg.provenance import OnChange, claim
+from rayrg.storage import (
+    Location,
+    assert_shared,
+    claim_shared,
+    native,
+    prepare_output,
+    release_shared,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +185,14 @@ def rollout_episode(num_subtasks: int, seed: int, noise: float, max_steps: int,
     return rows, bot_failed
 
 
-def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], path: str) -> dict[str, Any]:
-    """Roll out ``jobs`` = [(num_subtasks, seed)] and write them as one shard."""
+def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], path: str | Location,
+                   shared: tuple[Location, str] | None = None) -> dict[str, Any]:
+    """Roll out ``jobs`` = [(num_subtasks, seed)] and write them as one shard (a local path or
+    a storage location). ``shared`` = (output, the driver's token): before any work, this
+    node must see the driver's marker there (:func:`rayrg.storage.assert_shared`), else the
+    stage fails in one line naming the node, instead of writing to a disk nobody reads."""
+    if shared is not None:
+        assert_shared(*shared)
     config = GenerateConfig.from_dict(config_dict)
     rows: list[dict[str, Any]] = []
     stats = {"episodes": 0, "transitions": 0, "successes": 0, "bot_failures": 0,
@@ -223,9 +237,11 @@ def generate_inputs(config: GenerateConfig) -> dict[str, Any]:
     return {"generator": GENERATOR, "config": config.to_dict(), "versions": env_versions(ENV_NAME)}
 
 
-def generate(config: GenerateConfig, out: str | Path, address: str | None = None,
-             progress: bool = True, on_change: OnChange = "refuse") -> Path:
-    """Generate the dataset and evaluation tasks under ``out`` (see module docstring).
+def generate(config: GenerateConfig, out: str | Path | Location, address: str | None = None,
+             progress: bool = True, on_change: OnChange = "refuse") -> Path | Location:
+    """Generate the dataset and evaluation tasks under ``out`` (see module docstring): a
+    local path (returned as a ``Path``, as given) or a storage URI (returned as its
+    :class:`~rayrg.storage.Location`); a relative one lands under the storage root.
 
     ``out`` is keyed to the config (:mod:`rayrg.provenance`): a finished dataset of the same
     config is kept, an interrupted one resumes, one of another config is refused
@@ -236,13 +252,17 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
 
     from rayrg.runtime import init_ray
 
-    out = Path(out)
-    claimed = claim(out, "generate", generate_inputs(config), on_change=on_change)
+    if address not in (None, "", "local"):
+        init_ray(address)  # joined first, so prepare_output sees the cluster's shape
+    location = prepare_output(out)
+    out = native(location)
+    claimed = claim(location, "generate", generate_inputs(config), on_change=on_change)
     if claimed.done:
         return out
-    data_dir = out / "trajectories"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "generate_config.yaml")
+    data_dir = location / "trajectories"
+    if data_dir.is_local:
+        data_dir.mkdirs()
+    config.to_yaml(location / "generate_config.yaml")
 
     jobs = [(n, config.train_seed(n, i)) for n in config.subtask_counts
             for i in range(config.episodes_per_count)]
@@ -251,30 +271,40 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     shard_task = ray.remote(num_cpus=0.5)(generate_shard)
     eval_task = ray.remote(num_cpus=0.5)(make_eval_task)
 
-    pending = {}
-    for i, chunk in enumerate(chunks):
-        path = data_dir / f"part-{i:05d}.parquet"
-        stats_path = data_dir / f".part-{i:05d}.stats.json"
-        if path.exists() and stats_path.exists():
-            continue  # finished by an earlier, interrupted run
-        pending[shard_task.remote(chunk, config.to_dict(), str(path))] = stats_path
-    eval_refs = [eval_task.remote(config, n, i) for n in config.subtask_counts
-                 for i in range(config.eval_tasks_per_count)]
-    val_refs = [eval_task.remote(config, n, i, "validation") for n in config.subtask_counts
-                for i in range(config.val_tasks_per_count)]
+    existing = {child.name for child in data_dir.ls()}
+    # A local output must be the one every writing task sees (a shared mount): the tasks
+    # check the driver's marker before writing; a URI names the same objects everywhere.
+    token = claim_shared(data_dir) if data_dir.is_local else None
+    try:
+        pending = {}
+        for i, chunk in enumerate(chunks):
+            name, stats_name = f"part-{i:05d}.parquet", f".part-{i:05d}.stats.json"
+            if name in existing and stats_name in existing:
+                continue  # finished by an earlier, interrupted run
+            shared = (data_dir, token) if token is not None else None
+            pending[shard_task.remote(chunk, config.to_dict(), data_dir / name, shared)] = data_dir / stats_name
+        eval_refs = [eval_task.remote(config, n, i) for n in config.subtask_counts
+                     for i in range(config.eval_tasks_per_count)]
+        val_refs = [eval_task.remote(config, n, i, "validation") for n in config.subtask_counts
+                    for i in range(config.val_tasks_per_count)]
 
-    bar = tqdm(total=len(chunks), initial=len(chunks) - len(pending), desc="generate shards",
-               unit="shard", disable=not progress)
-    remaining = list(pending)
-    while remaining:
-        done, remaining = ray.wait(remaining, num_returns=1)
-        stats = ray.get(done[0])
-        pending[done[0]].write_text(json.dumps(stats))
-        bar.update(1)
-    bar.close()
+        bar = tqdm(total=len(chunks), initial=len(chunks) - len(pending), desc="generate shards",
+                   unit="shard", disable=not progress)
+        remaining = list(pending)
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            stats = ray.get(done[0])
+            pending[done[0]].write_text(json.dumps(stats))
+            bar.update(1)
+        bar.close()
+    finally:
+        if token is not None:
+            release_shared(data_dir, token)
 
     totals: dict[str, int] = {}
-    for stats_path in sorted(data_dir.glob(".part-*.stats.json")):
+    for stats_path in data_dir.ls():
+        if not (stats_path.name.startswith(".part-") and stats_path.name.endswith(".stats.json")):
+            continue
         for key, value in json.loads(stats_path.read_text()).items():
             totals[key] = totals.get(key, 0) + value
 
@@ -297,7 +327,7 @@ def generate(config: GenerateConfig, out: str | Path, address: str | None = None
     log.info("generated %s episodes (%s transitions, %s bot failures), %d test and %d validation tasks in %s",
              totals.get("episodes"), totals.get("transitions"), totals.get("bot_failures"),
              len(tasks), len(val_tasks), out)
-    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE),
+    claimed.finish(trajectories=str(out / "trajectories"), eval_tasks=str(out / TASKS_FILE),
                    val_tasks=str(out / VAL_TASKS_FILE), episodes=totals.get("episodes", 0),
                    eval_task_count=len(tasks), val_task_count=len(val_tasks))
     return out

@@ -58,14 +58,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name in FORMATS:
         p = imp_sub.add_parser(name, help=f"{name} dataset -> rayrg trajectory dataset")
         p.add_argument("source", type=Path, help=f"the {name} dataset")
-        p.add_argument("--out", type=Path, required=True, help="directory to write the trajectory dataset under")
+        p.add_argument("--out", type=str, required=True, help="directory to write the trajectory dataset under")
         _add_option_args(p, name, "import")
         add_overwrite_arg(p)
         add_ray_args(p)
         p.set_defaults(func=_import)
         p = exp_sub.add_parser(name, help=f"labelled dataset -> {name} with reward features")
-        p.add_argument("dataset", type=Path, help=f"labelled dataset (imported from {name}, then labelled)")
-        p.add_argument("--out", type=Path, required=True, help=f"{name} dataset directory to write")
+        p.add_argument("dataset", type=str, help=f"labelled dataset (imported from {name}, then labelled)")
+        p.add_argument("--out", type=str, required=True, help=f"{name} dataset directory to write")
         p.add_argument("--reward", help="reward column for the format's reward field (reward_<variant> or "
                                         "<variant>; needed when there are several)")
         _add_option_args(p, name, "export")
@@ -74,9 +74,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_export)
 
 
-def run_import(fmt: Any, source: Path, out: Path, options: Any, overwrite: bool, address: str | None,
+def local_output(out: str | Path, what: str) -> Path:
+    """``out`` checked before any work (:func:`rayrg.storage.prepare_output`); the importers
+    and exporters write local paths only so far, so a URI is refused in one line (never a
+    local folder named ``s3:``)."""
+    from rayrg.storage import StorageError, native, prepare_output
+
+    location = prepare_output(out)
+    if not location.is_local:
+        raise StorageError(f"{location}: {what} writes to a local path or shared mount only "
+                           "(storage URIs: not yet)")
+    return Path(native(location))
+
+
+def run_import(fmt: Any, source: Path, out: str | Path, options: Any, overwrite: bool, address: str | None,
                num_cpus: int | None) -> int:
     """Import and print what was written (shared by ``rayrg import`` and ``rayrg alfred-import``)."""
+    out = local_output(out, f"import {getattr(fmt, 'name', '')}".strip())
     if num_cpus and not address and getattr(options, "use_ray", False):
         from rayrg.runtime import init_ray
 
@@ -95,7 +109,7 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
     options = export_options(fmt, parse_options(args.option, args.options), f"export {args.format}")
-    out = fmt.export(args.dataset, args.out, args.reward, options, on_change="redo" if args.overwrite else "refuse",
+    out = fmt.export(args.dataset, local_output(args.out, f"export {args.format}"), args.reward, options, on_change="redo" if args.overwrite else "refuse",
                      allow_unfinished=args.allow_unfinished)
     # The path and id to hand the format's own reader (a relative --out is not what it takes).
     hint = getattr(fmt, "load_hint", None)

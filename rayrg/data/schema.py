@@ -45,6 +45,7 @@ from rayrg.contracts.datasets import METADATA_FILE, DatasetMetadata
 from rayrg.contracts.datasets import READABLE_VERSIONS as READABLE_DATASET_VERSIONS
 from rayrg.contracts.datasets import VERSION as DATASET_VERSION
 from rayrg.contracts.versions import DatasetError
+from rayrg.storage import Location, native, parquet_args, resolve
 
 __all__ = ["METADATA_FILE", "OPTIONAL_COLUMNS", "OPTIONAL_SCHEMA", "PROGRESS_PREFIX", "REWARD_PREFIX",
            "SCALAR_COLUMNS", "SCHEMA_VERSION", "TRANSITION_COLUMNS", "TRANSITION_SCHEMA", "DatasetError",
@@ -119,14 +120,18 @@ def decode_png(data: bytes) -> Any:
         return np.asarray(img.convert("RGB"))
 
 
-def shard_files(directory: str | Path) -> list[Path]:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DatasetError(f"{directory}: dataset directory does not exist")
-    files = sorted(directory.glob("*.parquet"))
+def shard_files(directory: str | Path | Location) -> list[Any]:
+    """The shards of a dataset, sorted: ``Path`` objects for a local one (as given), storage
+    :class:`Location` objects for a URI."""
+    location = resolve(directory)
+    shown = native(location)
+    if not location.is_dir():
+        raise DatasetError(f"{shown}: dataset directory does not exist")
+    files = [shown / child.name for child in location.ls()
+             if child.name.endswith(".parquet")]
     if not files:
-        what = "" if (directory / METADATA_FILE).exists() else f" and no {METADATA_FILE}"
-        raise DatasetError(f"{directory}: not a trajectory dataset: no .parquet shards{what}")
+        what = "" if (location / METADATA_FILE).exists() else f" and no {METADATA_FILE}"
+        raise DatasetError(f"{shown}: not a trajectory dataset: no .parquet shards{what}")
     return files
 
 
@@ -163,22 +168,29 @@ def validate_schema(schema: pa.Schema, source: str) -> None:
             raise DatasetError(f"{source}: {problem}")
 
 
-def read_shard_schema(path: str | Path) -> pa.Schema:
+def read_shard_schema(path: str | Path | Location) -> pa.Schema:
     """The Parquet schema of one shard; a truncated or non-Parquet file is a DatasetError."""
     try:
-        return pq.read_schema(path)
+        where = parquet_args(path)
+        return pq.read_schema(where["path"], filesystem=where["filesystem"])
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
 
 
-def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path) -> Path:
-    """Write transitions (dicts in TRANSITION_SCHEMA order or a table) as one zstd shard."""
+def write_shard(rows: list[dict[str, Any]] | pa.Table, path: str | Path | Location) -> Path | Location:
+    """Write transitions (dicts in TRANSITION_SCHEMA order or a table) as one zstd shard, to
+    a local path or a storage URI."""
     if isinstance(rows, pa.Table):
         table = rows
     else:
         optional = [f for f in OPTIONAL_SCHEMA if rows and f.name in rows[0]]
         table = pa.Table.from_pylist(rows, schema=pa.schema([*TRANSITION_SCHEMA, *optional]))
-    path = Path(path)
+    location = resolve(path)
+    if not location.is_local:
+        # one PUT (multipart for large shards, completed only at close): readers never see a part
+        pq.write_table(table, location.path, filesystem=location.fs, compression="zstd")
+        return location
+    path = Path(location.local_path or location.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")

@@ -11,7 +11,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
     p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
-    p.add_argument("--out", type=Path, help="override the config's output directory")
+    p.add_argument("--out", type=str, help="override the config's output directory")
     p.add_argument("--dry-run", action="store_true", help="check what the config needs and print the plan; run nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.num_steps=200 --set seeds=[0,1] "
@@ -20,22 +20,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("quickstart", help="the whole pipeline on a small BabyAI slice, local mode")
-    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
+    p.add_argument("--out", type=str, default="runs/quickstart", help="output directory")
     p.add_argument("--dry-run", action="store_true", help="check what the run needs and print the plan; run nothing")
     add_ray_args(p)
     p.set_defaults(func=_quickstart)
 
     p = sub.add_parser("report", help="(re)build the report of an experiment output directory")
-    p.add_argument("out", type=Path, help="the experiment's output directory")
+    p.add_argument("out", type=str, help="the experiment's output directory")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
     p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
-    p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--val-tasks", "--eval-tasks", dest="eval_tasks", type=Path,
+    p.add_argument("--dataset", type=str, required=True)
+    p.add_argument("--val-tasks", "--eval-tasks", dest="eval_tasks", type=str,
                    help="override eval.tasks: the VALIDATION tasks, val_tasks.json of `rayrg generate` "
                         "(a test set, eval_tasks.json, is refused: tuning never sees it)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=str, required=True)
     add_ray_args(p)
     p.set_defaults(func=_tune)
 

@@ -27,6 +27,7 @@ from rayrg.data.generate import GenerateConfig
 from rayrg.envs.registry import REFERENCE_POLICIES
 from rayrg.evaluation.config import EvalConfig
 from rayrg.rl.config import TrainConfig
+from rayrg.storage import Location, resolve
 
 # data.source values that are not dataset formats: the BabyAI generator and an existing dataset.
 BUILTIN_SOURCES = ("babyai", "path")
@@ -162,7 +163,11 @@ class ExperimentConfig(StageConfig):
     """``rayrg run <config>``: every stage of the paper's pipeline, resumable."""
 
     name: str = "quickstart"
-    out: str = Field("runs/quickstart", description="Output root; every stage writes under it.")
+    out: str = Field("runs/quickstart", description="Output root; every stage writes under it: a "
+                     "local path or a storage URI (s3://bucket/run); relative: under `storage`.")
+    storage: str | None = Field(
+        None, description="Storage root that a relative `out` resolves against (e.g. s3://bucket/rayrg, "
+                          "or a mount shared by every node); default: $RAYRG_STORAGE, else the cwd.")
     data: DataSection = Field(default_factory=DataSection)
     labels: list[Any] = Field(
         default_factory=_default_labels, validate_default=True,
@@ -240,6 +245,12 @@ class ExperimentConfig(StageConfig):
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
+
+    @property
+    def out_location(self) -> Location:
+        """Where the run writes: ``out`` resolved against ``storage`` (else ``$RAYRG_STORAGE``);
+        no I/O (:func:`rayrg.storage.prepare_output` checks it before any work)."""
+        return resolve(self.out, root=self.storage)
 
     def with_out(self, out: str | Path | None) -> ExperimentConfig:
         return self if out is None else self.model_copy(update={"out": str(out)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -16,11 +15,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
 
     p = sub.add_parser("browse", help="write one self-contained HTML page to browse what a label method made (its browser section)")
-    p.add_argument("labelled", type=Path, help="labelled dataset directory (the output of a label run whose method has a browser section)")
+    p.add_argument("labelled", type=str, help="labelled dataset directory (the output of a label run whose method has a browser section)")
     p.add_argument("--method", help="label method whose browser section to show (default: the one that labelled it)")
-    p.add_argument("--out", type=Path, help=f"HTML file to write (default <labelled>/{PAGE_FILE})")
-    p.add_argument("--labels", type=Path, help="labels table directory (default: the run's, <labelled>/_labels)")
-    p.add_argument("--windows", type=Path, help="windows dataset directory (default: the run's, <labelled>/_windows)")
+    p.add_argument("--out", type=str, help=f"HTML file to write (default <labelled>/{PAGE_FILE})")
+    p.add_argument("--labels", type=str, help="labels table directory (default: the run's, <labelled>/_labels)")
+    p.add_argument("--windows", type=str, help="windows dataset directory (default: the run's, <labelled>/_windows)")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
                    help=f"embed at most this many windows, the first by episode and step (default {DEFAULT_MAX_WINDOWS}); "
                         "every embedded window's image is in the file, so its size grows with this")

@@ -11,8 +11,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory or labelled dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="labelled dataset to write")
+    p.add_argument("--dataset", type=str, required=True, help="trajectory or labelled dataset directory")
+    p.add_argument("--out", type=str, required=True, help="labelled dataset to write")
     p.add_argument("--yes", action="store_true",
                    help="methods that cost money (e.g. paid API backends): skip the cost confirmation. Without it "
                         "the estimate is shown and, on a terminal, confirmation asked; when stdin is not "
@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("estimate", help="requests, tokens, cost and wall time of a label config, before any call")
     p.add_argument("--config", type=Path, required=True, help="label config YAML (a method that declares an estimate)")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
+    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
     p.add_argument("--latency-s", type=float, default=None,
                    help="seconds per request, for the wall time (else --measure, else rate limits only)")
     p.add_argument("--measure", type=int, default=None, metavar="N",
@@ -35,13 +35,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_estimate)
 
     p = sub.add_parser("reward-report", help="reward quality against ground truth (the paper's Table I)")
-    p.add_argument("--dataset", type=Path, action="append", required=True,
+    p.add_argument("--dataset", type=str, action="append", required=True,
                    help="labelled dataset directory (repeat for several)")
     p.add_argument("--column", action="append", default=None,
                    help="reward column(s) to score (default: every reward_* column)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="reward >= threshold counts as 'contributes' (0.5 = a 0-10 score >= 5)")
-    p.add_argument("--out", type=Path, help="write the report as JSON here")
+    p.add_argument("--out", type=str, help="write the report as JSON here")
     p.set_defaults(func=_report)
 
 
@@ -115,7 +115,8 @@ def _report(args: argparse.Namespace) -> int:
     rows = reward_report(args.dataset, columns=args.column, threshold=args.threshold)
     print(format_table(rows))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"threshold": args.threshold, "rows": rows}, indent=2))
+        from rayrg.storage import prepare_output
+
+        prepare_output(args.out).write_text(json.dumps({"threshold": args.threshold, "rows": rows}, indent=2))
         print(f"report: {args.out}")
     return 0

@@ -10,8 +10,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_overwrite_arg, add_ray_args
 
     p = sub.add_parser("windows", help="cut a trajectory dataset into W-step windows (grid images)")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="windows output directory")
+    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
+    p.add_argument("--out", type=str, required=True, help="windows output directory")
     p.add_argument("--config", type=Path, help="WindowConfig YAML")
     p.add_argument("--window-size", type=int, help="override: W")
     p.add_argument("--stride", type=int, help="override: stride")
@@ -21,8 +21,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_windows)
 
     p = sub.add_parser("preview-window", help="write a PNG of one window: grid + instruction + actions")
-    p.add_argument("--windows", type=Path, required=True, help="windows dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--windows", type=str, required=True, help="windows dataset directory")
+    p.add_argument("--out", type=str, required=True, help="PNG to write")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--window-id", help="e.g. babyai-chain-n3-s3000001:8")
     which.add_argument("--index", type=int, default=0, help="row index in the windows dataset (default 0)")

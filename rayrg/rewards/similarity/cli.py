@@ -14,18 +14,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_ray_args
 
     p = sub.add_parser("pr-report", help="precision-recall of reward columns vs goal / sub-task truth (PNG + JSON)")
-    p.add_argument("--dataset", type=Path, action="append", required=True,
+    p.add_argument("--dataset", type=str, action="append", required=True,
                    help="labelled dataset directory (repeat for several)")
     p.add_argument("--column", action="append", default=None, help="reward column(s) (default: all reward_*)")
-    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--out", type=str, required=True, help="report directory")
     p.set_defaults(func=_pr)
 
     p = sub.add_parser("scaling-report", help="PR-AUC per checkpoint of one model family, in one run")
     p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
     p.add_argument("--model", action="append", required=True,
                    help="LABEL=MODEL or MODEL (hub id or directory); repeat per size")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
+    p.add_argument("--out", type=str, required=True, help="report directory")
     add_ray_args(p)
     p.set_defaults(func=_scaling)
 
@@ -33,8 +33,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
     p.add_argument("--template", action="append", default=None,
                    help="LABEL::TEMPLATE or TEMPLATE with '{instruction}'; repeat (default: a built-in set)")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
+    p.add_argument("--out", type=str, required=True, help="report directory")
     add_ray_args(p)
     p.set_defaults(func=_prompts)
 
