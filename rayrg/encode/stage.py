@@ -66,12 +66,19 @@ def encode(dataset: Any, out: Any, encoder: str, checkpoint: str | Path,
     and unfinished labels unless ``allow_unfinished``."""
     from ray.data import ActorPoolStrategy
 
-    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.config import ConfigError
     from rayrg.data.access import Dataset, require_finished
     from rayrg.encode.encoders import encoder_record
     from rayrg.runtime import init_ray
-    from rayrg.storage import claim_shared, ray_data_args, release_shared, resolve
+    from rayrg.storage import (
+        claim_shared,
+        open_input,
+        prepare_output,
+        ray_data_args,
+        refuse_local_on_cluster,
+        release_shared,
+        resolve,
+    )
     from rayrg.windows.staging import as_arg, checked_for_write
 
     dataset_loc = open_input(dataset)

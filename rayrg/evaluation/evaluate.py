@@ -5,6 +5,10 @@ so a learned policy is called once per step for all of them (batched; on GPU whe
 has one). Results are written per finished chunk as small Parquet files under
 ``<out>/episodes/`` (:mod:`rayrg.contracts.episodes`); a re-run reads them and runs only the missing items (an interrupted
 evaluation resumes). ``<out>/summary.json`` holds the aggregate with 95 % CIs.
+
+``out``, the policy checkpoint and the tasks file may each be a storage URI (``s3://…``).
+The actors only return rows; the driver writes every file, so no actor writes to its
+node's disk (hence no :func:`rayrg.storage.assert_shared` in the actors).
 """
 
 from __future__ import annotations
@@ -12,27 +16,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rayrg.config import ConfigError
+from rayrg.contracts.episodes import EPISODES_DIR, read_episodes, write_episodes
 from rayrg.contracts.episodes import SCHEMA as EPISODES_SCHEMA
 from rayrg.contracts.episodes import episodes_dir as episodes_path
-from rayrg.contracts.episodes import read_episodes, write_episodes
 from rayrg.contracts.tasks import read_eval_tasks
 from rayrg.envs.base import EvalTask
 from rayrg.errors import stage_errors_iter
 from rayrg.evaluation.config import EvalConfig
 from rayrg.evaluation.metrics import aggregate, episode_return
 from rayrg.provenance import OnChange
+from rayrg.storage import Location
 
 log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = EPISODES_SCHEMA  # the episodes contract (rayrg.contracts.episodes)
 
 
-def load_eval_tasks(path: str | Path) -> list[EvalTask]:
+def load_eval_tasks(path: str | os.PathLike[str]) -> list[EvalTask]:
     """The tasks of an ``eval_tasks.json`` (read through :mod:`rayrg.contracts.tasks`)."""
     return [EvalTask(**spec.model_dump()) for spec in read_eval_tasks(path)]
 
@@ -160,7 +168,14 @@ def eval_inputs(config: EvalConfig, policy_spec: str, tasks: list[EvalTask]) -> 
             "versions": {name: env_versions(name) for name in sorted({t.env_name for t in tasks})}}
 
 
-def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str | None = None,
+def _write_config(config: EvalConfig, out: Location) -> None:
+    if out.is_local:
+        config.to_yaml(Path(out.path) / "eval_config.yaml")
+    else:
+        (out / "eval_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
+
+
+def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] | Location, address: str | None = None,
              tasks: list[EvalTask] | None = None, progress: bool = True,
              on_change: OnChange = "refuse") -> dict[str, Any]:
     """Evaluate ``policy_spec`` ('expert', 'random' or a checkpoint dir); returns the summary.
@@ -176,8 +191,11 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     from rayrg.envs.registry import action_names
     from rayrg.provenance import claim
     from rayrg.runtime import init_ray
+    from rayrg.storage import prepare_output
 
-    out = Path(out)
+    location = prepare_output(out)
+    # what provenance and the episodes contract take: the Path as always, or the URI
+    out = Path(location.uri) if location.is_local else location.uri
     if tasks is None:
         if not config.tasks:
             raise ConfigError("EvalConfig.tasks is not set (the evaluation tasks JSON)")
@@ -187,8 +205,9 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     inputs = eval_inputs(config, policy_spec, tasks)
     claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
     episodes_dir = episodes_path(out)
-    episodes_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "eval_config.yaml")
+    if location.is_local:
+        Path(location.path, EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+    _write_config(config, location)
     if config.max_tasks_per_count:
         kept: dict[int, int] = {}
         selected = []
@@ -238,6 +257,6 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | Path, address: str
     results = [r for r in done_rows if item_key(r["task_id"], r["mode"], r["seed"]) in wanted]
     summary = {"policy": policy_spec, "episodes": len(results), "modes": aggregate(results),
                "tasks": [asdict(t)["task_id"] for t in tasks]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (location / "summary.json").write_text(json.dumps(summary, indent=2))
     claimed.finish(episodes=len(results))
     return summary

@@ -3,7 +3,7 @@
 * ``expert`` — BabyAI's scripted ``BabyAIBot``, replanning every step (a privileged policy:
   it reads the environment, not the frames). Sanity reference: ≈ 1.0 in fixed mode.
 * ``random`` — uniform actions from a seeded generator. Reference for "no skill".
-* a checkpoint directory — a trained IQL policy (:func:`rayrg.rl.policy.load_policy`),
+* a checkpoint directory or URI — a trained IQL policy (:func:`rayrg.rl.policy.load_policy`),
   argmax over its action logits, batched over the actor's lockstep episodes.
 """
 
@@ -105,9 +105,9 @@ def load_episode_policy(spec: str, num_actions: int, device: str = "cpu") -> Epi
         return ExpertPolicy(num_actions)
     if spec == "random":
         return RandomPolicy(num_actions)
-    from pathlib import Path
+    from rayrg.storage import resolve
 
-    if not Path(spec).exists():
+    if not resolve(spec).exists():  # a local folder or a URI (s3://…/final)
         raise FileNotFoundError(f"policy {spec!r}: not 'expert', 'random' or an existing checkpoint directory")
     from rayrg.rl.policy import load_policy
 

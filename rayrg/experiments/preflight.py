@@ -120,6 +120,32 @@ def _local_resources() -> tuple[int, int]:
     return cpus, gpus
 
 
+def _input_problem(key: str, value: str, problems: list[str]) -> None:
+    """A local path or a URI that must exist (a bad URI, a missing bucket: its one line)."""
+    from rayrg.storage import StorageError, resolve
+
+    try:
+        if not resolve(value).exists():
+            problems.append(f"{key}: {value} does not exist")
+    except StorageError as exc:
+        problems.append(f"{key}: {exc}")
+
+
+def _out_problem(config: ExperimentConfig, problems: list[str]) -> None:
+    """A URI ``out`` is written to and deleted from once (:func:`rayrg.storage.check_writable`):
+    a typo, missing credentials, a missing bucket or no permission is one line here, before
+    any work. A local ``out`` is made by the run itself, as before."""
+    from rayrg.experiments.runner import out_location
+    from rayrg.storage import StorageError, check_writable
+
+    try:
+        location = out_location(config)
+        if not location.is_local:
+            check_writable(location)
+    except StorageError as exc:
+        problems.append(f"out: {exc}")
+
+
 def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: int | None = None) -> list[str]:
     """Problems that would stop the run later, one line each (empty: good to go)."""
     local = address in (None, "", "local")
@@ -128,8 +154,8 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
     data = config.data
     if data.source == "path":
         for key, value in (("data.trajectories", data.trajectories), ("data.eval_tasks", data.eval_tasks)):
-            if value and not Path(value).exists():
-                problems.append(f"{key}: {value} does not exist")
+            if value:
+                _input_problem(key, value, problems)
     elif data.source != "babyai":  # a dataset format: does what it imports exist?
         from rayrg.data.formats import get_format
 
@@ -138,8 +164,9 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
         problem = check(source) if check is not None else None
         if problem:
             problems.append(f"{key}: {problem}")
-        if data.eval_tasks and not Path(data.eval_tasks).exists():
-            problems.append(f"data.eval_tasks: {data.eval_tasks} does not exist")
+        if data.eval_tasks:
+            _input_problem("data.eval_tasks", data.eval_tasks, problems)
+    _out_problem(config, problems)
     for i, label in enumerate(config.labels):
         _label_needs(i, label, needs, problems, local)
     _environment_needs(config, problems, local)

@@ -17,6 +17,11 @@ Layout::
     <out>/train/<method>/seed<k>/  checkpoints
     <out>/eval/<method>/seed<k>/   evaluation results (reference policies: eval/_reference/<name>)
     <out>/report/                  report.md, report.html, report.json, plots
+
+``out`` may be a storage URI (``s3://…``), or relative under the config's ``storage:`` root
+(else ``$RAYRG_STORAGE``): it is checked before any work (:func:`rayrg.storage.prepare_output`:
+writable, and not a plain local path on a multi-node cluster), and every stage then writes
+under it. A local ``out`` stays a ``Path``, exactly as before.
 """
 
 from __future__ import annotations
@@ -45,10 +50,30 @@ from rayrg.contracts.manifest import (
 from rayrg.contracts.tasks import TASKS_FILE, VAL_TASKS_FILE
 from rayrg.experiments.config import AUTO_BACKEND, ExperimentConfig
 from rayrg.provenance import dataset_fingerprint, public, read_record
+from rayrg.storage import Location, resolve
 
 log = logging.getLogger(__name__)
 
 REDO = "redo"  # inside `rayrg run` a changed stage is redone, with everything downstream
+
+
+def out_location(config: ExperimentConfig) -> Location:
+    """``config.out`` resolved against its ``storage:`` root (else ``$RAYRG_STORAGE``); no I/O."""
+    return resolve(config.out, root=getattr(config, "storage", None))
+
+
+def as_recorded(where: Path | Location) -> Any:
+    """A path as the manifest records it: a local ``Path`` as always, a URI as its string
+    (``Path("s3://b/x")`` would collapse it to ``s3:/b/x``)."""
+    return where.uri if isinstance(where, Location) else where
+
+
+def _given(path: str | None) -> Any:
+    """A path from the config: a local ``Path`` as always, a URI as its Location."""
+    if not path:
+        return Path("")
+    location = resolve(path)
+    return location if not location.is_local else Path(path)
 
 
 def slug(name: str) -> str:
@@ -62,7 +87,9 @@ class ExperimentRunner:
         self.address = address
         # What retries failed label windows (named when a later stage refuses unfinished labels).
         self.command = command or f"rayrg run <the experiment config> --out {config.out_dir}"
-        self.out = config.out_dir
+        location = out_location(config)
+        # a local out as the Path it always was; a URI as its Location (both join with `/`)
+        self.out: Any = Path(location.uri) if location.is_local else location
         self.manifest = Manifest(
             name=config.name, config=public(config),
             methods={name: MethodEntry(display_name=config.display_name(name), note=spec.note,
@@ -73,7 +100,7 @@ class ExperimentRunner:
         self.notes = self.manifest.notes  # prominent messages that also go into the report
 
     # -- bookkeeping ----------------------------------------------------------------------
-    def _stage(self, name: str, directory: Path, fn: Callable[[], Any]) -> StageRun:
+    def _stage(self, name: str, directory: Any, fn: Callable[[], Any]) -> StageRun:
         """Run one stage and record it; 'skipped' when its output was complete with the same inputs."""
         before = read_record(directory)
         start = time.perf_counter()
@@ -83,7 +110,7 @@ class ExperimentRunner:
         skipped = bool(before and before.get("complete") and before.get("fingerprint") == after.get("fingerprint"))
         if not skipped:
             print(f"[rayrg] {name}: finished in {seconds:.1f} s", flush=True)
-        entry = StageRun(stage=name, path=directory, fingerprint=after.get("fingerprint"),
+        entry = StageRun(stage=name, path=as_recorded(directory), fingerprint=after.get("fingerprint"),
                          status="skipped" if skipped else "ran", seconds=seconds)
         self.manifest.stages.append(entry)
         self._write_manifest()
@@ -97,7 +124,7 @@ class ExperimentRunner:
         cfg = self.config.data
         directory = self.out / "data"
         if cfg.source == "path":
-            trajectories, tasks = Path(cfg.trajectories or ""), Path(cfg.eval_tasks or "")
+            trajectories, tasks = _given(cfg.trajectories), _given(cfg.eval_tasks)
             if not tasks.exists():
                 raise FileNotFoundError(f"data.eval_tasks: evaluation tasks file not found: {tasks}")
         elif cfg.source == "babyai":
@@ -111,8 +138,8 @@ class ExperimentRunner:
         # Recorded for selection (`rayrg tune`); `rayrg run` itself selects nothing: it
         # evaluates each run's final checkpoint on the test tasks.
         val = tasks.parent / VAL_TASKS_FILE if tasks.parent == directory else None
-        self.manifest.data = DataEntry(trajectories=trajectories, eval_tasks=tasks,
-                                       val_tasks=val if val is not None and val.exists() else None,
+        self.manifest.data = DataEntry(trajectories=as_recorded(trajectories), eval_tasks=as_recorded(tasks),
+                                       val_tasks=as_recorded(val) if val is not None and val.exists() else None,
                                        fingerprint=dataset_fingerprint(trajectories))
         return trajectories, tasks
 
@@ -127,7 +154,7 @@ class ExperimentRunner:
         self._stage(f"import {cfg.source}", directory, lambda: done.append(fmt.import_(
             source, directory, options, on_change=REDO, address=self.address)))
         imported = done[0]
-        tasks = imported.eval_tasks if imported.eval_tasks is not None else Path(cfg.eval_tasks or "")
+        tasks = imported.eval_tasks if imported.eval_tasks is not None else _given(cfg.eval_tasks)
         if not tasks.exists():
             raise FileNotFoundError(f"data.eval_tasks: evaluation tasks file not found: {tasks}")
         return imported.trajectories, tasks
@@ -153,10 +180,10 @@ class ExperimentRunner:
             # Side outputs where the method says it writes them (not found by probing folders).
             sides = method.side_outputs(label, directory) if method.side_outputs else {}
             self.manifest.labels.append(LabelStep(
-                index=i, method=method.name, path=directory, fingerprint=dataset_fingerprint(directory),
+                index=i, method=method.name, path=as_recorded(directory), fingerprint=dataset_fingerprint(directory),
                 windows=sides.get("windows"), labels=sides.get("labels")))
             current = directory
-        self.manifest.labelled = current
+        self.manifest.labelled = as_recorded(current)
         return current
 
     def _resolve_label(self, label: Any) -> Any:
@@ -192,9 +219,9 @@ class ExperimentRunner:
                 final = final_checkpoint(directory)
                 checkpoints[(name, seed)] = final
                 curve = final / CURVE_FILE
-                self.manifest.train.append(TrainRun(method=name, seed=seed, checkpoint=final,
+                self.manifest.train.append(TrainRun(method=name, seed=seed, checkpoint=as_recorded(final),
                                                     fingerprint=(read_record(directory) or {}).get("fingerprint"),
-                                                    curve=curve if curve.exists() else None))
+                                                    curve=as_recorded(curve) if curve.exists() else None))
         return checkpoints
 
     def evaluate(self, checkpoints: dict[tuple[str, int], Path], tasks: Path) -> None:
@@ -205,7 +232,7 @@ class ExperimentRunner:
         specs = read_eval_tasks(tasks, split="test")
         cfg = self.config.eval_config(tasks)
         runs: list[tuple[str, Literal["learned", "reference"], int | None, str, Path]] = [
-            (name, "learned", seed, str(checkpoint), self.out / "eval" / slug(name) / f"seed{seed}")
+            (name, "learned", seed, str(as_recorded(checkpoint)), self.out / "eval" / slug(name) / f"seed{seed}")
             for (name, seed), checkpoint in checkpoints.items()]
         env_name = specs[0].env_name
         runs += [(ref, "reference", None, ref, self.out / "eval" / "_reference" / ref)
@@ -215,17 +242,24 @@ class ExperimentRunner:
             self._stage(stage_name, directory, lambda p=policy, d=directory: evaluate(
                 cfg, p, d, address=self.address, on_change=REDO, progress=True))
             self.manifest.evaluations.append(Evaluation(
-                method=name, kind=kind, seed=seed, policy=policy, path=directory, episodes=episodes_dir(directory),
+                method=name, kind=kind, seed=seed, policy=policy, path=as_recorded(directory),
+                episodes=as_recorded(episodes_dir(as_recorded(directory))),
                 display_name=self.config.display_name(name) if kind == "learned" else f"{name} (reference)",
                 fingerprint=(read_record(directory) or {}).get("fingerprint"), split="test"))
 
     # -- all ------------------------------------------------------------------------------
-    def run(self) -> Path:
+    def run(self) -> Any:
         from rayrg.runtime import init_ray
+        from rayrg.storage import prepare_output, refuse_local_on_cluster
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "experiment.yaml").write_text(yaml.safe_dump(public(self.config), sort_keys=False))
+        location = prepare_output(out_location(self.config))
         init_ray(self.address)
+        # again, now that the cluster is known: a plain local out on a multi-node or
+        # autoscaling cluster is refused here, before any stage runs
+        refuse_local_on_cluster(location)
+        if location.is_local:
+            Path(location.path).mkdir(parents=True, exist_ok=True)
+        (location / "experiment.yaml").write_text(yaml.safe_dump(public(self.config), sort_keys=False))
         trajectories, tasks = self.data()
         labelled = self.labels(trajectories)
         checkpoints = self.train(labelled)
@@ -238,5 +272,5 @@ class ExperimentRunner:
         return report
 
 
-def run_experiment(config: ExperimentConfig, address: str | None = None, command: str | None = None) -> Path:
+def run_experiment(config: ExperimentConfig, address: str | None = None, command: str | None = None) -> Any:
     return ExperimentRunner(config, address=address, command=command).run()

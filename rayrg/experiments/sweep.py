@@ -101,19 +101,22 @@ def eval_metrics(summary: dict[str, Any]) -> dict[str, float]:
 class EvalReportCallback(TuneReportCallback):
     """On the Train controller: evaluate each reported checkpoint, then forward to Tune."""
 
-    def __init__(self, eval_config: dict[str, Any], eval_dir: str) -> None:
+    def __init__(self, eval_config: dict[str, Any], eval_dir: str, scheme: str | None = None) -> None:
         super().__init__()
         self.eval_config = eval_config
-        self.eval_dir = eval_dir
+        self.eval_dir = eval_dir  # a local path or a URI
+        self.scheme = scheme  # the storage's URI scheme: a checkpoint's path there has none
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         if checkpoint is None:
             return
         from rayrg.evaluation.config import EvalConfig
         from rayrg.evaluation.evaluate import evaluate
+        from rayrg.storage import resolve
 
-        name = Path(checkpoint.path).name
-        summary = evaluate(EvalConfig.from_dict(self.eval_config), checkpoint.path, Path(self.eval_dir) / name,
+        name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
+        policy = f"{self.scheme}://{checkpoint.path}" if self.scheme else checkpoint.path
+        summary = evaluate(EvalConfig.from_dict(self.eval_config), policy, resolve(self.eval_dir) / name,
                            progress=False, on_change="redo")
         super().after_report(run_context, [{**metrics[0], **eval_metrics(summary)}], checkpoint)
 
@@ -127,13 +130,22 @@ def _trial(trial_config: dict[str, Any]) -> None:
     config = TrainConfig.from_dict({**trial_config["train"], "expectile": trial_config["expectile"],
                                     "beta": trial_config["beta"]})
     trial_dir = ray.tune.get_context().get_trial_dir()
-    callback = EvalReportCallback(trial_config["eval"], str(Path(trial_dir) / "eval"))
+    storage = trial_config.get("storage")  # a URI sweep: the trial's checkpoints and evaluations go there
+    if storage:
+        from rayrg.storage import resolve
+
+        trial_dir = (resolve(storage) / "sweep" / Path(trial_dir).name).uri
+    scheme = trial_dir.split("://", 1)[0] if storage else None
+    callback = EvalReportCallback(trial_config["eval"], f"{trial_dir.rstrip('/')}/eval", scheme)
     build_trainer(config, trial_config["dataset"], trial_dir, name="train",
                   callbacks=[callback], keep_checkpoints=None).fit()
 
 
 def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: str | None = None) -> str:
-    """Run the grid; returns the results table as markdown (also written under ``out``)."""
+    """Run the grid; returns the results table as markdown (also written under ``out``).
+
+    ``out`` may be a storage URI: Tune's ``storage_path`` and every trial's checkpoints and
+    evaluations are then there (:func:`rayrg.storage.train_storage`)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -145,25 +157,35 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
 
     require_finished(dataset, "tune", allow=config.train.nan_policy == "zero",
                      opt_in="set train.nan_policy: zero")
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "sweep_config.yaml")
+    from rayrg.storage import prepare_output, refuse_local_on_cluster, train_storage
+
+    location = prepare_output(out)
+    out = Path(location.path) if location.is_local else location
+    if location.is_local:
+        out.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(out / "sweep_config.yaml")
+    else:
+        import yaml
+
+        (location / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
     init_ray(address)
+    refuse_local_on_cluster(location)
     _check_fits(config, float(ray.cluster_resources().get("CPU", 0.0)))
     train = config.train.to_dict()
     for swept in ("expectile", "beta"):  # each hyperparameter appears once, as used
         train.pop(swept)
+    storage_path, filesystem = train_storage(location)
     tuner = tune.Tuner(
         tune.with_resources(_trial, {"cpu": config.trial_cpus}),
-        param_space={"train": train, "dataset": str(Path(dataset).resolve()),
-                     "eval": {**config.eval.to_dict(), "tasks": str(Path(config.eval.tasks).resolve())},
+        param_space={"train": train, "dataset": _arg(dataset), "storage": None if location.is_local else location.uri,
+                     "eval": {**config.eval.to_dict(), "tasks": _arg(config.eval.tasks)},
                      "expectile": tune.grid_search(config.expectiles), "beta": tune.grid_search(config.betas)},
         tune_config=tune.TuneConfig(
             metric=config.metric, mode=config.mode, max_concurrent_trials=config.max_concurrent_trials,
             # one Tune result per evaluated checkpoint, so rungs are counted in checkpoints
             scheduler=ASHAScheduler(time_attr="step", max_t=config.train.num_steps,
                                     grace_period=config.grace_period * config.train.checkpoint_every)),
-        run_config=tune.RunConfig(name="sweep", storage_path=str(out)),
+        run_config=tune.RunConfig(name="sweep", storage_path=storage_path, storage_filesystem=filesystem),
     )
     results = tuner.fit()
     errors = [str(e).strip().splitlines()[-1] for e in results.errors]
@@ -171,12 +193,12 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
         raise RuntimeError(f"{len(errors)} trial(s) failed; first: {errors[0]} (logs under {out / 'sweep'})")
     table = results_table(results.get_dataframe(filter_metric=config.metric, filter_mode=config.mode),
                           config.metric, config.mode)
-    table.to_csv(out / "sweep_results.csv", index=False)
+    (location / "sweep_results.csv").write_text(table.to_csv(index=False))
     best = table.iloc[0].to_dict()
-    (out / "best.json").write_text(json.dumps({"metric": config.metric, "mode": config.mode, **best},
-                                              indent=2, default=str))
+    (location / "best.json").write_text(json.dumps({"metric": config.metric, "mode": config.mode, **best},
+                                                   indent=2, default=str))
     markdown = table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False)
-    (out / "sweep_results.md").write_text(markdown + "\n")
+    (location / "sweep_results.md").write_text(markdown + "\n")
     return (markdown + f"\n\nBest: expectile {best['expectile']}, beta {best['beta']} "
             f"({config.metric} {best[config.metric]:.3f} at step {best['step']})"
             f"\nTensorBoard: tensorboard --logdir {out / 'sweep'}")
@@ -192,6 +214,14 @@ def selection_tasks(config: SweepConfig) -> list[Any]:
                           "validation tasks (give the val_tasks.json of `rayrg generate`, or "
                           "`rayrg tune --val-tasks`)")
     return read_eval_tasks(config.eval.tasks, split="validation")
+
+
+def _arg(path: str | Path) -> str:
+    """A path for the trials: absolute if local (they run elsewhere), else the URI."""
+    from rayrg.storage import resolve
+
+    location = resolve(path)
+    return location.path if location.is_local else location.uri
 
 
 def results_table(frame: Any, metric: str, mode: str) -> Any:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from rayrg.contracts.episodes import read_episodes
 from rayrg.contracts.manifest import MANIFEST_FILE, Manifest, read_manifest
 from rayrg.report import plots
 from rayrg.report import sections as report_sections
+from rayrg.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -272,12 +275,32 @@ def _method_sections(manifest: Manifest, report_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def build_report(out: str | Path) -> Path:
-    """Write ``<out>/report/report.{md,html,json}`` from ``<out>/manifest.json`` alone."""
-    out = Path(out)
-    manifest = read_manifest(out)
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
+def build_report(out: str | os.PathLike[str] | Location) -> Path | Location:
+    """Write ``<out>/report/report.{md,html,json}`` from ``<out>/manifest.json`` alone.
+
+    ``out`` may be a storage URI (``s3://…``): the report and its plots are made in a local
+    temporary folder (matplotlib and the browser page write files) and then uploaded to
+    ``<out>/report``; the returned ``report.md`` is then a :class:`~rayrg.storage.Location`.
+    """
+    from rayrg.storage import prepare_output
+
+    location = prepare_output(out)
+    if location.local_path is not None:
+        report_dir = location.local_path / "report"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        _build(read_manifest(location.local_path), report_dir, str(location.local_path / MANIFEST_FILE))
+        return report_dir / "report.md"
+    manifest = read_manifest(location.uri)
+    target = location / "report"
+    with tempfile.TemporaryDirectory(prefix="rayrg-report-") as tmp:
+        _build(manifest, Path(tmp), str(location / MANIFEST_FILE))
+        for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+            (target / path.relative_to(tmp).as_posix()).write_bytes(path.read_bytes())
+    return target / "report.md"
+
+
+def _build(manifest: Manifest, report_dir: Path, manifest_name: str) -> None:
+    """The report of ``manifest`` written into the local folder ``report_dir``."""
     labels, method_notes = _display_names(manifest)
     all_notes = list(manifest.notes)
 
@@ -286,7 +309,7 @@ def build_report(out: str | Path) -> Path:
         sections += [f"> **{note}**", ""]
     if method_notes:
         sections += ["Notes on methods:", ""] + [f"- {labels.get(k, k)}: {v}" for k, v in method_notes.items()] + [""]
-    numbers: dict[str, Any] = {"notes": all_notes, "manifest": str(out / MANIFEST_FILE)}
+    numbers: dict[str, Any] = {"notes": all_notes, "manifest": manifest_name}
     results = load_episode_results(manifest)
     md, numbers["design"] = report_sections.design(manifest, results)
     sections.append(md)
@@ -313,7 +336,6 @@ def build_report(out: str | Path) -> Path:
     (report_dir / "report.md").write_text(markdown)
     (report_dir / "report.json").write_text(json.dumps(numbers, indent=2, default=str))
     (report_dir / "report.html").write_text(_to_html(markdown, title=f"rayrg report: {manifest.name}"))
-    return report_dir / "report.md"
 
 
 def _to_html(markdown: str, title: str) -> str:

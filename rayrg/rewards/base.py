@@ -123,7 +123,7 @@ def write_labelled_dataset(
     config) and is stored in the metadata after :func:`~rayrg.config.scrub_secrets`
     (every method's provenance passes here, so none can write a credential).
     """
-    from rayrg._storage_shim import open_input, prepare_output
+    from rayrg.storage import open_input, prepare_output
     from rayrg.windows.staging import as_arg
 
     source_loc, out_loc = open_input(source), prepare_output(out)

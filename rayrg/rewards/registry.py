@@ -221,11 +221,10 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: Any, out: Any, 
     unfinished ``dataset`` anyway (the output stays marked unfinished).
     """
 
-    from rayrg._storage_shim import open_input, prepare_output
     from rayrg.contracts.datasets import read_metadata, write_metadata
     from rayrg.data.access import UNFINISHED_KEY, require_finished
     from rayrg.provenance import claim
-    from rayrg.storage import resolve
+    from rayrg.storage import open_input, prepare_output, resolve
     from rayrg.windows.staging import as_arg
 
     # Paths or URIs (rayrg.storage): a local one stays a Path, as before. Nothing is created

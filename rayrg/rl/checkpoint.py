@@ -11,6 +11,10 @@ A training run's directory holds its Ray Train checkpoints (``iql/checkpoint_*``
 and, when it finished, ``final/`` (:func:`final_checkpoint`), the checkpoint evaluation
 and the experiment use. These names live here only; other modules use the functions.
 
+Every function takes a local path or a storage URI (:mod:`rayrg.storage`): a run on a
+cluster keeps its checkpoints in a bucket. A local path gives back a ``Path``, as always; a
+URI gives back a :class:`~rayrg.storage.Location`.
+
 Training (save, resume), and the evaluation policy all go through this module, so a
 checkpoint always rebuilds the networks it was trained with — observation kind, history
 and, for ``features``, the frozen image encoder that made them (``spec.image_encoder``).
@@ -18,10 +22,17 @@ and, for ``features``, the frozen image encoder that made them (``spec.image_enc
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rayrg.storage import Location, resolve
+
+Where = Path | Location  # a local checkpoint folder (as today) or one in object storage
 
 LEARNER_FILE = "learner.pt"
 FEATURIZER_FILE = "featurizer.json"
@@ -29,14 +40,48 @@ STEP_FILE = "step.txt"
 FINAL_DIR = "final"  # <train out>/final: the finished run's checkpoint
 
 
-def final_checkpoint(out: str | Path) -> Path:
+def as_where(location: Location) -> Where:
+    """A local location as the absolute ``Path`` callers always got; a URI as it is."""
+    return Path(location.path) if location.is_local else location
+
+
+def final_checkpoint(out: str | os.PathLike[str] | Location) -> Where:
     """Where a training run writing to ``out`` leaves its final checkpoint."""
-    return Path(out) / FINAL_DIR
+    return as_where(resolve(out) / FINAL_DIR)
 
 
-def staging_dir(out: str | Path) -> Path:
+def staging_dir(out: str | os.PathLike[str] | Location) -> Where:
     """Where the final checkpoint is assembled before it is renamed into place (atomic)."""
-    return Path(out) / f"{FINAL_DIR}.tmp"
+    return as_where(resolve(out) / f"{FINAL_DIR}.tmp")
+
+
+def publish_checkpoint(source: Path, out: str | os.PathLike[str] | Location, extra: dict[str, str]) -> Where:
+    """Copy the local checkpoint folder ``source`` plus ``extra`` files (name → text) to
+    ``<out>/final``; returns it.
+
+    Local: assembled in :func:`staging_dir` and renamed into place (atomic). Object stores
+    have no rename of a folder: the files are uploaded with ``step.txt`` last, so a folder
+    a killed upload left behind has no step and counts as no final checkpoint
+    (:func:`finished_step`); it is replaced by the next run.
+    """
+    final = resolve(out) / FINAL_DIR
+    if final.is_local:
+        tmp = Path(final.path).with_name(f"{FINAL_DIR}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        for name, text in extra.items():
+            (tmp / name).write_text(text)
+        tmp.replace(final.path)
+        return Path(final.path)
+    final.delete_tree()
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name != STEP_FILE):
+        (final / path.relative_to(source).as_posix()).write_bytes(path.read_bytes())
+    for name, text in extra.items():
+        (final / name).write_text(text)
+    step = source / STEP_FILE
+    if step.exists():  # last: the folder is a checkpoint only once everything else is there
+        (final / STEP_FILE).write_bytes(step.read_bytes())
+    return final
 
 
 @dataclass
@@ -81,27 +126,28 @@ def save_checkpoint(directory: str | Path, learner: Any, featurizer: Any) -> Non
     (directory / STEP_FILE).write_text(str(learner.step))
 
 
-def is_checkpoint(directory: str | Path) -> bool:
-    return (Path(directory) / LEARNER_FILE).exists() and (Path(directory) / STEP_FILE).exists()
+def is_checkpoint(directory: str | os.PathLike[str] | Location) -> bool:
+    location = resolve(directory)
+    return (location / LEARNER_FILE).exists() and (location / STEP_FILE).exists()
 
 
-def checkpoint_step(directory: str | Path) -> int:
-    return int((Path(directory) / STEP_FILE).read_text())
+def checkpoint_step(directory: str | os.PathLike[str] | Location) -> int:
+    return int((resolve(directory) / STEP_FILE).read_text())
 
 
-def finished_step(directory: str | Path) -> int | None:
+def finished_step(directory: str | os.PathLike[str] | Location) -> int | None:
     """The step of the checkpoint at ``directory``, or None when there is none."""
-    return checkpoint_step(directory) if (Path(directory) / STEP_FILE).exists() else None
+    return checkpoint_step(directory) if (resolve(directory) / STEP_FILE).exists() else None
 
 
-def load_featurizer(directory: str | Path) -> Any:
+def load_featurizer(directory: str | os.PathLike[str] | Location) -> Any:
     from rayrg.rl.data import TextFeaturizer
 
-    raw = json.loads((Path(directory) / FEATURIZER_FILE).read_text())
+    raw = json.loads((resolve(directory) / FEATURIZER_FILE).read_text())
     return TextFeaturizer(raw["kind"], raw["vocab"])
 
 
-def load_state(directory: str | Path, device: Any = "cpu") -> dict[str, Any]:
+def load_state(directory: str | os.PathLike[str] | Location, device: Any = "cpu") -> dict[str, Any]:
     """The learner state; one clear line if the directory is not an IQL checkpoint."""
     import pickle
 
@@ -109,11 +155,13 @@ def load_state(directory: str | Path, device: Any = "cpu") -> dict[str, Any]:
 
     from rayrg.config import ConfigError
 
-    directory = Path(directory)
-    if not (directory / LEARNER_FILE).exists():
+    directory = resolve(directory)
+    learner = directory / LEARNER_FILE
+    if not learner.exists():
         raise FileNotFoundError(f"{directory}: no {LEARNER_FILE} (not an IQL checkpoint)")
     try:
-        state = torch.load(directory / LEARNER_FILE, map_location=device, weights_only=False)
+        source = learner.local_path or io.BytesIO(learner.read_bytes())
+        state = torch.load(source, map_location=device, weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
         raise ConfigError(f"{directory}: not a checkpoint this rayrg can load ({exc})") from exc
     if not isinstance(state, dict) or "obs" not in state.get("spec", {}):
@@ -122,7 +170,7 @@ def load_state(directory: str | Path, device: Any = "cpu") -> dict[str, Any]:
     return state
 
 
-def load_policy_network(directory: str | Path, device: Any = "cpu") -> tuple[Any, Any, NetworkSpec, Any]:
+def load_policy_network(directory: str | os.PathLike[str] | Location, device: Any = "cpu") -> tuple[Any, Any, NetworkSpec, Any]:
     """(policy network, shared encoder or None, spec, TrainConfig), in eval mode."""
     from rayrg.rl.config import TrainConfig
 

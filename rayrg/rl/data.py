@@ -134,7 +134,8 @@ def _feature_sidecar(features_dir: str | Path, keys: list[tuple[str, int]],
     """(features per row, final features per episode's last row, encoder record) of `rayrg encode`."""
     from rayrg.contracts.features import read_encoder_record, read_features
 
-    directory = Path(features_dir)
+    # as given (a local path or a URI): the features contract reads either
+    directory = features_dir
     record = read_encoder_record(directory)
     table = read_features(directory)
     where = {(e, int(t)): i for i, (e, t) in enumerate(zip(table.column("episode_id").to_pylist(),

@@ -6,32 +6,42 @@ into Python numbers only every ``report_every`` steps. Checkpoints every
 ``checkpoint_every`` steps; a killed run resumes from the newest checkpoint under ``out``
 (Train V2 resumes by loading the checkpoint in the worker function; the path travels in
 ``train_loop_config``). The final checkpoint is copied to ``<out>/final``.
+
+``out`` may be a storage URI (``s3://…``): Ray Train then writes every checkpoint there
+through ``RunConfig(storage_path=, storage_filesystem=)`` (:func:`rayrg.storage.train_storage`),
+a restarted run resumes from the bucket's newest one, and nothing is written to a local disk
+but Ray's own temporary folders.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rayrg.contracts.curves import read_curve, write_curve
 from rayrg.provenance import OnChange
 from rayrg.rl.checkpoint import (
     LEARNER_FILE,
+    Where,
+    as_where,
     checkpoint_step,
     final_checkpoint,
     finished_step,
     is_checkpoint,
     load_featurizer,
     load_state,
+    publish_checkpoint,
     save_checkpoint,
-    staging_dir,
 )
 from rayrg.rl.config import TrainConfig
+from rayrg.storage import Location, resolve, train_storage
 
 log = logging.getLogger(__name__)
 
@@ -145,24 +155,36 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         torch.save(learner.state_dict(), Path(loop_config["dump_parameters_to"]) / f"rank{rank}.pt")
 
 
-def build_trainer(config: TrainConfig, dataset: str | Path, storage_path: str | Path, name: str = RUN_NAME,
-                  resume_from: str | Path | None = None, callbacks: list[Any] | None = None,
-                  keep_checkpoints: int | None = 2) -> Any:
-    """The ``TorchTrainer`` of one IQL run; ``rayrg train`` and every Tune trial use this."""
+def as_arg(location: Location) -> str:
+    """A location as a plain string for a worker or for a function of another stage: the
+    absolute path of a local one, the URI of one in object storage."""
+    return location.path if location.is_local else location.uri
+
+
+def build_trainer(config: TrainConfig, dataset: str | os.PathLike[str] | Location,
+                  storage_path: str | os.PathLike[str] | Location, name: str = RUN_NAME,
+                  resume_from: str | os.PathLike[str] | Location | None = None,
+                  callbacks: list[Any] | None = None, keep_checkpoints: int | None = 2) -> Any:
+    """The ``TorchTrainer`` of one IQL run; ``rayrg train`` and every Tune trial use this.
+
+    ``storage_path`` (a local path or a URI) is where Ray Train writes the checkpoints; on a
+    cluster it must be storage every node reaches."""
     from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from rayrg.runtime import ray_log_level
 
     resources = {"CPU": config.worker_cpus(), **({"GPU": 1} if config.use_gpu else {})}
+    path, filesystem = train_storage(storage_path)
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"train": config.to_dict(), "dataset": str(Path(dataset).resolve()),
-                           "resume_from": str(resume_from) if resume_from else None,
+        train_loop_config={"train": config.to_dict(), "dataset": as_arg(resolve(dataset)),
+                           "resume_from": as_arg(resolve(resume_from)) if resume_from else None,
                            "log_level": ray_log_level()},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(storage_path), callbacks=callbacks or [],
+        run_config=RunConfig(name=name, storage_path=path, storage_filesystem=filesystem,
+                             callbacks=callbacks or [],
                              checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints),
                              # Ray Train's per-report INFO lines stay off the console by default;
                              # progress_callback prints rayrg's own line instead.
@@ -188,9 +210,11 @@ def progress_callback(num_steps: int) -> Any:
     return TrainProgress()
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    found = [(checkpoint_step(p), p) for p in (out / RUN_NAME).glob("checkpoint_*") if is_checkpoint(p)]
-    return max(found)[1] if found else None
+def latest_checkpoint(out: str | os.PathLike[str] | Location) -> Where | None:
+    """The newest complete Ray Train checkpoint under ``out`` (a local path or a URI)."""
+    found = [(checkpoint_step(p), p.uri, p) for p in (resolve(out) / RUN_NAME).ls()
+             if p.name.startswith("checkpoint_") and is_checkpoint(p)]
+    return as_where(max(found)[2]) if found else None
 
 
 # Settings that change how a run is executed, never its result; num_steps is special: more
@@ -199,7 +223,7 @@ RUNTIME_FIELDS = ("num_steps", "torch_threads", "cpus_per_worker", "use_gpu", "c
                   "report_every", "updates_per_call")
 
 
-def train_inputs(config: TrainConfig, dataset: str | Path) -> dict[str, Any]:
+def train_inputs(config: TrainConfig, dataset: str | os.PathLike[str]) -> dict[str, Any]:
     """What a training run is keyed to: the dataset's fingerprint and the result-relevant config."""
     from rayrg.provenance import dataset_fingerprint
 
@@ -212,9 +236,20 @@ def train_inputs(config: TrainConfig, dataset: str | Path) -> dict[str, Any]:
     return inputs
 
 
-def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: str | None = None,
-          on_change: OnChange = "refuse") -> Path:
+def _write_config(config: TrainConfig, out: Location) -> None:
+    if out.is_local:
+        config.to_yaml(Path(out.path) / "train_config.yaml")
+    else:
+        (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
+
+
+def train(config: TrainConfig, dataset: str | os.PathLike[str], out: str | os.PathLike[str] | Location,
+          address: str | None = None, on_change: OnChange = "refuse") -> Where:
     """Train (or finish training) and return ``<out>/final``, the final checkpoint.
+
+    ``out`` is a local path (a ``Path`` comes back) or a storage URI (a
+    :class:`~rayrg.storage.Location` comes back); it is checked before any work
+    (:func:`rayrg.storage.prepare_output`).
 
     ``out`` is keyed to the dataset and config (:mod:`rayrg.provenance`). A finished run of
     the same inputs is returned as it is; an interrupted one resumes from its newest
@@ -225,15 +260,18 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     from rayrg.data.access import require_finished
     from rayrg.provenance import StaleOutputError, claim
     from rayrg.rl.data import check_training_data
+    from rayrg.storage import prepare_output
 
+    location = prepare_output(out)
+    dataset = as_arg(resolve(dataset))
     # nan_policy: zero is the opt-in: failed windows are learned as reward 0, and the run is
     # keyed to which ones failed (the dataset's unfinished key), so it is redone after the retry.
     require_finished(dataset, "train", allow=config.nan_policy == "zero", opt_in="set nan_policy: zero")
     check_training_data(dataset, config.reward_column, config.nan_policy, config.observation, config.features_dir)
-    out = Path(out).resolve()
-    final = final_checkpoint(out)
+    out = as_where(location)  # what provenance takes: a Path, or (a URI) the Location
+    final = final_checkpoint(location)
     inputs = train_inputs(config, dataset)
-    claimed = claim(out, "train", inputs, on_change=on_change, quiet=True)
+    claimed = claim(_claim_arg(location), "train", inputs, on_change=on_change, quiet=True)
     done_step = finished_step(final)
     if done_step is not None and done_step > config.num_steps:
         what = f"it was trained to step {done_step}, the config asks for {config.num_steps}"
@@ -241,10 +279,10 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
             raise StaleOutputError(f"train: {out}: {what}; rerun with --overwrite to train again from "
                                    "step 0, or choose another --out")
         print(f"[rayrg] train: {what}; training again from step 0 in {out}", flush=True)
-        shutil.rmtree(out)
-        claimed = claim(out, "train", inputs, on_change=on_change)
+        location.delete_tree()
+        claimed = claim(_claim_arg(location), "train", inputs, on_change=on_change)
         done_step = None
-    if done_step == config.num_steps and (final / LEARNER_FILE).exists():
+    if done_step == config.num_steps and resolve(final / LEARNER_FILE).exists():
         print(f"[rayrg] train: finished earlier in {out} (step {done_step}), skipping", flush=True)
         if not claimed.done:
             claimed.finish(final=str(final), step=done_step)
@@ -252,23 +290,29 @@ def train(config: TrainConfig, dataset: str | Path, out: str | Path, address: st
     if done_step is not None:  # more steps of the same run: continue from the last checkpoint
         print(f"[rayrg] train: continuing the run in {out} from step {done_step} to {config.num_steps}",
               flush=True)
-        shutil.rmtree(final)
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "train_config.yaml")
-    resume = latest_checkpoint(out)
+        resolve(final).delete_tree()
+    elif done_step is None:  # a final folder a killed upload left behind (no step.txt)
+        resolve(final).delete_tree()
+    if location.is_local:
+        Path(location.path).mkdir(parents=True, exist_ok=True)
+    _write_config(config, location)
+    resume = latest_checkpoint(location)
     if resume is not None:
         print(f"[rayrg] train: resuming from {resume} (step {checkpoint_step(resume)})", flush=True)
-    result = _fit(config, dataset, out, resume, address)
-    tmp = staging_dir(out)
-    shutil.rmtree(tmp, ignore_errors=True)
+    result = _fit(config, dataset, location, resume, address)
+    extra = {"metrics.json": json.dumps(result.metrics, indent=2, default=str),
+             "provenance.json": json.dumps({"fingerprint": claimed.fingerprint, "inputs": inputs},
+                                           indent=2, default=str)}
     with result.checkpoint.as_directory() as directory:
-        shutil.copytree(directory, tmp)
-    (tmp / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=str))
-    (tmp / "provenance.json").write_text(json.dumps({"fingerprint": claimed.fingerprint, "inputs": inputs},
-                                                    indent=2, default=str))
-    tmp.replace(final)
+        final = publish_checkpoint(Path(directory), location, extra)
     claimed.finish(final=str(final), step=checkpoint_step(final))
     return final
+
+
+def _claim_arg(location: Location) -> Any:
+    """``out`` as :func:`rayrg.provenance.claim` takes it: the local ``Path`` as always, or
+    the URI (provenance records go through :mod:`rayrg.storage` with the stage's output)."""
+    return Path(location.path) if location.is_local else location.uri
 
 
 def check_fits(config: TrainConfig) -> None:
@@ -284,10 +328,12 @@ def check_fits(config: TrainConfig) -> None:
                           f"{have:g}: lower torch_threads or num_workers")
 
 
-def _fit(config: TrainConfig, dataset: str | Path, out: Path, resume: Path | None, address: str | None) -> Any:
+def _fit(config: TrainConfig, dataset: str, out: Location, resume: Where | None, address: str | None) -> Any:
     from rayrg.runtime import init_ray
+    from rayrg.storage import refuse_local_on_cluster
 
     init_ray(address)
+    refuse_local_on_cluster(out)  # again, now that the cluster is known: every node must see `out`
     check_fits(config)
     result = build_trainer(config, dataset, out, resume_from=resume,
                            callbacks=[progress_callback(config.num_steps)]).fit()

@@ -164,8 +164,8 @@ def make_windows(trajectories: str | os.PathLike[str] | Location, out: str | os.
     """
     import ray
 
-    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.runtime import init_ray
+    from rayrg.storage import open_input, prepare_output, refuse_local_on_cluster
 
     config = config or WindowConfig()
     source_loc, out_loc = open_input(trajectories), prepare_output(out)

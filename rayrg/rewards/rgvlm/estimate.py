@@ -193,7 +193,7 @@ def window_texts(config: RGVLMConfig, dataset: str | Path) -> tuple[list[WindowT
     """The windows a run of ``config`` would label (``max_windows`` applied) and the (width,
     height) of their grid image as sent (after ``max_image_side``)."""
     if config.windows_dir:
-        from rayrg._storage_shim import open_input
+        from rayrg.storage import open_input
         from rayrg.windows.staging import as_arg
 
         windows, image = _windows_from_windows_dir(as_arg(open_input(config.windows_dir)))

@@ -335,9 +335,14 @@ def label_windows(ds, config: RGVLMConfig, cache_dir: Any, identity: str | None 
 def label_rgvlm(config: RGVLMConfig, dataset: Any, out: Any, *, address: str | None = None) -> Any:
     """``dataset``, ``out`` and the config's ``windows_dir``/``labels_dir``/``cache_dir``: local
     paths or storage URIs (:mod:`rayrg.storage`)."""
-    from rayrg._storage_shim import open_input, prepare_output, refuse_local_on_cluster
     from rayrg.runtime import init_ray, quiet_ray_data
-    from rayrg.storage import claim_shared, release_shared
+    from rayrg.storage import (
+        claim_shared,
+        open_input,
+        prepare_output,
+        refuse_local_on_cluster,
+        release_shared,
+    )
     from rayrg.windows.build import make_windows
     from rayrg.windows.staging import as_arg, checked_for_write, discard, publish, staging_for
 

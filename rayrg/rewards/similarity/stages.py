@@ -255,7 +255,7 @@ def score_variants(method: SimilarityMethod, configs: Sequence[SimilarityConfig]
     for c in configs if address in (None, "", "local") else ():  # on a cluster: the workers' disks
         check_model_weights(c.model, "model")
     start = time.perf_counter()
-    from rayrg._storage_shim import open_input
+    from rayrg.storage import open_input
     from rayrg.windows.staging import as_arg
 
     dataset = as_arg(open_input(dataset))  # a path or a URI (rayrg.storage)
@@ -342,7 +342,7 @@ def summary(config: SimilarityConfig, scored: Scored) -> dict[str, Any]:
 
 def _write(config: SimilarityConfig, scored: Scored, columns: dict[str, np.ndarray],
            provenances: dict[str, dict[str, Any]], dataset: Any, out: Any) -> Any:
-    from rayrg._storage_shim import prepare_output
+    from rayrg.storage import prepare_output
     from rayrg.windows.staging import as_arg
 
     out_loc = prepare_output(out)
