@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rayrg.config import ConfigError
+from rayrg.storage import resolve
 
 VERSION = 1
 BENCH_FILE = "bench.json"
@@ -22,18 +23,15 @@ BENCH_FILE = "bench.json"
 
 def write_bench(out: str | Path, result: dict[str, Any]) -> Path:
     """``<out>/bench.json`` stamped with ``VERSION``, written atomically."""
-    path = Path(out) / BENCH_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{BENCH_FILE}.tmp")
-    tmp.write_text(json.dumps({**result, "version": VERSION}, indent=2, sort_keys=True))
-    tmp.replace(path)
+    path = resolve(out) / BENCH_FILE
+    path.write_text(json.dumps({**result, "version": VERSION}, indent=2, sort_keys=True))  # atomic
     return path
 
 
 def read_bench(out: str | Path) -> dict[str, Any]:
     """The results in ``<out>/bench.json`` (without the version stamp); one line if absent,
     unreadable, or of a version this rayrg does not read."""
-    path = Path(out) / BENCH_FILE
+    path = resolve(out) / BENCH_FILE
     if not path.exists():
         raise ConfigError(f"{out}: no {BENCH_FILE} (run `rayrg reward-bench` first)")
     try:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.storage import resolve
 
 VERSION = 1
 CURVE_FILE = "train_curve.json"
@@ -33,7 +34,7 @@ class Curve(BaseModel):
 
 def write_curve(directory: str | Path, records: Sequence[dict[str, Any]]) -> Path:
     """Write ``<directory>/train_curve.json`` (records as numbers, sorted by step)."""
-    path = Path(directory) / CURVE_FILE
+    path = resolve(directory) / CURVE_FILE
     rows = sorted(({k: float(v) for k, v in r.items()} for r in records), key=lambda r: r["step"])
     path.write_text(json.dumps(Curve(records=rows).model_dump()))
     return path
@@ -42,7 +43,7 @@ def write_curve(directory: str | Path, records: Sequence[dict[str, Any]]) -> Pat
 def read_curve(path: str | Path) -> list[dict[str, float]]:
     """The records of a curve file (or of ``<path>/train_curve.json`` for a checkpoint folder);
     [] when there is none (checkpoints written before curves existed)."""
-    path = Path(path)
+    path = resolve(path)
     if path.is_dir():
         path = path / CURVE_FILE
     if not path.exists():

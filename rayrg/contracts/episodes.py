@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayrg.config import ConfigError
+from rayrg.storage import Location, native, resolve
 
 VERSION = 1
 VERSION_KEY = b"rayrg.episodes.version"
@@ -35,24 +36,31 @@ SCHEMA = pa.schema([
 _STAMPED = SCHEMA.with_metadata({VERSION_KEY: str(VERSION).encode()})
 
 
-def episodes_dir(eval_out: str | Path) -> Path:
+def episodes_dir(eval_out: str | Path | Location) -> Path | Location:
     """Where an evaluation writes its episodes (the manifest records this path)."""
-    return Path(eval_out) / EPISODES_DIR
+    return native(resolve(eval_out) / EPISODES_DIR)
 
 
-def write_episodes(directory: str | Path, name: str, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``rows`` (SCHEMA's columns) as ``<directory>/<name>.parquet``, atomically and stamped."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{name}.parquet.tmp"
-    pq.write_table(pa.Table.from_pylist(list(rows), schema=_STAMPED), tmp)
-    path = directory / f"{name}.parquet"
-    tmp.replace(path)
-    return path
+def write_episodes(directory: str | Path | Location, name: str, rows: Sequence[dict[str, Any]]) -> Path | Location:
+    """Write ``rows`` (SCHEMA's columns) as ``<directory>/<name>.parquet``, stamped; atomically
+    on a local disk, as one upload on an object store (an object appears only when whole)."""
+    location = resolve(directory)
+    table = pa.Table.from_pylist(list(rows), schema=_STAMPED)
+    if location.is_local:
+        local = Path(location.path)
+        local.mkdir(parents=True, exist_ok=True)
+        tmp = local / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(local / f"{name}.parquet")
+    else:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        (location / f"{name}.parquet").write_bytes(sink.getvalue().to_pybytes())
+    return native(location / f"{name}.parquet")
 
 
-def _version(path: Path) -> int:
-    schema = pq.read_schema(path)
+def _version(path: Location) -> int:
+    schema = pq.read_schema(path.path, filesystem=path.fs)
     raw = (schema.metadata or {}).get(VERSION_KEY)
     try:
         version = int(raw) if raw is not None else 0
@@ -69,9 +77,10 @@ def _version(path: Path) -> int:
 
 def read_episodes(directory: str | Path) -> list[dict[str, Any]]:
     """Every episode row under ``directory`` (empty when it has none)."""
-    files = sorted(Path(directory).glob("*.parquet"))
+    location = resolve(directory)
+    files = [f for f in location.glob(".parquet") if not f.name.startswith(".")] if location.exists() else []
     for path in files:
         _version(path)
     if not files:
         return []
-    return pq.read_table(files, schema=SCHEMA).to_pylist()
+    return pq.read_table([f.path for f in files], schema=SCHEMA, filesystem=location.fs).to_pylist()

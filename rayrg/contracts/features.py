@@ -18,22 +18,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayrg.contracts.versions import UNSTAMPED, DatasetError, parquet_files, refuse_version
+from rayrg.storage import resolve
 
 ENCODER_FILE = "encoder.json"
+
 VERSION = 1
 READABLE_VERSIONS = (UNSTAMPED, 1)
 FEATURE_COLUMNS = ("episode_id", "step", "feature", "final_feature")
 
 
 def write_encoder_record(directory: str | Path, record: dict[str, Any]) -> Path:
-    path = Path(directory) / ENCODER_FILE
+    path = resolve(directory) / ENCODER_FILE
     path.write_text(json.dumps({**record, "version": VERSION}, indent=2))
     return path
 
 
 def read_encoder_record(directory: str | Path) -> dict[str, Any]:
     """The encoder record (without the contract's ``version``), one line if absent or unreadable."""
-    path = Path(directory) / ENCODER_FILE
+    path = resolve(directory) / ENCODER_FILE
     if not path.exists():
         raise DatasetError(f"{directory}: no {ENCODER_FILE} (not a `rayrg encode` output)")
     try:

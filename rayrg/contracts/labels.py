@@ -27,8 +27,10 @@ from rayrg.contracts.versions import (
     refuse_version,
     stamped,
 )
+from rayrg.storage import resolve
 
 NAME = "labels"
+
 VERSION = 1
 READABLE_VERSIONS = (UNSTAMPED, 1)
 SUMMARY_FILE = "_rgvlm_summary.json"  # "_" prefix: Parquet readers of the labelled dataset skip it
@@ -140,7 +142,7 @@ def read_labels(directory: str | Path, columns: Iterable[str] | None = None, *,
 def write_summary(directory: str | Path, summary: dict[str, Any], name: str = SUMMARY_FILE) -> Path:
     """``<directory>/_rgvlm_summary.json`` stamped with ``version``; ``name``: another method's
     summary file (``_<method>_summary.json``: the progress labellers)."""
-    path = Path(directory) / name
+    path = resolve(directory) / name
     path.write_text(json.dumps({**summary, "version": SUMMARY_VERSION}, indent=2))
     return path
 
@@ -149,8 +151,8 @@ def read_summary(directory: str | Path, name: str = SUMMARY_FILE) -> dict[str, A
     """The labelling run's summary in ``directory`` (None when it has none); one line when it
     is corrupt or of a version this rayrg does not read. ``name``: another method's summary
     file (``_<method>_summary.json``), which follows the same contract."""
-    path = Path(directory) / name
-    if not path.is_file():
+    path = resolve(directory) / name
+    if not path.exists() or path.is_dir():
         return None
     try:
         summary = json.loads(path.read_text())

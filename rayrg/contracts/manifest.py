@@ -15,14 +15,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.storage import Location, native, resolve
 
 VERSION = 1
 MANIFEST_FILE = "manifest.json"
+
+
+def _where(value: Any) -> Any:
+    return native(resolve(value))
+
+
+# A recorded output: a local Path (as before) or, for a storage URI, its Location (a plain Path
+# would collapse ``s3://b/x`` to ``s3:/b/x``); both join with ``/``. Written as its string.
+Where = Annotated[Any, BeforeValidator(_where), PlainSerializer(str, return_type=str)]
 
 
 class _Entry(BaseModel):
@@ -33,16 +43,16 @@ class StageRun(_Entry):
     """One stage as the runner ran it."""
 
     stage: str
-    path: Path
+    path: Where
     fingerprint: str | None = None
     status: Literal["ran", "skipped"]  # skipped: complete earlier with the same inputs
     seconds: float = 0.0
 
 
 class DataEntry(_Entry):
-    trajectories: Path
-    eval_tasks: Path  # the TEST tasks, read with rayrg.contracts.tasks
-    val_tasks: Path | None = None  # the VALIDATION tasks (selection only; None: the data made none)
+    trajectories: Where
+    eval_tasks: Where  # the TEST tasks, read with rayrg.contracts.tasks
+    val_tasks: Where | None = None  # the VALIDATION tasks (selection only; None: the data made none)
     fingerprint: str | None = None
 
 
@@ -51,20 +61,20 @@ class LabelStep(_Entry):
 
     index: int
     method: str
-    path: Path
+    path: Where
     fingerprint: str | None = None
     # Side outputs other stages read, where the method says it writes them (RG-VLM only).
-    windows: Path | None = None
-    labels: Path | None = None
+    windows: Where | None = None
+    labels: Where | None = None
 
 
 class TrainRun(_Entry):
     method: str
     seed: int
-    checkpoint: Path
+    checkpoint: Where
     fingerprint: str | None = None
     # Its training curve (rayrg.contracts.curves); None for checkpoints made before curves existed.
-    curve: Path | None = None
+    curve: Where | None = None
 
 
 class Evaluation(_Entry):
@@ -72,8 +82,8 @@ class Evaluation(_Entry):
     kind: Literal["learned", "reference"]
     seed: int | None = None  # the training seed; None for a reference policy
     policy: str
-    path: Path
-    episodes: Path  # read with rayrg.contracts.episodes
+    path: Where
+    episodes: Where  # read with rayrg.contracts.episodes
     display_name: str
     fingerprint: str | None = None
     # Which task set it played (rayrg.contracts.tasks): the report measures on "test" only.
@@ -102,7 +112,7 @@ class Manifest(_Entry):
     stages: list[StageRun] = Field(default_factory=list)
     data: DataEntry | None = None
     labels: list[LabelStep] = Field(default_factory=list)
-    labelled: Path | None = None  # the labelled dataset training read (the chain's last step)
+    labelled: Where | None = None  # the labelled dataset training read (the chain's last step)
     train: list[TrainRun] = Field(default_factory=list)
     evaluations: list[Evaluation] = Field(default_factory=list)
     methods: dict[str, MethodEntry] = Field(default_factory=dict)
@@ -111,23 +121,21 @@ class Manifest(_Entry):
     claims: Claims | None = None
 
 
-def manifest_path(out: str | Path) -> Path:
-    return Path(out) / MANIFEST_FILE
+def manifest_path(out: str | Path | Location) -> Path | Location:
+    """``<out>/manifest.json``: a local Path, or a Location for a storage URI."""
+    return native(resolve(out) / MANIFEST_FILE)
 
 
-def write_manifest(out: str | Path, manifest: Manifest) -> Path:
-    """Write ``<out>/manifest.json`` atomically, stamped with ``VERSION``."""
-    path = manifest_path(out)
-    tmp = path.with_suffix(".json.tmp")
+def write_manifest(out: str | Path | Location, manifest: Manifest) -> Path | Location:
+    """Write ``<out>/manifest.json`` atomically (one upload on object stores), stamped with ``VERSION``."""
     stamped = manifest.model_copy(update={"version": VERSION})
-    tmp.write_text(json.dumps(stamped.model_dump(mode="json"), indent=2))
-    tmp.replace(path)
-    return path
+    (resolve(out) / MANIFEST_FILE).write_text(json.dumps(stamped.model_dump(mode="json"), indent=2))
+    return manifest_path(out)
 
 
 def read_manifest(out: str | Path) -> Manifest:
     """``<out>/manifest.json`` as ``rayrg run`` wrote it; one-line ConfigError otherwise."""
-    path = manifest_path(out)
+    path = resolve(out) / MANIFEST_FILE
     if not path.exists():
         raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
     try:

@@ -31,8 +31,10 @@ from rayrg.contracts.versions import (
     refuse_version,
     stamped,
 )
+from rayrg.storage import resolve
 
 NAME = "windows"
+
 VERSION = 1
 READABLE_VERSIONS = (UNSTAMPED, 1)
 SUMMARY_FILE = "_windows.json"  # "_" prefix: pyarrow dataset reads skip it
@@ -143,13 +145,13 @@ def open_windows(directory: str | Path, columns: Iterable[str]) -> Any:
 
 
 def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:
-    path = Path(directory) / SUMMARY_FILE
+    path = resolve(directory) / SUMMARY_FILE
     path.write_text(json.dumps({**summary, "version": SUMMARY_VERSION}, indent=2))
     return path
 
 
 def read_summary(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / SUMMARY_FILE
+    path = resolve(directory) / SUMMARY_FILE
     try:
         summary = json.loads(path.read_text())
     except FileNotFoundError as exc:
