@@ -14,8 +14,9 @@ Each learner runs its fused update on device-resident data (the trainer's own pa
 is generated in-process (no Ray is imported: the bench doubles as an update-only device check,
 ``--no-ray`` asserts it). The last line reads ``iql default vs frame path: N.N×``.
 
-It then times whole ``--run-steps`` runs of the default (construction included) three ways:
-today's eager update, V(s) and V(s') in one call (``fused-value``; the twin Q heads are
+It then times whole ``--run-steps`` runs of the default (construction included) four ways:
+each network building its own encoder input (the update before they were shared: the
+reference), today's eager update (multi-hot and instruction word shares built once per batch), V(s) and V(s') in one call (``fused-value``; the twin Q heads are
 already one matmul per layer, rayrg.rl.networks.MultiHeadMLP), and ``torch.compile``
 (inductor on CPU, compilation included, as each Ray worker would pay it), printing each
 variant's wall time over eager's (below 1: faster).
@@ -53,7 +54,8 @@ def make_dataset(directory: Path, episodes_per_count: int) -> Path:
 def updates_per_s(config, dataset: Path, device: str, steps: int) -> tuple[float, int]:
     import torch
 
-    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.checkpoint import network_spec
+    from rayrg.rl.data import load_transitions
     from rayrg.rl.iql import IQLLearner
 
     data, featurizer, info = load_transitions(dataset, "reward_sparse", observation=config.observation,
@@ -84,21 +86,23 @@ def _fused_value_learner() -> type:
     class FusedValueLearner(IQLLearner):
         """V(s) and V(s') in one call on the two batches concatenated (V(s') detached)."""
 
-        def values(self, obs, next_obs, text):  # type: ignore[no-untyped-def]
+        def values(self, obs, next_obs, text, prepared=False):  # type: ignore[no-untyped-def]
             import torch
 
-            both = self.v(torch.cat([obs, next_obs]), torch.cat([text, text]))
+            both = self.v(torch.cat([obs, next_obs]), torch.cat([text, text]), prepared)
             return both[:obs.shape[0]], both[obs.shape[0]:].detach()
 
     return FusedValueLearner
 
 
 def run_wall_s(config, dataset: Path, device: str, steps: int, variant: str) -> float:
-    """Wall time of a whole ``steps``-update run of ``variant`` (eager, compile, fused-value):
+    """Wall time of a whole ``steps``-update run of ``variant`` (eager, compile, fused-value, or
+    per-network-inputs: each network builds its own encoder input, the update before it):
     learner construction and, for ``compile``, compilation included (each Ray worker compiles anew)."""
     import torch
 
-    from rayrg.rl.data import load_transitions, network_spec
+    from rayrg.rl.checkpoint import network_spec
+    from rayrg.rl.data import load_transitions
     from rayrg.rl.iql import IQLLearner
 
     data, featurizer, info = load_transitions(dataset, "reward_sparse", observation=config.observation,
@@ -108,6 +112,7 @@ def run_wall_s(config, dataset: Path, device: str, steps: int, variant: str) -> 
     start = time.perf_counter()
     cls = _fused_value_learner() if variant == "fused-value" else IQLLearner
     learner = cls(config, network_spec(config, info, featurizer, int(data.text.shape[-1])), device=device)
+    learner._prepare_input = variant != "per-network-inputs"
     update = torch.compile(learner.update) if variant == "compile" else learner.update
     generator = torch.Generator(device=device)
     generator.manual_seed(0)
@@ -162,7 +167,7 @@ def main() -> int:
             print(f"{name}: {rates[name]:.1f} updates/s ({steps} updates, {n} transitions, "
                   f"batch {config.batch_size}, {args.device}, {args.threads} threads)", flush=True)
         walls = {}
-        for variant in ("eager", "fused-value", "compile") if args.run_steps else ():
+        for variant in ("per-network-inputs", "eager", "fused-value", "compile") if args.run_steps else ():
             walls[variant] = run_wall_s(default, dataset, args.device, args.run_steps, variant)
             print(f"{args.run_steps}-update run of the default, {variant}: {walls[variant]:.1f} s "
                   f"(construction{' and compilation' if variant == 'compile' else ''} included)", flush=True)
@@ -173,6 +178,10 @@ def main() -> int:
     print(f"frame shared encoder vs frame path: {values[2] / values[1]:.1f}×")
     print(f"{default.observation} shared encoder vs frame path: {values[3] / values[1]:.1f}×")
     if walls:
+        print(f"{args.run_steps}-update run, eager (inputs built once per batch) vs each network building "
+              f"its own (wall time): {walls['eager'] / walls['per-network-inputs']:.2f}")
+        print(f"{args.run_steps}-update run, default vs the update before inputs were shared (wall time): "
+              f"{min(walls['eager'], walls['compile']) / walls['per-network-inputs']:.2f}")
         print(f"{args.run_steps}-update run, fused V(s), V(s') vs eager (wall time): "
               f"{walls['fused-value'] / walls['eager']:.2f}")
         print(f"{args.run_steps}-update run, torch.compile (compilation included) vs eager (wall time): "

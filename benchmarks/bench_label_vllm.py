@@ -240,11 +240,14 @@ def raw_client(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=256)
+    parser.add_argument("--compare-serve-flags", action="store_true",
+                        help="also time (c) and (d) against vllm serve without rayrg's lean flags and env")
+    parser.add_argument("--skip-vllm-backend", action="store_true", help="leave out (b) (Ray Data + vllm backend)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from rayrg.models.tiny_qwen2vl import build_tiny_qwen2vl
     from rayrg.rewards.rgvlm.pipeline import summarize
-    from rayrg.rewards.rgvlm.vllm_serve import vllm_server
+    from rayrg.rewards.rgvlm.vllm_serve import LEAN_ARGS, vllm_server
     from rayrg.runtime import init_ray, quiet_ray_data
 
     work = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
@@ -264,18 +267,25 @@ def main() -> None:
 
     init_ray(num_cpus=2)
     quiet_ray_data()
-    b = through_ray_data_vllm(model, table, warmup)
-    wps_b = n / b["run_s"]
-    print(f"(b) rayrg vllm backend on Ray Data: start + warm-up {b['start_s']:.1f} s, run {b['run_s']:.2f} s, "
-          f"{wps_b:.2f} windows/s", flush=True)
-    print(f"    run = Ray Data hand-off {b['handoff_s']:.3f} s + labeller call {b['call_s']:.2f} s, of which "
-          f"engine (both LLM.chat) {b['engine_s']:.2f} s; results to the driver {b['delivery_s']:.3f} s after",
-          flush=True)
+    wps_b = float("nan")
+    if not args.skip_vllm_backend:
+        b = through_ray_data_vllm(model, table, warmup)
+        wps_b = n / b["run_s"]
+        print(f"(b) rayrg vllm backend on Ray Data: start + warm-up {b['start_s']:.1f} s, run {b['run_s']:.2f} s, "
+              f"{wps_b:.2f} windows/s", flush=True)
+        print(f"    run = Ray Data hand-off {b['handoff_s']:.3f} s + labeller call {b['call_s']:.2f} s, of which "
+              f"engine (both LLM.chat) {b['engine_s']:.2f} s; results to the driver {b['delivery_s']:.3f} s after",
+              flush=True)
 
     serve_args = ["--max-model-len", "4096", "--enable-prefix-caching", "--enable-prompt-tokens-details",
                   "--gpu-memory-utilization", str(MEM), "--limit-mm-per-prompt", '{"image": 1}',
                   "--mm-processor-kwargs", json.dumps({"max_pixels": MAX_PIXELS}),
                   "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    if args.compare_serve_flags:  # the same (c) and (d) against vLLM's default server first
+        with vllm_server(model, "tiny", work / "serve-default.log", serve_args, lean=False) as plain:
+            cfg_p = config({"type": "openai", "base_url": f"{plain.base}/v1", "model": "tiny",
+                            "max_in_flight": n, "max_retries": 1})
+            c0, d0 = through_openai(cfg_p, table, warmup), raw_client(cfg_p, table, warmup)
     with vllm_server(model, "tiny", work / "serve.log", serve_args) as server:
         # all n windows in flight at once, like (a)'s one batch
         cfg_c = config({"type": "openai", "base_url": f"{server.base}/v1", "model": "tiny",
@@ -300,6 +310,15 @@ def main() -> None:
     print(f"openai backend over vllm serve vs bare engine: {wps_c / wps_a:.2f}x")
     print(f"  raw aiohttp client over vllm serve vs bare engine (the server's HTTP layer): {wps_d / wps_a:.2f}x")
     print(f"  openai backend vs raw aiohttp client, same server (rayrg's client + Ray Data): {wps_c / wps_d:.2f}x")
+    if args.compare_serve_flags:
+        wps_c0, wps_d0 = n / c0["run_s"], n / d0["run_s"]
+        print(f"before ({' '.join(LEAN_ARGS)}, VLLM_CPU_OMP_THREADS_BIND=nobind off):")
+        print(f"  openai backend over vllm serve vs bare engine: {wps_c0 / wps_a:.2f}x")
+        print(f"  raw aiohttp client over vllm serve vs bare engine (the server's HTTP layer): {wps_d0 / wps_a:.2f}x")
+        print(f"  openai backend vs raw aiohttp client, same server (rayrg's client + Ray Data): "
+              f"{wps_c0 / wps_d0:.2f}x")
+        print(f"lean vllm serve vs vLLM's default server, raw client: {wps_d / wps_d0:.2f}x; "
+              f"openai backend: {wps_c / wps_c0:.2f}x")
 
 
 if __name__ == "__main__":  # vLLM spawns processes

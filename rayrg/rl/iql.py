@@ -44,6 +44,10 @@ class IQLLearner:
         self.policy: nn.Module = nets["policy"]
         self.step = 0
         self._overlap_checked = False
+        # Build the networks' shared encoder input once per batch (rayrg.rl.networks
+        # ObservationEncoder.prepare); False: each network builds its own (the update before
+        # it, kept as the reference of tests and bench_iql).
+        self._prepare_input = True
         self.make_optimizers()
 
     def make_optimizers(self) -> None:
@@ -82,19 +86,31 @@ class IQLLearner:
             obs = obs_q.detach()
         else:
             obs_q = obs
+        prepared = self._prepare_input
+        if prepared:
+            # The networks' encoders have their own weights (the target's too), but the
+            # parameter-free part of their input is the same for all: the multi-hot of every
+            # state cell and the instruction's word shares. Build it once per batch and
+            # observation set instead of once per network call (five calls; it was a fifth of
+            # an update). Same values up to summation order (tests/rl/test_learner.py).
+            net = unwrap(self.q)
+            if self.encoder is None:  # (a shared encoder's output needs nothing built)
+                obs = obs_q = net.obs.prepare(obs)
+                next_obs = net.obs.prepare(next_obs)
+            text = net.text.prepare(text)
         with torch.no_grad():
-            target_q = self.q_target(obs, text).gather(-1, actions.view(1, -1, 1).expand(2, -1, 1))
+            target_q = self.q_target(obs, text, prepared).gather(-1, actions.view(1, -1, 1).expand(2, -1, 1))
             target_q = target_q.squeeze(-1).min(0).values  # min of twin target Q at the dataset action
-        value, next_value = self.values(obs, next_obs, text)
+        value, next_value = self.values(obs, next_obs, text, prepared)
 
         # V: expectile regression towards min target Q (Eq. 1)
         v_loss = iql_math.value_loss(target_q, value, c.expectile)
         # Q: TD towards r + γ(1 − terminal)·V(s') (Eq. 2)
-        q1, q2 = self.q(obs_q, text)
+        q1, q2 = self.q(obs_q, text, prepared)
         q_loss = iql_math.q_td_loss(q1, q2, actions, batch["rewards"], batch["terminals"], next_value, c.gamma)
         # Policy: advantage-weighted regression (Eq. 3), A = min target Q − V, detached
         advantage = target_q - value.detach()
-        logits = self.policy(obs, text)[0]
+        logits = self.policy(obs, text, prepared)[0]
         policy_loss = iql_math.awr_policy_loss(logits, actions, advantage, c.beta, c.exp_adv_max)
 
         self.opt.zero_grad(set_to_none=True)
@@ -109,13 +125,14 @@ class IQLLearner:
             "adv/weight_saturation": (c.beta * advantage >= math.log(c.exp_adv_max)).float().mean(),
         }
 
-    def values(self, obs: torch.Tensor, next_obs: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def values(self, obs: torch.Tensor, next_obs: torch.Tensor, text: torch.Tensor,
+               prepared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """V(s) (with its gradient) and V(s') (detached), in two calls. One call on the two
         batches concatenated gives the same values and was no faster (bench_iql: the update
         is bound by per-operation overhead and the state encoder, not by the number of calls)."""
         with torch.no_grad():
-            next_value = self.v(next_obs, text)
-        return self.v(obs, text), next_value
+            next_value = self.v(next_obs, text, prepared)
+        return self.v(obs, text, prepared), next_value
 
     def state_dict(self) -> dict[str, Any]:
         return {"q": unwrap(self.q).state_dict(), "q_target": self.q_target.state_dict(),

@@ -88,15 +88,24 @@ class StateEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Linear(cells * embed, proj), nn.ReLU()) if proj else None
         self.out_dim = proj or cells * embed
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
+    def multi_hot(self, states: torch.Tensor) -> torch.Tensor:
+        """``uint8[N, 7, 7, 3]`` → ``float[N, 49, 3·16]``: per cell, one 1 per channel value.
+
+        Parameter-free, so networks of one spec can share it (IQLLearner builds it once per
+        batch for Q, target Q, V and the policy: building it was a fifth of an update).
+        """
         idx = states.long().clamp(max=STATE_VALUES_PER_CHANNEL - 1) + self.offsets
+        multi_hot = torch.zeros(*idx.shape[:-1], self.embedding.num_embeddings, device=idx.device)
+        return multi_hot.scatter_(-1, idx, 1.0).flatten(1, -2)
+
+    def forward(self, states: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """``states``: uint8 grids, or (``prepared``) their :meth:`multi_hot`."""
         # The sum of a cell's channel embeddings, as (multi-hot of its values) @ weight: the
         # channels' value ranges are disjoint (offsets), so each cell's row has one 1 per
         # channel. A lookup's backward on CPU is a scatter-add over every index (index_add,
         # or embedding_dense_backward's sort): 40 % of an update at history 4; the matmul's
         # backward is one GEMM. Same parameters, same values (up to summation order).
-        multi_hot = torch.zeros(*idx.shape[:-1], self.embedding.num_embeddings, device=idx.device)
-        multi_hot.scatter_(-1, idx, 1.0)
+        multi_hot = states if prepared else self.multi_hot(states)
         cells = (multi_hot @ self.embedding.weight).flatten(1)
         return cells if self.proj is None else self.proj(cells)
 
@@ -120,12 +129,26 @@ class ObservationEncoder(nn.Module):
             raise ValueError(f"unknown observation kind {spec.kind!r}")
         self.out_dim = per if spec.kind == "encoded" else per * spec.history
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """The parameter-free part of encoding ``obs`` (state: the multi-hot; others: ``obs``),
+        the same for every encoder of this spec: build it once, pass it with ``prepared=True``."""
+        if self.spec.kind != "state":
+            return obs
+        batch, k = obs.shape[:2]
+        assert isinstance(self.inner, StateEncoder)
+        return self.inner.multi_hot(obs.reshape(batch * k, *obs.shape[2:])).view(batch, k, *obs.shape[2:-1], -1)
+
+    def forward(self, obs: torch.Tensor, prepared: bool = False) -> torch.Tensor:
         if self.spec.kind == "encoded":
             return obs
         batch = obs.shape[0]
         flat = obs.reshape(batch * obs.shape[1], *obs.shape[2:])
-        out = flat.float() if self.inner is None else self.inner(flat)
+        if self.inner is None:
+            out = flat.float()
+        elif isinstance(self.inner, StateEncoder):
+            out = self.inner(flat.flatten(1, -2) if prepared else flat, prepared=prepared)
+        else:
+            out = self.inner(flat)
         return out.reshape(batch, -1)
 
 
@@ -141,9 +164,23 @@ class InstructionEncoder(nn.Module):
         else:
             self.out_dim = feature_dim
 
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
+    def prepare(self, text: torch.Tensor) -> torch.Tensor:
+        """The parameter-free part (tokens: each word's share of the instruction's non-padding
+        words, ``float[B, vocab]``), the same for every encoder: build it once per batch."""
         if self.kind != "tokens":
             return text
+        counts = torch.zeros(text.shape[0], self.embedding.num_embeddings, device=text.device)
+        counts.scatter_add_(1, text.long(), torch.ones(text.shape, device=text.device))
+        counts[:, 0] = 0.0  # padding
+        return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+
+    def forward(self, text: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        if self.kind != "tokens":
+            return text
+        if prepared:
+            # The mean of the words' embeddings as (word shares) @ weight: one small GEMM, and
+            # its backward one GEMM, instead of a [B, L, dim] gather, mask and sum per network.
+            return text @ self.embedding.weight
         mask = (text > 0).float().unsqueeze(-1)
         # index_select for the cheaper CPU backward (see StateEncoder); padding rows are masked,
         # so row 0 gets no gradient, as with padding_idx.
@@ -188,8 +225,10 @@ class StateActionNet(nn.Module):
         self.text = InstructionEncoder(text_kind, vocab_size, text_dim, feature_dim)
         self.mlp = MultiHeadMLP(self.obs.out_dim + self.text.out_dim, hidden, num_actions, heads)
 
-    def forward(self, obs: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([self.obs(obs), self.text(text)], dim=-1))
+    def forward(self, obs: torch.Tensor, text: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """``prepared``: ``obs`` and ``text`` are ``self.obs.prepare(obs)`` and
+        ``self.text.prepare(text)``, built once for several networks of one spec."""
+        return self.mlp(torch.cat([self.obs(obs, prepared), self.text(text, prepared)], dim=-1))
 
 
 class StateNet(StateActionNet):
@@ -198,5 +237,5 @@ class StateNet(StateActionNet):
     def __init__(self, **kwargs) -> None:
         super().__init__(num_actions=1, heads=1, **kwargs)
 
-    def forward(self, obs: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return super().forward(obs, text)[0, :, 0]
+    def forward(self, obs: torch.Tensor, text: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        return super().forward(obs, text, prepared)[0, :, 0]

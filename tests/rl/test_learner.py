@@ -215,3 +215,44 @@ def test_fused_value_variant_of_bench_iql_matches_todays_update() -> None:
     for name in ("q", "q_target", "v", "policy"):
         for p, q in zip(getattr(today, name).parameters(), getattr(fused, name).parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"shared_encoder": True}, {"observation": "frame"}])
+def test_update_with_inputs_built_once_matches_each_network_building_its_own(overrides) -> None:
+    """The multi-hot and instruction word shares, built once per batch and shared by Q, target
+    Q, V and the policy (each keeps its own weights), train the same networks to 1e-5 as the
+    update where each network builds its own input (a wrong offset, a padding word counted,
+    V(s') read from the target's input or one network reading another's weights breaks it)."""
+    kind = overrides.get("observation", "state")
+    shape = (7, 7, 3) if kind == "state" else (8, 8, 3)
+
+    def learner(prepare: bool) -> IQLLearner:
+        config = TrainConfig(**{"observation": kind, "history": 2, "beta": 2.0, "expectile": 0.7,
+                                "polyak_tau": 0.3, "lr": 1e-2, "exp_adv_max": 5.0, **TINY, **overrides})
+        spec = NetworkSpec(num_actions=6, obs=ObsSpec(kind=kind, shape=shape, history=2,
+                                                      channels=[4, 4]).to_dict(),
+                           text_kind="tokens", vocab_size=10, feature_dim=0)
+        torch.manual_seed(0)
+        made = IQLLearner(config, spec)
+        with torch.no_grad():  # a target unlike Q, so reading Q's input path in its place would show
+            for p in made.q_target.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.5)
+        made._prepare_input = prepare
+        return made
+
+    def batch(seed: int) -> dict[str, torch.Tensor]:
+        b = _batch(seed)
+        seq = torch.randint(0, 20, (8, 3, *shape), generator=torch.Generator().manual_seed(seed),
+                            dtype=torch.uint8)  # values over the per-channel cap clamp
+        b["obs"], b["next_obs"] = seq[:, :2], seq[:, 1:]  # the next history is this one shifted
+        b["text"][:, -2:] = 0  # padding
+        return b
+
+    today, built_once = learner(False), learner(True)
+    for seed in range(1, 6):
+        a, b = today.update(batch(seed)), built_once.update(batch(seed))
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
+    for name in ("q", "q_target", "v", "policy"):
+        for p, q in zip(getattr(today, name).parameters(), getattr(built_once, name).parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)

