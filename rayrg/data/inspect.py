@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from rayrg.data.access import FRAME_COLUMNS, Dataset
+from rayrg.data.actions import action_naming
 from rayrg.data.schema import SCALAR_COLUMNS
 
 
@@ -23,6 +24,7 @@ def summarize(directory: str | Path, validate_images: bool = False) -> dict[str,
     ds = Dataset.open(directory)
     meta = ds.metadata
     lacks = ds.missing_ground_truth
+    naming = action_naming(meta)
     rewards = ds.reward_columns()
     # Frames are read only to be decoded; the summary itself needs the scalars.
     frames = list(FRAME_COLUMNS) if validate_images else []
@@ -58,6 +60,10 @@ def summarize(directory: str | Path, validate_images: bool = False) -> dict[str,
         "subtask_histogram": by_count,
         "missing_ground_truth": lacks,
         "bot_failures": meta.extra.get("stats", {}).get("bot_failures"),
+        # Named / unnamed ids / continuous / unknown; a warning when a VLM prompt would show
+        # numbers for the actions (RG-VLM refuses such a dataset: rayrg.data.actions).
+        "actions": naming.kind,
+        "actions_warning": naming.problem or None,
         "reward_columns": {
             c: {"mean": float(np.nanmean(table.column(c).to_numpy(zero_copy_only=False))),
                 "nan": int(np.isnan(table.column(c).to_numpy(zero_copy_only=False)).sum())}
@@ -80,6 +86,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if summary["bot_failures"] is not None:
         lines.append(f"bot failures {summary['bot_failures']}")
+    if summary.get("actions_warning"):
+        lines.append(f"warning      actions: {summary['actions_warning']} (methods that show actions, "
+                     "like rgvlm, refuse it)")
     for key, why in summary["missing_ground_truth"].items():
         lines.append(f"lacks        {key}: {why}")
     if summary["subtask_histogram"]:

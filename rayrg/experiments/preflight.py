@@ -169,6 +169,15 @@ def preflight(config: ExperimentConfig, address: str | None = None, num_cpus: in
     _out_problem(config, problems)
     for i, label in enumerate(config.labels):
         _label_needs(i, label, needs, problems, local)
+    if data.source == "path" and data.trajectories and Path(data.trajectories).is_dir():
+        # The dataset exists already: what each method needs of it (named actions for prompts
+        # that show them). Labels chain on it, so its actions are every step's actions.
+        from rayrg.rewards.registry import method_of
+
+        for i, label in enumerate(config.labels):
+            if not isinstance(label, dict):
+                problems.extend(f"labels[{i}]: {line}"
+                                for line in method_of(label).dataset_problems(label, data.trajectories))
     _environment_needs(config, problems, local)
     for name in config.methods:
         train = config.train_config(name, config.seeds[0] if config.seeds else 0)

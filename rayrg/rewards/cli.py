@@ -67,6 +67,11 @@ def _label(args: argparse.Namespace) -> int:
     from rayrg.rewards.registry import run_label
 
     method, config = _load(args.config)
+    lacks = method.dataset_problems(config, args.dataset)  # before the estimate is confirmed, not after
+    if lacks:
+        from rayrg.contracts.versions import DatasetError
+
+        raise DatasetError("; ".join(lacks))
     if method.costs_money(config) and not args.yes:
         from rayrg.rewards.declarations import confirm
 

@@ -12,6 +12,8 @@ register line (:data:`~rayrg.rewards.registry.LABEL_METHODS`, or ``RAYRG_PLUGINS
   :class:`SimpleEstimate` is a ready one. :func:`confirm` is the one cost confirmation.
 * :class:`OutputColumn` — a column the method adds and its kind (``reward``: per transition,
   ``progress``: per frame); :func:`check_outputs` holds it to :mod:`rayrg.contracts.columns`.
+* :data:`DatasetNeed` — what a method needs of the dataset itself (``"action_names"``: named
+  discrete actions, for prompts that show actions); :func:`dataset_problems` is its one check.
 * :class:`ReportInput` / :class:`HtmlSection` — what a report section and a browser section get
   and give.
 """
@@ -28,6 +30,11 @@ from urllib.parse import urlsplit
 
 NeedKind = Literal["weights", "gpus", "env", "service", "file", "capability"]
 ColumnKind = Literal["reward", "progress"]
+# What a method needs of the dataset it labels. "action_names": named discrete actions (its
+# prompts show them; an unnamed Minari id or a LeRobot vector would reach the model as numbers);
+# "action_names_or_vectors": those, or continuous actions whose vector rendering the method's
+# config states it accepts.
+DatasetNeed = Literal["action_names", "action_names_or_vectors"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,23 @@ def need_problems(needs: Sequence[Need], prefix: str = "", local: bool = True) -
         problem = need_problem(need, prefix)
         if problem:
             lines.append(problem)
+    return lines
+
+
+def dataset_problems(method: str, needs: Sequence[str], dataset: str | Path) -> list[str]:
+    """Why ``dataset`` lacks what ``method`` needs of it, one line each (empty: it has it).
+    Reads ``metadata.json`` only; ``rayrg label`` and ``rayrg run``'s preflight refuse on
+    these, before any work."""
+    lines = []
+    for need in needs:
+        if need in ("action_names", "action_names_or_vectors"):
+            from rayrg.data.actions import read_action_naming
+
+            naming = read_action_naming(dataset)
+            if naming.problem and not (need == "action_names_or_vectors" and naming.kind == "continuous"):
+                lines.append(f"{dataset}: {method} shows the actions in its prompts, but {naming.problem}")
+        else:
+            raise ValueError(f"label method {method!r}: unknown dataset need {need!r} (known: action_names, action_names_or_vectors)")
     return lines
 
 

@@ -75,6 +75,9 @@ class LabelMethod:
     # of them names a method. Every one is optional: None means "nothing to declare".
     # What the method needs before it runs (weights, GPUs, API-key variables, services, files).
     needs: Callable[[Any], Sequence[Need]] | None = None
+    # What it needs of the dataset itself (:data:`~rayrg.rewards.declarations.DatasetNeed`:
+    # "action_names" when its prompts show the actions), checked by ``dataset_problems``.
+    dataset_needs: Callable[[Any], Sequence[str]] | None = None
     # Whether labelling with ``config`` costs money (then ``estimate`` is required: the
     # estimate is printed, and confirmed on a terminal, before the first paid request).
     paid: Callable[[Any], bool] | None = None
@@ -98,6 +101,13 @@ class LabelMethod:
 
     def needs_of(self, config: Any) -> list[Need]:
         return list(self.needs(config)) if self.needs is not None else []
+
+    def dataset_problems(self, config: Any, dataset: str | Path) -> list[str]:
+        """What ``dataset`` lacks of :attr:`dataset_needs`, one line each (empty: nothing)."""
+        from rayrg.rewards.declarations import dataset_problems
+
+        needs = list(self.dataset_needs(config)) if self.dataset_needs is not None else []
+        return dataset_problems(self.name, needs, dataset) if needs else []
 
     def outputs_of(self, config: Any) -> list[OutputColumn]:
         """The declared output columns, each checked against its column family's kind."""
@@ -142,6 +152,9 @@ RUNTIME_FIELDS = frozenset({
     "cache_dir", "labels_dir", "num_actors", "max_actors", "max_in_flight", "max_retries",
     "retry_backoff_s", "timeout_s", "requests_per_minute", "tokens_per_minute", "num_cpus", "num_gpus",
     "batch_size", "concurrency", "api_key_env", "price_input_per_mtok", "price_output_per_mtok",
+    # RG-VLM's permission to show continuous actions as vectors: the vectors themselves are in
+    # the dataset (its fingerprint), so allowing them changes no label of a dataset it accepted.
+    "continuous_actions",
 })
 
 
@@ -234,6 +247,11 @@ def run_label(method: LabelMethod, config: StageConfig, dataset: Any, out: Any, 
     if dataset_loc.fs.equals(out_loc.fs) and dataset_loc.path.rstrip("/") == out_loc.path.rstrip("/"):
         raise ConfigError(f"label: --out must differ from --dataset ({out}); a labelled dataset is a new one")
     require_finished(dataset, f"label {method.name}", allow=allow_unfinished)
+    from rayrg.contracts.versions import DatasetError
+
+    lacks = method.dataset_problems(config, dataset)  # e.g. unnamed actions for a prompt that shows them
+    if lacks:
+        raise DatasetError("; ".join(lacks))
     out = as_arg(prepare_output(out_loc))
     claimed = claim(out, f"label {method.name}", label_inputs(method, config, dataset),
                     on_change=on_change, keep=method.keep_on_redo,  # type: ignore[arg-type]

@@ -275,8 +275,12 @@ def test_rgvlm_round_trip_through_the_loopback_server(source: Path, tmp_path: Pa
 
     imported = import_lerobot(source, tmp_path / "imported")
     with LoopbackServer() as server:
-        labelled_dir = label("rgvlm", imported, tmp_path / "rgvlm", backend={
-            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01})
+        backend = {"type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01}
+        # Continuous actions reach the model only where the config states their rendering.
+        with pytest.raises(DatasetError, match="continuous vectors"):
+            label("rgvlm", imported, tmp_path / "refused", backend=backend)
+        assert server.stats.requests == 0 and not (tmp_path / "refused").exists()
+        labelled_dir = label("rgvlm", imported, tmp_path / "rgvlm", backend=backend, continuous_actions="as_vectors")
         assert server.stats.requests == 2 * len(synth.LENGTHS)  # one window per short episode, two turns
     table = Dataset.open(labelled_dir).read(["episode_id", "step", "reward_rgvlm"])
     rewards = table.column("reward_rgvlm").to_numpy()

@@ -84,7 +84,8 @@ CHANGES: dict[type, dict[str, tuple[Any, str]]] = {
         "prompt_version": (None, FIXED),  # one version exists; its texts are tested below
         "max_parse_attempts": (1, HIT), "windows": ({"window_size": 4}, HIT),
         "windows_dir": ("/tmp/w", HIT), "labels_dir": ("/tmp/l", HIT), "cache_dir": ("/tmp/c", HIT),
-        "max_windows": (5, HIT), "fusion": ({"x": {"rgvlm": 2.0}}, HIT)},
+        "max_windows": (5, HIT), "fusion": ({"x": {"rgvlm": 2.0}}, HIT),
+        "continuous_actions": ("as_vectors", HIT)},
 }
 BACKEND_CLASSES = {"openai": OpenAIBackendConfig, "gemini": GeminiBackendConfig,
                    "transformers": TransformersBackendConfig, "vllm": VLLMBackendConfig}

@@ -167,7 +167,7 @@ class _ProgressLabeller:
             values, error, bounded = parsed if parsed is not None else (None, answer.error or "no answer", 0)
             ok = error is None and values is not None
             out.append({"query_id": row["query_id"], "episode_id": row["episode_id"], "chunk_start": row["chunk_start"],
-                        "chunk_stop": row["chunk_stop"], "steps": row["steps"],
+                        "chunk_stop": row["chunk_stop"], "steps": row["steps"], "order": row.get("order"),
                         "values": [float(v) for v in values] if ok else None,
                         "status": "ok" if ok else "failed", "error": None if ok else str(error),
                         "bounded": int(bounded) if ok else 0, "text": answer.text,
@@ -319,6 +319,10 @@ def label_progress(method: str, config: ProgressConfig, dataset: Path, out: Path
         progress_col: prov, reward_col: {**prov, **shaping_provenance(config.gamma, progress_col)}})
     summary["cache_dir"] = str(cache_dir)
     write_summary(out, summary, name=f"_{method}_summary.json")
+    # Per query: sampled steps, shown order, answered values, status, reason (the browser's source).
+    from rayrg.contracts.progress_answers import write_answers
+
+    write_answers(out, method, results)
     print(f"[rayrg] {method}: {summary['episodes']} episodes, {summary['windows']} queries, {summary['failed']} "
           f"failed, {summary['cached']} cached, {summary['backend_calls']} model calls"
           + (f", {short} episodes shorter than K={config.frames} (every frame used)" if short else "")
@@ -392,4 +396,13 @@ def declarations(method: str) -> dict[str, Any]:
         return (f"{method}: {config.backend.model} on {config.backend.type}, {config.frames} frames per "
                 f"episode{' (log-probabilities)' if spec.NEEDS_LOGPROBS else ''}")
 
-    return {"needs": needs, "paid": paid, "estimate": estimate, "outputs": outputs, "describe": describe}
+    def dataset_needs(config: ProgressConfig) -> list[str]:
+        return []  # frames and the instruction only: unnamed or continuous actions are fine
+
+    def browser_section(labelled: Path, options: Any) -> Any:
+        from rayrg.rewards.progress.browse import browser_section
+
+        return browser_section(method, labelled, options)
+
+    return {"needs": needs, "dataset_needs": dataset_needs, "paid": paid, "estimate": estimate,
+            "outputs": outputs, "describe": describe, "browser_section": browser_section}

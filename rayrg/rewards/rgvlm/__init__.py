@@ -52,6 +52,12 @@ def needs(config: RGVLMConfig) -> list[Need]:
     return backend_class(config.backend.type).needs(config.backend)
 
 
+def dataset_needs(config: RGVLMConfig) -> list[str]:
+    """Its prompts list the window's actions by name ("t=0: turn left"): named discrete actions,
+    or continuous ones when the config states their rendering (``continuous_actions: as_vectors``)."""
+    return ["action_names_or_vectors" if config.continuous_actions == "as_vectors" else "action_names"]
+
+
 def paid(config: RGVLMConfig) -> bool:
     return bool(config.backend.paid)  # nonzero prices per token
 
@@ -111,7 +117,7 @@ def _browser_section(labelled: Path, options: Any) -> Any:
 
 RGVLM = LabelMethod(
     "rgvlm", RGVLMConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",), side_outputs=side_outputs,
-    needs=needs, paid=paid, estimate=estimate, outputs=outputs, describe=describe,
+    needs=needs, dataset_needs=dataset_needs, paid=paid, estimate=estimate, outputs=outputs, describe=describe,
     report_section=_report_section, browser_section=_browser_section, from_env=from_env,
     from_env_doc="GEMINI_API_KEY, else RAYRG_OPENAI_BASE_URL, else a tiny random Qwen2-VL as a pipeline check")
 

@@ -43,7 +43,7 @@ class RGVLMConfig(AnswerClassified):
     # ``windows`` shapes the window, whose image bytes and rendered texts the key hashes
     # directly. ``max_parse_attempts`` re-asks only until an answer parses, like a retry.
     NEUTRAL_FIELDS = frozenset({"method", "max_parse_attempts", "windows", "windows_dir", "labels_dir",
-                                "cache_dir", "max_windows", "fusion"})
+                                "cache_dir", "max_windows", "fusion", "continuous_actions"})
 
     method: Literal["rgvlm"] = "rgvlm"
     backend: BackendSettings  # replaced by the registry's union below
@@ -57,6 +57,11 @@ class RGVLMConfig(AnswerClassified):
     labels_dir: str | None = Field(None, description="Per-window labels Parquet (default <out>/_labels; path or URI).")
     cache_dir: str | None = Field(None, description="Answer cache (default <out>/_cache; path or URI); share it across runs.")
     max_windows: int | None = Field(None, ge=1, description="Label only the first N windows (smoke tests).")
+    # A permission, not an input: the rendering is the dataset's action_name column, which the
+    # window texts (hashed into each answer's key) and the dataset's fingerprint already hold.
+    continuous_actions: Literal["refuse", "as_vectors"] = Field(
+        "refuse", description="A dataset with continuous actions (LeRobot): 'as_vectors' shows each action as "
+                              "its rounded number vector '(0.12, -0.5, ...)' in the prompt; 'refuse' refuses it.")
     fusion: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {"rgvlm_sparse": {"rgvlm": 1.0, "sparse": 1.0}},
         description="Fused variants: column suffix -> weights over 'rgvlm' and 'sparse'.")
