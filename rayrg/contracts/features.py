@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rayrg.contracts.versions import UNSTAMPED, DatasetError, parquet_files, refuse_version
+from rayrg.contracts.versions import (
+    UNSTAMPED,
+    DatasetError,
+    parquet_files,
+    read_parquet_files,
+    refuse_version,
+)
 from rayrg.storage import resolve
 
 ENCODER_FILE = "encoder.json"
@@ -54,7 +59,7 @@ def read_features(directory: str | Path) -> pa.Table:
     read_encoder_record(directory)
     files = parquet_files(directory, "features")
     try:
-        table = pq.read_table(files)
+        table = read_parquet_files(files)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{directory}: unreadable features: {str(exc).splitlines()[0]}") from exc
     missing = [c for c in FEATURE_COLUMNS if c not in table.column_names]

@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rayrg.contracts.versions import (
     UNSTAMPED,
     DatasetError,
     check_parquet,
+    list_parquet,
+    read_parquet_files,
     refuse_version,
     stamped,
+    write_dataset_parquet,
 )
 from rayrg.storage import resolve
 
@@ -93,8 +95,7 @@ def empty_labels() -> pa.Table:
 
 def label_files(directory: str | Path) -> list[Path]:
     """The labels files of ``directory`` (sorted; empty when it has none)."""
-    directory = Path(directory)
-    return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+    return list_parquet(directory)
 
 
 def write_labels(ds: Any, directory: str | Path) -> list[Path]:
@@ -102,7 +103,7 @@ def write_labels(ds: Any, directory: str | Path) -> list[Path]:
 
     Every written file is checked to carry this version's stamp (a block built without
     :data:`LABELS_SCHEMA` would otherwise write an unversioned file)."""
-    ds.write_parquet(str(directory))
+    write_dataset_parquet(ds, directory)
     files = label_files(directory)
     for path in files:
         check_parquet(path, NAME, (VERSION,))
@@ -134,7 +135,7 @@ def read_labels(directory: str | Path, columns: Iterable[str] | None = None, *,
         raise DatasetError(f"{directory}: no RG-VLM labels (no .parquet files)")
     _checked(files, wanted)
     try:
-        return pq.read_table(files, columns=wanted, schema=LABELS_SCHEMA)
+        return read_parquet_files(files, columns=wanted, schema=LABELS_SCHEMA)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{directory}: unreadable labels: {str(exc).splitlines()[0]}") from exc
 

@@ -12,13 +12,15 @@ wrote it) is refused in one line naming the file, the version and the versions r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayrg.errors import UserError
+from rayrg.storage import native, resolve
 
 CONTRACT_KEY = b"rayrg.contract"
 UNSTAMPED = 0  # files written before their contract had a version
@@ -59,20 +61,60 @@ def refuse_version(source: str | Path, name: str, version: int, readable: Iterab
                            f"{', '.join(str(v) for v in readable if v != UNSTAMPED)}{newer}")
 
 
-def check_parquet(path: str | Path, name: str, readable: Iterable[int]) -> pa.Schema:
-    """The footer schema of ``path``, refused unless it is a readable version of ``name``."""
+def check_parquet(path: Any, name: str, readable: Iterable[int]) -> pa.Schema:
+    """The footer schema of ``path`` (a local path or a storage Location), refused unless it is
+    a readable version of ``name``."""
+    location = resolve(path)
+    path = native(location)
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(location.path, filesystem=location.fs)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
     refuse_version(path, name, schema_version(schema, name, path), readable)
     return schema
 
 
-def parquet_files(directory: str | Path, what: str) -> list[Path]:
+def list_parquet(directory: Any) -> list[Any]:
+    """The ``*.parquet`` files directly in ``directory`` (sorted; hidden ones left out): local
+    ``Path``s for a local folder, ``Location``s on a storage URI; empty when there is none."""
+    location = resolve(directory)
+    if not location.is_dir():
+        return []
+    return [native(f) for f in location.ls() if f.name.endswith(".parquet") and not f.name.startswith(".")]
+
+
+def parquet_files(directory: Any, what: str) -> list[Any]:
     """The ``*.parquet`` files of an output directory (sorted); none is a one-line DatasetError."""
-    directory = Path(directory)
-    files = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+    files = list_parquet(directory)
     if not files:
-        raise DatasetError(f"{directory}: no {what} (no .parquet files)")
+        raise DatasetError(f"{native(resolve(directory))}: no {what} (no .parquet files)")
     return files
+
+
+def arrow_dataset(files: Sequence[Any]) -> Any:
+    """A ``pyarrow.dataset`` over ``files`` (local paths or Locations of one filesystem)."""
+    import pyarrow.dataset as pads
+
+    locations = [resolve(f) for f in files]
+    return pads.dataset([loc.path for loc in locations], format="parquet",
+                        filesystem=locations[0].fs if locations else None)
+
+
+def read_parquet_files(files: Sequence[Any], **kwargs: Any) -> pa.Table:
+    """``pq.read_table`` of ``files`` (local paths or Locations of one filesystem)."""
+    locations = [resolve(f) for f in files]
+    return pq.read_table([loc.path for loc in locations], filesystem=locations[0].fs, **kwargs)
+
+
+def write_dataset_parquet(ds: Any, directory: Any, **kwargs: Any) -> None:
+    """Ray Data's ``write_parquet`` into ``directory`` (a local path or a storage URI)."""
+    location = resolve(directory)
+    ds.write_parquet(location.path, filesystem=location.fs, **kwargs)
+
+
+def open_ray_parquet(files: Sequence[Any], **kwargs: Any) -> Any:
+    """Ray Data's ``read_parquet`` of ``files`` (local paths or Locations of one filesystem)."""
+    import ray
+
+    locations = [resolve(f) for f in files]
+    return ray.data.read_parquet([loc.path for loc in locations], filesystem=locations[0].fs, **kwargs)

@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from rayrg.contracts.versions import (
     UNSTAMPED,
     DatasetError,
+    arrow_dataset,
     check_parquet,
+    list_parquet,
+    open_ray_parquet,
     parquet_files,
     refuse_version,
     stamped,
+    write_dataset_parquet,
 )
 from rayrg.storage import resolve
 
@@ -75,8 +78,8 @@ def windows_table(rows: list[dict[str, Any]]) -> pa.Table:
 def write_windows(ds: Any, directory: str | Path) -> list[Path]:
     """Write a Ray Dataset of :func:`windows_table` blocks to ``directory`` (zstd); returns the
     files, each checked to carry this version's stamp."""
-    ds.write_parquet(str(directory), compression="zstd")
-    files = sorted(Path(directory).glob("*.parquet"))
+    write_dataset_parquet(ds, directory, compression="zstd")
+    files = list_parquet(directory)
     for path in files:
         check_parquet(path, NAME, (VERSION,))
     return files
@@ -100,14 +103,14 @@ def read_windows(directory: str | Path, columns: Iterable[str] | None = None,
     expression, if given: only the matching row groups' images are decoded)."""
     wanted = list(columns) if columns is not None else None
     files = window_files(directory, wanted)
-    return pads.dataset([str(f) for f in files], format="parquet").to_table(columns=wanted, filter=filter)
+    return arrow_dataset(files).to_table(columns=wanted, filter=filter)
 
 
 def read_window(directory: str | Path, window_id: str | None = None, index: int = 0) -> dict[str, Any]:
     """One window (every column): by id, else the ``index``-th in file order."""
     import pyarrow.compute as pc
 
-    dataset = pads.dataset([str(f) for f in window_files(directory)], format="parquet")
+    dataset = arrow_dataset(window_files(directory))
     if window_id is not None:
         table = dataset.to_table(filter=pc.field("window_id") == window_id)
         if table.num_rows == 0:
@@ -126,7 +129,10 @@ def head_windows(directory: str | Path, n: int, columns: Iterable[str] | None = 
     wanted = list(columns) if columns is not None else None
     batches: list[pa.RecordBatch] = []
     for path in window_files(directory, wanted):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=n, columns=wanted):
+        location = resolve(path)
+        with location.open_input() as stream:
+            batches_of_file = list(pq.ParquetFile(stream).iter_batches(batch_size=n, columns=wanted))
+        for batch in batches_of_file:
             batches.append(batch)
             if sum(b.num_rows for b in batches) >= n:
                 return pa.Table.from_batches(batches).slice(0, n)
@@ -138,10 +144,9 @@ def head_windows(directory: str | Path, n: int, columns: Iterable[str] | None = 
 
 def open_windows(directory: str | Path, columns: Iterable[str]) -> Any:
     """A Ray Dataset of ``columns`` of the windows (footers checked first, on the driver)."""
-    import ray
 
     wanted = list(columns)
-    return ray.data.read_parquet([str(f) for f in window_files(directory, wanted)], columns=wanted)
+    return open_ray_parquet(window_files(directory, wanted), columns=wanted)
 
 
 def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:

@@ -172,3 +172,23 @@ def moto_server_iam() -> Iterator[IamServer]:
                                             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]})
     finally:
         stop_moto(server)
+
+
+@pytest.fixture
+def ray_s3(s3_bucket: S3Bucket) -> Iterator[S3Bucket]:
+    """A local Ray cluster whose workers have the bucket's S3 settings in their environment, as
+    every node of a real cluster has its credentials: a cluster the session started earlier
+    (before the variables were set) is restarted, and restarted again afterwards without them."""
+    import ray
+
+    from rayrg.runtime import init_ray
+
+    ray.shutdown()
+    init_ray(num_cpus=2, object_store_memory=400 * 1024 * 1024)
+    try:
+        yield s3_bucket
+    finally:
+        ray.shutdown()
+        for name in s3_bucket.env:  # the session's cluster again, without the bucket's settings
+            os.environ.pop(name, None)
+        init_ray(num_cpus=2, object_store_memory=400 * 1024 * 1024)

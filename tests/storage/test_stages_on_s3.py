@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer
-from tests.storage._moto import s3_bucket  # noqa: F401  (fixture)
+from tests.storage._moto import ray_s3, s3_bucket  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
 KEY_ENV = "RAYRG_TEST_S3_LOOPBACK_KEY"
@@ -29,7 +29,7 @@ def _under(bucket, prefix: str) -> list[str]:
     return [k for k in bucket.keys() if k.startswith(prefix + "/")]
 
 
-def test_windows_to_s3_then_skipped(make_toy_dataset, s3_bucket, tmp_path: Path, ray_local,  # noqa: F811
+def test_windows_to_s3_then_skipped(make_toy_dataset, s3_bucket, tmp_path: Path, ray_s3,  # noqa: F811
                                     monkeypatch) -> None:
     from rayrg.cli import main
 
@@ -47,7 +47,7 @@ def test_windows_to_s3_then_skipped(make_toy_dataset, s3_bucket, tmp_path: Path,
 
 
 @pytest.mark.parametrize("method", ["sparse", "simulated"])
-def test_simple_labels_to_s3(make_toy_dataset, s3_bucket, tmp_path: Path, ray_local, monkeypatch,  # noqa: F811
+def test_simple_labels_to_s3(make_toy_dataset, s3_bucket, tmp_path: Path, ray_s3, monkeypatch,  # noqa: F811
                              method: str) -> None:
     from rayrg.cli import main
 
@@ -65,12 +65,18 @@ def test_simple_labels_to_s3(make_toy_dataset, s3_bucket, tmp_path: Path, ray_lo
     assert _local_files(work) == []
 
 
+@pytest.fixture
+def loopback_key(monkeypatch) -> None:
+    """The backend's key in the environment before Ray starts (its actors send it)."""
+    monkeypatch.setenv(KEY_ENV, "sk-s3-test")
+
+
 def test_rgvlm_labels_and_cache_on_s3_and_rerun_makes_no_call(make_toy_dataset, s3_bucket,  # noqa: F811
-                                                               tmp_path: Path, ray_local, monkeypatch) -> None:
+                                                               tmp_path: Path, loopback_key, ray_s3,
+                                                               monkeypatch) -> None:
     from rayrg.cli import main
 
     source = make_toy_dataset(num_episodes=2, steps=(5, 9), frame_size=16)
-    monkeypatch.setenv(KEY_ENV, "sk-s3-test")
     work = tmp_path / "work"
     work.mkdir()
     with LoopbackServer(Faults()) as server:
