@@ -72,7 +72,7 @@ def loopback_key(monkeypatch) -> None:
 
 
 def test_rgvlm_labels_and_cache_on_s3_and_rerun_makes_no_call(make_toy_dataset, s3_bucket,  # noqa: F811
-                                                               tmp_path: Path, loopback_key, ray_s3,
+                                                               tmp_path: Path, loopback_key, ray_s3,  # noqa: F811
                                                                monkeypatch) -> None:
     from rayrg.cli import main
 
