@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rayrg.config import ConfigError
-from rayrg.rl.config import SweepConfig, TrainConfig
+from rayrg.experiments.sweep import SweepConfig
+from rayrg.rl.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 # Ray's own warning when a call to its autoscaling coordinator times out on an overloaded
