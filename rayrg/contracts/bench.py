@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rayrg.config import ConfigError
+from rayrg.contracts.versions import read_json_object
 from rayrg.storage import resolve
 
 VERSION = 1
@@ -34,10 +35,7 @@ def read_bench(out: str | Path) -> dict[str, Any]:
     path = resolve(out) / BENCH_FILE
     if not path.exists():
         raise ConfigError(f"{out}: no {BENCH_FILE} (run `rayrg reward-bench` first)")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
+    raw = read_json_object(path, "reward-bench results", ConfigError)
     version = raw.pop("version", None)
     if version != VERSION:
         raise ConfigError(f"{path}: reward-bench results version {version}; this rayrg reads version "

@@ -10,7 +10,6 @@ one (before the contract) reads as version 0.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from rayrg.contracts.versions import (
     DatasetError,
     parquet_files,
     read_parquet_files,
-    refuse_version,
+    read_stamped_json,
+    write_stamped_json,
 )
 from rayrg.storage import resolve
 
@@ -33,9 +33,7 @@ FEATURE_COLUMNS = ("episode_id", "step", "feature", "final_feature")
 
 
 def write_encoder_record(directory: str | Path, record: dict[str, Any]) -> Path:
-    path = resolve(directory) / ENCODER_FILE
-    path.write_text(json.dumps({**record, "version": VERSION}, indent=2))
-    return path
+    return write_stamped_json(resolve(directory) / ENCODER_FILE, record, VERSION)
 
 
 def read_encoder_record(directory: str | Path) -> dict[str, Any]:
@@ -43,15 +41,7 @@ def read_encoder_record(directory: str | Path) -> dict[str, Any]:
     path = resolve(directory) / ENCODER_FILE
     if not path.exists():
         raise DatasetError(f"{directory}: no {ENCODER_FILE} (not a `rayrg encode` output)")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: unreadable encoder record: {exc}") from exc
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}: unreadable encoder record: not a JSON object")
-    version = record.pop("version", UNSTAMPED)
-    refuse_version(path, "features", version if isinstance(version, int) else -1, READABLE_VERSIONS)
-    return record
+    return read_stamped_json(path, "encoder record", "features", READABLE_VERSIONS, pop=True)
 
 
 def read_features(directory: str | Path) -> pa.Table:

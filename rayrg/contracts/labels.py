@@ -12,7 +12,6 @@ Versions: Parquet files carry ``rayrg.contract = "labels/1"``; files from before
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,10 @@ from rayrg.contracts.versions import (
     check_parquet,
     list_parquet,
     read_parquet_files,
-    refuse_version,
+    read_stamped_json,
     stamped,
     write_dataset_parquet,
+    write_stamped_json,
 )
 from rayrg.storage import resolve
 
@@ -143,9 +143,7 @@ def read_labels(directory: str | Path, columns: Iterable[str] | None = None, *,
 def write_summary(directory: str | Path, summary: dict[str, Any], name: str = SUMMARY_FILE) -> Path:
     """``<directory>/_rgvlm_summary.json`` stamped with ``version``; ``name``: another method's
     summary file (``_<method>_summary.json``: the progress labellers)."""
-    path = resolve(directory) / name
-    path.write_text(json.dumps({**summary, "version": SUMMARY_VERSION}, indent=2))
-    return path
+    return write_stamped_json(resolve(directory) / name, summary, SUMMARY_VERSION)
 
 
 def read_summary(directory: str | Path, name: str = SUMMARY_FILE) -> dict[str, Any] | None:
@@ -155,13 +153,4 @@ def read_summary(directory: str | Path, name: str = SUMMARY_FILE) -> dict[str, A
     path = resolve(directory) / name
     if not path.exists() or path.is_dir():
         return None
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: unreadable labelling summary: {exc}") from exc
-    if not isinstance(summary, dict):
-        raise DatasetError(f"{path}: unreadable labelling summary: not a JSON object")
-    version = summary.get("version", UNSTAMPED)
-    refuse_version(path, "labelling summary", version if isinstance(version, int) else -1,
-                   READABLE_SUMMARY_VERSIONS)
-    return summary
+    return read_stamped_json(path, "labelling summary", "labelling summary", READABLE_SUMMARY_VERSIONS)

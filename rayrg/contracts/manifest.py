@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.contracts.versions import read_json_object
 from rayrg.storage import Location, native, resolve
 
 VERSION = 1
@@ -138,12 +139,7 @@ def read_manifest(out: str | Path) -> Manifest:
     path = resolve(out) / MANIFEST_FILE
     if not path.exists():
         raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: not a manifest (expected a JSON object)")
+    raw = read_json_object(path, "manifest", ConfigError)
     version = raw.get("version")
     if version != VERSION:
         found = "no version (written before manifests were versioned)" if version is None else f"version {version!r}"

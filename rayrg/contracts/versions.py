@@ -12,6 +12,7 @@ wrote it) is refused in one line naming the file, the version and the versions r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,34 @@ def refuse_version(source: str | Path, name: str, version: int, readable: Iterab
         newer = " (written by a newer rayrg: upgrade rayrg)" if version > max(readable) else ""
         raise DatasetError(f"{source}: {name} {what}, this rayrg reads {name} version "
                            f"{', '.join(str(v) for v in readable if v != UNSTAMPED)}{newer}")
+
+
+def read_json_object(path: Any, what: str, error: type[Exception] = DatasetError) -> dict[str, Any]:
+    """The JSON object at ``path`` (a local path or a Location); one line (``error``) when it is
+    not valid JSON or not an object. Every contract's JSON file is read through this."""
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: unreadable {what}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: unreadable {what}: not a JSON object")
+    return raw
+
+
+def read_stamped_json(path: Any, what: str, name: str, readable: Iterable[int], *,
+                      pop: bool = False) -> dict[str, Any]:
+    """:func:`read_json_object`, refused unless its ``version`` is among ``readable`` (none:
+    :data:`UNSTAMPED`); ``pop`` drops the stamp from what is returned."""
+    raw = read_json_object(path, what)
+    version = raw.pop("version", UNSTAMPED) if pop else raw.get("version", UNSTAMPED)
+    refuse_version(path, name, version if isinstance(version, int) else -1, readable)
+    return raw
+
+
+def write_stamped_json(path: Any, record: dict[str, Any], version: int) -> Any:
+    """``record`` with ``version`` as JSON at ``path`` (atomic locally; one upload on object stores)."""
+    path.write_text(json.dumps({**record, "version": version}, indent=2))
+    return native(path)
 
 
 def check_parquet(path: Any, name: str, readable: Iterable[int]) -> pa.Schema:

@@ -15,7 +15,6 @@ episode may be shorter than W (``is_partial``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,10 @@ from rayrg.contracts.versions import (
     list_parquet,
     open_ray_parquet,
     parquet_files,
-    refuse_version,
+    read_stamped_json,
     stamped,
     write_dataset_parquet,
+    write_stamped_json,
 )
 from rayrg.storage import resolve
 
@@ -130,12 +130,11 @@ def head_windows(directory: str | Path, n: int, columns: Iterable[str] | None = 
     batches: list[pa.RecordBatch] = []
     for path in window_files(directory, wanted):
         location = resolve(path)
-        with location.open_input() as stream:
-            batches_of_file = list(pq.ParquetFile(stream).iter_batches(batch_size=n, columns=wanted))
-        for batch in batches_of_file:
-            batches.append(batch)
-            if sum(b.num_rows for b in batches) >= n:
-                return pa.Table.from_batches(batches).slice(0, n)
+        with location.fs.open_input_file(location.path) as stream:  # seekable: Parquet reads its footer
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=n, columns=wanted):
+                batches.append(batch)
+                if sum(b.num_rows for b in batches) >= n:
+                    return pa.Table.from_batches(batches).slice(0, n)
     if batches:
         return pa.Table.from_batches(batches)
     schema = WINDOW_SCHEMA if wanted is None else pa.schema([WINDOW_SCHEMA.field(c) for c in wanted])
@@ -150,22 +149,11 @@ def open_windows(directory: str | Path, columns: Iterable[str]) -> Any:
 
 
 def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:
-    path = resolve(directory) / SUMMARY_FILE
-    path.write_text(json.dumps({**summary, "version": SUMMARY_VERSION}, indent=2))
-    return path
+    return write_stamped_json(resolve(directory) / SUMMARY_FILE, summary, SUMMARY_VERSION)
 
 
 def read_summary(directory: str | Path) -> dict[str, Any]:
     path = resolve(directory) / SUMMARY_FILE
-    try:
-        summary = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{directory}: no {SUMMARY_FILE} (not a `rayrg windows` output)") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: unreadable windows summary: {exc}") from exc
-    if not isinstance(summary, dict):
-        raise DatasetError(f"{path}: unreadable windows summary: not a JSON object")
-    version = summary.get("version", UNSTAMPED)
-    refuse_version(path, "windows summary", version if isinstance(version, int) else -1,
-                   READABLE_SUMMARY_VERSIONS)
-    return summary
+    if not path.exists():
+        raise DatasetError(f"{directory}: no {SUMMARY_FILE} (not a `rayrg windows` output)")
+    return read_stamped_json(path, "windows summary", "windows summary", READABLE_SUMMARY_VERSIONS)

@@ -12,7 +12,6 @@ disagreement reported). Output: ``progress_gvl`` in [0, 1] per frame and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,8 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from rayrg.rewards.progress.pipeline import (
     ProgressConfig,
     answer_json,
-    declarations,
     image_digest,
+    progress_method,
     rebuild_backend_field,
 )
 from rayrg.rewards.progress.prompts import GVL_PROMPTS, gvl_parts, gvl_schema
@@ -34,7 +33,6 @@ from rayrg.rewards.progress.sampling import (
     stitch,
     unshuffle,
 )
-from rayrg.rewards.registry import LabelMethod
 
 NEEDS_LOGPROBS = False
 
@@ -156,33 +154,4 @@ def estimate(config: GVLConfig, episode_lengths: list[int], frame_size: tuple[in
             "cost_usd": (input_tokens * b.price_input_per_mtok + output_tokens * b.price_output_per_mtok) / 1e6}
 
 
-# For the method/backend declarations (issue 27, item 1): filled into the registry at merge.
-DECLARATIONS: dict[str, Any] = {
-    "needs": {"backend": "any RG-VLM backend (structured output used where it has it)", "logprobs": False,
-              "action_names": False},  # shows no actions: datasets without action names are fine
-    "paid": "as the backend (price_input_per_mtok / price_output_per_mtok > 0)",
-    "estimate": "rayrg.rewards.progress.gvl:estimate",
-    "columns": {"progress_gvl": "progress", "reward_gvl": "reward"},
-    "report": "per-episode progress curve (progress_gvl vs step); summary: failed chunks, short episodes, "
-              "chunk_disagreement",
-    "browser": "the K frames as shown (shuffled) with their answered percentages",
-}
-
-
-def _run(config, dataset, out, *, address=None):
-    from rayrg.rewards.progress.pipeline import label_progress
-
-    return label_progress("gvl", config, Path(dataset), Path(out), address=address)
-
-
-def _extra_inputs(config: GVLConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from rayrg.rewards.rgvlm.backends import backend_class
-
-    return {"prompt": asdict(GVL_PROMPTS[config.prompt_version]),
-            "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
-
-
-GVL = LabelMethod("gvl", GVLConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),
-                     **declarations("gvl"))
+GVL = progress_method("gvl", GVLConfig, GVL_PROMPTS)

@@ -406,3 +406,22 @@ def declarations(method: str) -> dict[str, Any]:
 
     return {"needs": needs, "dataset_needs": dataset_needs, "paid": paid, "estimate": estimate,
             "outputs": outputs, "describe": describe, "browser_section": browser_section}
+
+
+def progress_method(method: str, config_cls: type, prompts: dict[str, Any]) -> Any:
+    """The :class:`~rayrg.rewards.registry.LabelMethod` of ``method`` (``gvl`` or
+    ``topreward``): its run, what fixes its result besides the config (the prompt texts and the
+    model's identity) and its declarations."""
+    from dataclasses import asdict
+
+    from rayrg.rewards.registry import LabelMethod
+
+    def run(config: ProgressConfig, dataset: Any, out: Any, *, address: str | None = None) -> Any:
+        return label_progress(method, config, Path(dataset), Path(out), address=address)
+
+    def extra_inputs(config: ProgressConfig) -> dict[str, Any]:
+        return {"prompt": asdict(prompts[config.prompt_version]),
+                "model_identity": _backends.backend_class(config.backend.type).model_identity(config.backend)}
+
+    return LabelMethod(method, config_cls, run, extra_inputs=extra_inputs, keep_on_redo=("_cache",),
+                       **declarations(method))

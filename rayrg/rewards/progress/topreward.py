@@ -13,7 +13,6 @@ before any call. Output: ``progress_topreward`` and ``reward_topreward`` (the sa
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,13 +20,12 @@ from pydantic import Field, field_validator
 
 from rayrg.rewards.progress.pipeline import (
     ProgressConfig,
-    declarations,
     image_digest,
+    progress_method,
     rebuild_backend_field,
 )
 from rayrg.rewards.progress.prompts import TOPREWARD_PROMPTS, topreward_parts
 from rayrg.rewards.progress.sampling import interpolate, sample_indices
-from rayrg.rewards.registry import LabelMethod
 
 NEEDS_LOGPROBS = True
 
@@ -127,31 +125,4 @@ def estimate(config: TOPRewardConfig, episode_lengths: list[int], frame_size: tu
             "cost_usd": (input_tokens * b.price_input_per_mtok + output_tokens * b.price_output_per_mtok) / 1e6}
 
 
-DECLARATIONS: dict[str, Any] = {
-    "needs": {"backend": "one with log-probabilities (transformers, vllm, openai with logprobs, gemini)",
-              "logprobs": True, "action_names": False},  # shows no actions
-    "paid": "as the backend (price_input_per_mtok / price_output_per_mtok > 0)",
-    "estimate": "rayrg.rewards.progress.topreward:estimate",
-    "columns": {"progress_topreward": "progress", "reward_topreward": "reward"},
-    "report": "per-episode progress curve; summary: bounded_frames, failed frames, short episodes",
-    "browser": "each sampled frame with its completion probability (bounded ones marked)",
-}
-
-
-def _run(config, dataset, out, *, address=None):
-    from rayrg.rewards.progress.pipeline import label_progress
-
-    return label_progress("topreward", config, Path(dataset), Path(out), address=address)
-
-
-def _extra_inputs(config: TOPRewardConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from rayrg.rewards.rgvlm.backends import backend_class
-
-    return {"prompt": asdict(TOPREWARD_PROMPTS[config.prompt_version]),
-            "model_identity": backend_class(config.backend.type).model_identity(config.backend)}
-
-
-TOPREWARD = LabelMethod("topreward", TOPRewardConfig, _run, extra_inputs=_extra_inputs, keep_on_redo=("_cache",),
-                           **declarations("topreward"))
+TOPREWARD = progress_method("topreward", TOPRewardConfig, TOPREWARD_PROMPTS)
