@@ -84,7 +84,7 @@ def column_report(dataset: Path, column: str, values: np.ndarray, truth: np.ndar
 def reward_report(datasets: Iterable[str | Path], columns: Sequence[str] | None = None,
                   threshold: float = 0.5) -> list[dict[str, Any]]:
     rows = []
-    for dataset in map(Path, datasets):
+    for dataset in datasets:
         source = Dataset.open(dataset)
         wanted = source.reward_columns(columns)
         if columns and not wanted:
