@@ -259,6 +259,7 @@ def train(config: TrainConfig, dataset: str | os.PathLike[str], out: str | os.Pa
     """
     from rayrg.data.access import require_finished
     from rayrg.provenance import StaleOutputError, claim
+    from rayrg.rewards.shaping import check_gamma
     from rayrg.rl.data import check_training_data
     from rayrg.storage import prepare_output
 
@@ -268,6 +269,8 @@ def train(config: TrainConfig, dataset: str | os.PathLike[str], out: str | os.Pa
     # keyed to which ones failed (the dataset's unfinished key), so it is redone after the retry.
     require_finished(dataset, "train", allow=config.nan_policy == "zero", opt_in="set nan_policy: zero")
     check_training_data(dataset, config.reward_column, config.nan_policy, config.observation, config.features_dir)
+    # A potential-based shaped reward keeps the optimal policy only with the learner's own γ.
+    check_gamma(dataset, config.reward_column, config.gamma)
     out = as_where(location)  # what provenance takes: a Path, or (a URI) the Location
     final = final_checkpoint(location)
     inputs = train_inputs(config, dataset)

@@ -52,3 +52,4 @@ def test_check_gamma_refuses_another_discount_in_one_line() -> None:
     with pytest.raises(ConfigError) as err:
         check_gamma(prov, "reward_gvl", 0.99)
     assert "gamma=0.9" in str(err.value) and "0.99" in str(err.value) and "\n" not in str(err.value)
+
