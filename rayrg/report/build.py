@@ -148,7 +148,7 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
                "with 80 % power (so a non-significant difference smaller than it was not detectable, "
                "and one with an interval inside ±MDE is ruled out at that size). *MDE / b* is the MDE "
                "relative to b's return, to set beside the paper's relative effects (+14 % from adding "
-               "sparse; 1.12–3.15× over the other VLM rewards); *paper effect* converts the paper's "
+               "the success reward; 1.12–3.15× over the other VLM rewards); *paper effect* converts the paper's "
                "figure to return units where this comparison is the one the paper reports. Test split.", "",
                _md_table(["a", "b", "start", "a − b", "95 % CI", "significant", "MDE (80 %)", "MDE / b",
                           "paper effect", "covers"],
@@ -164,7 +164,7 @@ def _figure4(results: list[dict[str, Any]], labels: dict[str, str], learned: Seq
             numbers["claims"] = []
             md += [f"The paper's claims could not be tested: {exc}", ""]
         # Both of the paper's effects are relative to the dense method's fixed-start return (the
-        # gain of adding sparse to it; the gap of relative drops times the return they drop from).
+        # gain of adding the success reward to it; the gap of relative drops times the return they drop from).
         dense_fixed = overall.get(claim_methods["dense"], {}).get("fixed", (math.nan,))[0]
         for c in numbers["claims"]:
             c["paper"] = paper_reading(c, c["paper_effect"], dense_fixed)
