@@ -140,7 +140,9 @@ def fresh_copy(dest: Path) -> Path:
 
 def plain_shell_env(copy: Path) -> dict[str, str]:
     """The user's environment without an activated venv; the copy's rayrg imported first."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    # RAY_ADDRESS: an earlier in-process test's rayrg pinned it to the session's own cluster; a
+    # reader's plain shell has none.
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "RAY_ADDRESS")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if not p.rstrip("/").endswith(("/.venv/bin", "/bin/.venv")))
     env["PYTHONPATH"] = str(copy)
