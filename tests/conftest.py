@@ -13,8 +13,11 @@ import pytest
 import tests.envs.toy  # noqa: F401 - registers the ``toy`` environment of the synthetic datasets
 from rayrg.plugins import PLUGINS_ENV
 
-# Ray workers and ``rayrg`` subprocesses inherit this and import the module on a miss.
+# Ray workers and ``rayrg`` subprocesses inherit this and import the module on a miss; the repo
+# root on their PYTHONPATH lets them find ``tests`` (pytest puts it on this process's path only).
 os.environ[PLUGINS_ENV] = ",".join(filter(None, [os.environ.get(PLUGINS_ENV), "tests.envs.toy"]))
+_ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
 
 # Never reach a model hub from tests; tiny checkpoints are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
