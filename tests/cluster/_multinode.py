@@ -119,8 +119,11 @@ def start_two_node_cluster(private_dir: Path, token_dir: Path,
         stop(temp_dir)
         raise RuntimeError(head.stdout[-2000:] + head.stderr[-2000:])
     address = f"127.0.0.1:{port}"
+    # The worker node's own temp dir, as a real node has: with the head's, both nodes' runtime-env
+    # agents unpacked a job's working_dir into one folder at once, and the job's driver imported
+    # from a half-written copy (ModuleNotFoundError). Under temp_dir, so `stop` finds its processes.
     ray_start = " ".join([str(BIN / "ray"), "start", f"--address={address}",
-                          "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block",
+                          "--num-cpus=2", f"--temp-dir={temp_dir}/w", "--disable-usage-stats", "--block",
                           *_ports()])
     # The worker node's own disk: a tmpfs over private_dir that only its namespace sees.
     worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c",
