@@ -83,8 +83,19 @@ def _job(cluster: TwoNodeCluster, *args: str, timeout: int = 900) -> subprocess.
     while True:
         done = subprocess.run(command, env=cluster.driver_env(), capture_output=True, text=True, timeout=timeout)
         if "No available agent" not in done.stderr or time.monotonic() > deadline:
-            return done
+            return _with_logs(done)
         time.sleep(3)
+
+
+def _with_logs(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """On failure, append the full tracebacks the job's one-line errors point to (they are on
+    this machine: every node of this cluster shares its disk but the private folder)."""
+    if done.returncode != 0:
+        for log in set(re.findall(r"full traceback: (\S+?\.log)", done.stdout + done.stderr)):
+            path = Path(log)
+            if path.is_file():
+                done.stderr += f"\n--- {log}\n" + path.read_text()[-6000:]
+    return done
 
 
 def _runtime_env(storage_root: str) -> str:
