@@ -55,6 +55,8 @@ JOBS: dict[str, Callable[[Path], Any]] = {
     "quickstart.yaml": _experiment,
     "babyai_matrix.yaml": _experiment,
     "reproduce_babyai.yaml": _experiment,
+    "reproduce_babyai_skills.yaml": _experiment,
+    "reproduce_babyai_full.yaml": _experiment,
     "alfred_gemini.yaml": _experiment,
     "alfred_qwen72b.yaml": _experiment,
     "iql_babyai_full.yaml": _train,

@@ -32,6 +32,7 @@ ACTION_NAMES: tuple[str, ...] = (
 NUM_ACTIONS = len(ACTION_NAMES)
 MIN_SUBTASKS, MAX_SUBTASKS = 1, 6
 ENV_NAME = "babyai-chain"
+ALL_ACTION_KINDS: tuple[str, ...] = ("goto", "pickup", "open", "putnext")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BabyAIEnvConfig:
     num_cols: int = 2
     num_distractors: int = 6
     tile_size: int = 8  # RGB partial view of 7x7 cells -> 56x56 px frames
-    action_kinds: tuple[str, ...] = ("goto", "pickup", "open", "putnext")
+    action_kinds: tuple[str, ...] = ALL_ACTION_KINDS
 
 
 def _levelgen_classes() -> tuple[Any, Any]:
@@ -60,10 +61,14 @@ def _levelgen_classes() -> tuple[Any, Any]:
     class SubtaskChainLevel(LevelGen):
         """A mission of exactly ``num_subtasks`` action instructions done in order."""
 
-        def __init__(self, num_subtasks: int, env_config: BabyAIEnvConfig, **kwargs: Any) -> None:
+        def __init__(self, num_subtasks: int, env_config: BabyAIEnvConfig,
+                     off_target_kinds: tuple[str, ...] = (), off_target_fraction: float = 0.0,
+                     **kwargs: Any) -> None:
             if not MIN_SUBTASKS <= num_subtasks <= MAX_SUBTASKS:
                 raise ValueError(f"num_subtasks must be in {MIN_SUBTASKS}..{MAX_SUBTASKS}")
             self.num_subtasks = num_subtasks
+            self.off_target_kinds = tuple(off_target_kinds)
+            self.off_target_fraction = float(off_target_fraction)
             super().__init__(
                 room_size=env_config.room_size,
                 num_rows=env_config.num_rows,
@@ -80,10 +85,17 @@ def _levelgen_classes() -> tuple[Any, Any]:
 
         def gen_mission(self) -> None:
             super().gen_mission()  # rooms, doors, distractors, agent, one instruction
-            leaves = [self.instrs] + [
-                self.rand_instr(action_kinds=self.action_kinds, instr_kinds=["action"])
-                for _ in range(self.num_subtasks - 1)
-            ]
+            if self.off_target_kinds:
+                # Skill sessions (rayrg.data.generate, protocol=skills): each leaf's kind is
+                # off-target with probability off_target_fraction, drawn from the level's RNG.
+                leaves = [self.rand_instr(action_kinds=list(
+                    self.off_target_kinds if self._rand_float(0, 1) < self.off_target_fraction
+                    else self.action_kinds), instr_kinds=["action"]) for _ in range(self.num_subtasks)]
+            else:
+                leaves = [self.instrs] + [
+                    self.rand_instr(action_kinds=self.action_kinds, instr_kinds=["action"])
+                    for _ in range(self.num_subtasks - 1)
+                ]
             chain = leaves[-1]
             for leaf in reversed(leaves[:-1]):
                 chain = ChainInstr(leaf, chain)
@@ -93,14 +105,59 @@ def _levelgen_classes() -> tuple[Any, Any]:
 
 
 def make_env(num_subtasks: int, env_config: BabyAIEnvConfig | None = None,
-             max_steps: int | None = None) -> Any:
-    """A ``SubtaskChainLevel`` wrapped to render RGB partial-view frames (``obs["image"]``)."""
+             max_steps: int | None = None, off_target_kinds: tuple[str, ...] = (),
+             off_target_fraction: float = 0.0) -> Any:
+    """A ``SubtaskChainLevel`` wrapped to render RGB partial-view frames (``obs["image"]``).
+
+    ``off_target_kinds`` (skill sessions only): each sub-task's kind is drawn from them with
+    probability ``off_target_fraction``, else from ``env_config.action_kinds``."""
     from minigrid.wrappers import RGBImgPartialObsWrapper
 
     env_config = env_config or BabyAIEnvConfig()
     _, level_cls = _levelgen_classes()
-    env = level_cls(num_subtasks, env_config, max_steps=max_steps)
+    env = level_cls(num_subtasks, env_config, off_target_kinds=off_target_kinds,
+                    off_target_fraction=off_target_fraction, max_steps=max_steps)
     return RGBImgPartialObsWrapper(env, tile_size=env_config.tile_size)
+
+_KIND_OF_CLASS = {"GoToInstr": "goto", "PickupInstr": "pickup", "OpenInstr": "open", "PutNextInstr": "putnext"}
+
+
+def chain_leaves(env: Any) -> list[Any]:
+    """The mission's sub-task instructions in order (the leaves of its ``ChainInstr``)."""
+    from minigrid.envs.babyai.core.verifier import BeforeInstr
+
+    instr, leaves = env.unwrapped.instrs, []
+    while isinstance(instr, BeforeInstr):
+        leaves.append(instr.instr_a)
+        instr = instr.instr_b
+    return [*leaves, instr]
+
+
+def instruction_kind(instr: Any) -> str:
+    """goto / pickup / open / putnext: the BabyAI action kind of one sub-task instruction."""
+    return _KIND_OF_CLASS[type(instr).__name__]
+
+
+def make_goto_bot(env: Any, obj: Any) -> Any:
+    """A ``BabyAIBot`` heading for ``obj`` ("go to the <colour> <type>"), on the same env: an
+    abandoned attempt's decoy. The env's own mission and verifier are left as they were."""
+    from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc
+    from minigrid.utils.baby_ai_bot import BabyAIBot
+
+    base = env.unwrapped
+    decoy = GoToInstr(ObjDesc(obj.type, obj.color))
+    decoy.reset_verifier(base)
+    saved = base.instrs
+    base.instrs = decoy  # the bot parses its plan from env.instrs, once, in __init__
+    try:
+        return BabyAIBot(base)
+    finally:
+        base.instrs = saved
+
+
+def grid_objects(env: Any) -> list[Any]:
+    """The objects on the grid (balls, boxes, keys, doors), in grid order."""
+    return [obj for obj in env.unwrapped.grid.grid if obj is not None and obj.type in ("ball", "box", "key", "door")]
 
 
 def reset_env(env: Any, seed: int) -> tuple[np.ndarray, str]:

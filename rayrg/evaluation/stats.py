@@ -497,3 +497,54 @@ def _claim(claim: str, result: Mapping[str, Any], mode: str) -> dict[str, Any]:
     return {"claim": claim, "finding": finding, "difference": diff, "ci95": [lo, hi],
             "significant": result["significant"], "covers": result["covers"], "mde80": result["mde80"],
             "paper_effect": key}
+
+
+def accuracy_slope(accuracy: Sequence[float], returns: Sequence[float], seeds: Sequence[int],
+                   confidence: float = 0.95) -> dict[str, Any]:
+    """Slope of return on label accuracy (return per unit of accuracy), with its interval.
+
+    One point per trained policy: its label ``accuracy``, its training seed and its mean
+    ``return`` over the evaluation tasks. ``slope`` is the least-squares slope over all
+    points (``intercept``, ``ols_stderr`` and ``r`` as ``scipy.stats.linregress`` gives them).
+
+    The interval is a t-interval *over seeds*: each seed's own least-squares slope across
+    the accuracies it was trained at, then mean ± t_{S−1}·sd/√S. Every accuracy is trained
+    from the same seeds, so a seed's effect (a lucky data order, initialisation) shifts all
+    its points alike and drops out of its slope; the pooled OLS stderr (df = n − 2) would
+    count a seed's points as independent runs. With a balanced design (every seed at the
+    same accuracies) the mean of per-seed slopes equals the pooled slope. With one seed, or
+    seeds at fewer than two accuracies, the interval is the OLS one (df = n − 2) and
+    ``covers`` says that seed-to-seed variance is not in it.
+    """
+    x, y, s = (np.asarray(v) for v in (accuracy, returns, seeds))
+    if not len(x) == len(y) == len(s):
+        raise ValueError("accuracy, returns and seeds differ in length")
+    if len(np.unique(x)) < 2:
+        raise ValueError("a slope needs at least two label accuracies")
+    x, y = x.astype(float), y.astype(float)
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx = float(dx @ dx)
+    slope = float(dx @ dy) / sxx
+    intercept = float(y.mean() - slope * x.mean())
+    n = len(x)
+    resid = y - (intercept + slope * x)
+    ols_se = float(np.sqrt(resid @ resid / (n - 2) / sxx)) if n > 2 else float("nan")
+    syy = float(dy @ dy)
+    r = float(dx @ dy) / np.sqrt(sxx * syy) if syy > 0 else 0.0
+    per_seed = []
+    for seed in np.unique(s):
+        xs, ys = x[s == seed], y[s == seed]
+        if len(np.unique(xs)) >= 2:
+            per_seed.append(float(np.polyfit(xs, ys, 1)[0]))
+    q = 0.5 + confidence / 2
+    if len(per_seed) >= 2:
+        center, df = float(np.mean(per_seed)), len(per_seed) - 1
+        se = float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
+        covers = f"training seeds ({len(per_seed)}) and tasks"
+    else:
+        center, df, se = slope, n - 2, ols_se
+        covers = "tasks only (1 training seed)"
+    half = _t_ppf_scalar(q, float(df)) * se if df > 0 and np.isfinite(se) else float("nan")
+    return {"slope": slope, "intercept": intercept, "r": r, "ols_stderr": ols_se, "points": n,
+            "seeds": len(per_seed), "seed_slopes": per_seed, "df": df,
+            "ci": (center - half, center + half), "covers": covers}

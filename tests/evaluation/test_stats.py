@@ -250,3 +250,33 @@ def test_two_episodes_with_a_design_effect_give_a_finite_interval() -> None:
     still come out, inside [0, 1] and around the mean (a ValueError on the first version)."""
     mean, lo, hi = return_interval([0.5, 0.75], 4)
     assert 0.0 <= lo < mean < hi <= 1.0
+
+
+def test_accuracy_slope_matches_linregress_and_seed_t_interval() -> None:
+    from scipy import stats as sps
+
+    from rayrg.evaluation.stats import accuracy_slope
+
+    rng = np.random.default_rng(7)
+    acc = np.array([0.742, 0.862, 0.934, 1.0])
+    seeds = np.repeat(np.arange(5), len(acc))
+    x = np.tile(acc, 5)
+    y = 0.2 + 0.5 * x + rng.normal(0, 0.1, 5)[seeds] + rng.normal(0, 0.03, len(x))
+    got = accuracy_slope(x, y, seeds)
+    ref = sps.linregress(x, y)
+    assert got["slope"] == pytest.approx(ref.slope)
+    assert got["intercept"] == pytest.approx(ref.intercept)
+    assert got["ols_stderr"] == pytest.approx(ref.stderr)
+    assert got["r"] == pytest.approx(ref.rvalue)
+    per_seed = [sps.linregress(acc, y[seeds == s]).slope for s in range(5)]
+    lo, hi = sps.t.interval(0.95, 4, loc=np.mean(per_seed), scale=sps.sem(per_seed))
+    assert got["ci"] == pytest.approx((lo, hi), abs=1e-6)
+    assert got["df"] == 4 and got["seeds"] == 5
+    # One seed: the OLS interval (df = n - 2), and it says what it covers.
+    one = accuracy_slope(acc, y[:4], [0] * 4)
+    ref1 = sps.linregress(acc, y[:4])
+    half = sps.t.ppf(0.975, 2) * ref1.stderr
+    assert one["ci"] == pytest.approx((ref1.slope - half, ref1.slope + half), abs=1e-6)
+    assert one["covers"] == "tasks only (1 training seed)"
+    with pytest.raises(ValueError, match="two label accuracies"):
+        accuracy_slope([0.9, 0.9], [0.1, 0.2], [0, 1])
