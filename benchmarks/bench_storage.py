@@ -12,7 +12,10 @@ arms), timed over its wall time; arms alternate (local, S3, local, S3 …) and e
 median over ``--repeats``. moto is a Python server sharing this machine's cores, so the S3 time
 is split: the moto process's own CPU time during the arm (psutil, before/after) is the server's
 cost; what remains of the S3-minus-local difference is rayrg's (pyarrow's S3 client, Ray Data's
-object-store writes, Ray Train's checkpoint uploads). Prints
+object-store writes, Ray Train's checkpoint uploads). A second reference: raw pyarrow GETs and
+PUTs (``pyarrow.fs.copy_files``, no rayrg, no Ray) of the very objects each stage read and
+wrote in the S3 arm, to moto and, for the same bytes, local disk to local disk: the least any
+S3 client pays this server to move them. Prints
 
   ``labelling on S3 (moto) vs local disk: R``
   ``training on S3 (moto) vs local disk: R``
@@ -86,6 +89,54 @@ def _upload(local: Path, uri: str, env: dict[str, str]) -> None:
                 os.environ[k] = v
 
 
+def _raw_transfer(uris: list[str], scratch: Path, env: dict[str, str]) -> tuple[float, float, int, int]:
+    """(S3 s, local-disk s, bytes, files) of raw pyarrow GET then PUT of every object under
+    ``uris``: each folder copied from the bucket to local disk and back to a scratch prefix; the
+    local reference copies the same files disk to disk."""
+    import shutil
+
+    import pyarrow.fs as pafs
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from rayrg.storage import resolve
+
+        s3_time = local_time = 0.0
+        size = files = 0
+        for i, uri in enumerate(uris):
+            source = resolve(uri)
+            got, copied = scratch / f"get{i}", scratch / f"copy{i}"
+            put = resolve(f"s3://{BUCKET}/raw-{scratch.name}-{i}")
+            start = time.perf_counter()
+            base = source.path.rstrip("/") + "/"
+            infos = source.fs.get_file_info(pafs.FileSelector(source.path, recursive=True))
+            for info in infos:  # one GET per object, then one PUT of it
+                if info.type != pafs.FileType.File:
+                    continue
+                rel = info.path[len(base):]
+                with source.fs.open_input_stream(info.path) as stream:
+                    data = stream.read()
+                (got / rel).parent.mkdir(parents=True, exist_ok=True)
+                (got / rel).write_bytes(data)
+                with put.fs.open_output_stream(f"{put.path}/{rel}") as stream:
+                    stream.write(data)
+            s3_time += time.perf_counter() - start
+            start = time.perf_counter()
+            shutil.copytree(got, copied)  # the same bytes, read from and written to local disk
+            local_time += time.perf_counter() - start
+            found = [p for p in got.rglob("*") if p.is_file()]
+            size += sum(p.stat().st_size for p in found)
+            files += len(found)
+        return s3_time, local_time, size, files
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _arm(root: str, data: str, tmp: Path, env: dict[str, str], server_pid: int) -> tuple[float, float, float, float]:
     """(labelling s, training s, moto CPU s while labelling, while training) of one arm whose
     storage is ``root`` (the moto CPU counts only what the server did, whichever arm)."""
@@ -129,9 +180,17 @@ def main() -> int:
             _upload(local_data / "trajectories", s3_data, s3_env(server.endpoint))
 
             local, s3 = [], []
+            raw: tuple[list, list] = ([], [])
             for n in range(args.repeats):  # alternate, so drift in the machine's load hits both arms
                 local.append(_arm(str(tmp / f"local{n}"), str(local_data / "trajectories"), tmp, env, pid))
-                s3.append(_arm(f"s3://{BUCKET}/run{n}", s3_data, tmp, env, pid))
+                run = f"s3://{BUCKET}/run{n}"
+                s3.append(_arm(run, s3_data, tmp, env, pid))
+                # what each stage read and wrote in the bucket, moved again by raw pyarrow
+                for i, uris in enumerate(([s3_data, f"{run}/sparse", f"{run}/labelled"],
+                                          [f"{run}/labelled", f"{run}/iql"])):
+                    scratch = tmp / f"raw{n}-{i}"
+                    scratch.mkdir()
+                    raw[i].append(_raw_transfer(uris, scratch, s3_env(server.endpoint)))
     finally:
         stop_moto(server)
 
@@ -143,8 +202,14 @@ def main() -> int:
         server_cpu = statistics.median(r[2 + i] for r in s3)
         extra = t_s3 - t_local
         print(f"{what} on S3 (moto) vs local disk: {t_s3 / t_local:.2f}x  ({t_s3:.1f} s vs {t_local:.1f} s)")
+        raw_s3 = statistics.median(r[0] for r in raw[i])
+        raw_local = statistics.median(r[1] for r in raw[i])
+        size, files = raw[i][0][2], raw[i][0][3]
         print(f"  S3 extra {extra:+.1f} s: moto server CPU {server_cpu:.1f} s "
               f"({server_cpu / t_s3:.0%} of the S3 time), rayrg's side (client, uploads) {extra - server_cpu:+.1f} s")
+        print(f"  reference, raw pyarrow GET+PUT of the stage's {files} objects ({size / 1e6:.1f} MB) to moto: "
+              f"{raw_s3:.2f} s vs {raw_local:.2f} s disk to disk ({raw_s3 / max(raw_local, 1e-3):.0f}x); "
+              f"of the S3 extra, {extra - (raw_s3 - raw_local):+.1f} s is above that transfer floor")
     return 0
 
 

@@ -52,7 +52,14 @@ def scrub_uri(uri: str | os.PathLike[str]) -> str:
     """``uri`` safe for logs, provenance, manifests and reports: ``key:secret@`` (even with a
     ``/`` in the secret), query and fragment redacted; local paths unchanged."""
     text = os.fspath(uri)
-    return scrub_url(text) if _URI.match(text) else text
+    if _URI.match(text):
+        return scrub_url(text)
+    typo = _TYPO.match(text)
+    if typo and "@" in text:  # ``s3:/key:secret@bucket``: a typo still carries the secret
+        prefix = text[:typo.end()] + "/" * (len(text[typo.end():]) - len(text[typo.end():].lstrip("/")))
+        scrubbed = scrub_url(f"{typo.group('scheme')}://{text[len(prefix):]}")
+        return prefix + scrubbed.split("://", 1)[1]
+    return text
 
 
 def _fail(uri: str, what: str) -> StorageError:
@@ -257,7 +264,7 @@ def resolve(path_or_uri: str | os.PathLike[str] | Location, *,
     if typo:
         scheme = typo.group("scheme")
         raise _fail(text, f"not a URI ('{scheme}:' needs '//', e.g. {scheme}://bucket/path) "
-                          f"and not a local path (write ./{text} for a local folder)")
+                          f"and not a local path (write ./{scrub_uri(text)} for a local folder)")
     base = storage_root(root)
     if base is not None and not Path(text).is_absolute():
         return resolve(base, root=None) / text
@@ -597,6 +604,33 @@ def open_input(path: str | os.PathLike[str] | Location, *, root: str | None = No
     if not location.exists():
         raise StorageError(f"{location}: no such {what}")
     return location
+
+
+def local_only(path: str | os.PathLike[str] | Location, what: str, why: str, *,
+               output: bool = False) -> Path:
+    """A path on the *foreign* side of an import or export (a LeRobot or Minari dataset
+    root, the ALFRED data root), which the other format's library opens only as a local
+    folder: a storage URI (or a URI typo such as ``s3:/b``) is refused in one line naming
+    ``what`` (the option) and ``why``, before anything is made, so no local folder named
+    ``s3:`` ever appears. ``file://`` URIs are local. It never resolves against the storage
+    root (that root is for rayrg's own outputs). ``output``: a relative path inside
+    ``ray job submit`` would land in the job's temporary working directory: refused too."""
+    if isinstance(path, Location):
+        if path.is_local:
+            return Path(path.path)
+        path = path.uri
+    text = os.fspath(path)
+    typo = _TYPO.match(text)
+    is_file = text[:7].lower() == "file://" or (typo is not None and typo.group("scheme").lower() == "file")
+    if (_URI.match(text) or typo) and not is_file:
+        raise StorageError(f"{what} {scrub_uri(text)}: a storage URI, but {why}; give a local path "
+                           f"(or a shared mount) and copy it to storage after")
+    local = Path(resolve(text, root=None).path) if is_file else Path(text)
+    if output and not local.is_absolute() and in_ray_job():
+        raise StorageError(f"{what} {text}: a relative output path inside `ray job submit` would be "
+                           f"written into the job's temporary working directory ({Path.cwd()}); give "
+                           f"an absolute path on shared storage")
+    return local
 
 
 def native(location: str | os.PathLike[str] | Location) -> Path | Location:

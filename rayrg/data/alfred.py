@@ -49,12 +49,25 @@ from rayrg.data.schema import DatasetError, DatasetMetadata, encode_png, write_s
 from rayrg.envs.base import EvalTask
 from rayrg.envs.thor_config import ACTION_NAMES, ENV_NAME, INTERACT_ACTIONS, action_id, object_type
 from rayrg.provenance import OnChange, claim, fingerprint
+from rayrg.storage import (
+    Location,
+    StorageError,
+    assert_shared,
+    claim_shared,
+    local_only,
+    native,
+    release_shared,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
 TRAJ_FILE = "traj_data.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 REPORT_FILE = "import_report.json"
+# Why the ALFRED root is a local folder (a storage URI is refused): every trial's JSON and
+# images are opened as files, by the driver and by the shard tasks.
+LOCAL_REASON = "the ALFRED trials (traj_data.json and images) are read as local files"
 
 
 class AlfredImportOptions(StageConfig):
@@ -359,8 +372,13 @@ def trial_eval_tasks(trial: Path, config: AlfredImportConfig) -> list[EvalTask]:
             for a, ann in enumerate(anns)]
 
 
-def import_shard(trials: list[str], config_dict: dict[str, Any], path: str) -> dict[str, Any]:
-    """Convert ``trials`` into one shard; returns counts and the broken trials with reasons."""
+def import_shard(trials: list[str], config_dict: dict[str, Any], path: str | Location,
+                 shared: tuple[Location, str] | None = None) -> dict[str, Any]:
+    """Convert ``trials`` into one shard (a local path or a storage location); returns counts
+    and the broken trials with reasons. ``shared`` = (output, the driver's token): this node
+    must see the driver's marker there before any work (:func:`rayrg.storage.assert_shared`)."""
+    if shared is not None:
+        assert_shared(*shared)
     config = AlfredImportConfig.from_dict(config_dict)
     rows: list[dict[str, Any]] = []
     stats: dict[str, Any] = {"trials": 0, "episodes": 0, "transitions": 0, "broken": []}
@@ -429,9 +447,10 @@ def build_eval_tasks(config: AlfredImportConfig, split: str | None = None) -> tu
     return test, broken
 
 
-def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | None = None,
-                  progress: bool = True, on_change: OnChange = "refuse") -> Path:
-    """Import ``config.split`` under ``out``::
+def import_alfred(config: AlfredImportConfig, out: str | Path | Location, address: str | None = None,
+                  progress: bool = True, on_change: OnChange = "refuse") -> Path | Location:
+    """Import ``config.split`` under ``out`` (a local path or a storage URI; the ALFRED root
+    ``config.root`` is a local folder)::
 
         trajectories/        the trajectory dataset (rows as in the module docstring)
         eval_tasks.json      test EvalTasks (of ``eval_split``, default the imported split)
@@ -446,24 +465,28 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     """
     from rayrg.contracts.tasks import TASKS_FILE, VAL_TASKS_FILE, write_task_sets
 
-    out = Path(out)
-    trials = [str(t) for t in find_trials(config.root, config.split)]
+    root = local_only(config.root, "import alfred ROOT", LOCAL_REASON)
+    location = resolve(out)
+    out = native(location)
+    trials = [str(t) for t in find_trials(root, config.split)]
     if config.max_trials:
         trials = trials[:config.max_trials]
     listing = [(str(Path(t).relative_to(config.root)), p.stat().st_size, p.stat().st_mtime_ns)
                for t in trials for p in [Path(t) / TRAJ_FILE] if p.exists()]
-    claimed = claim(out, "alfred-import", {"config": config.to_dict(), "trials": fingerprint({"files": listing})},
+    claimed = claim(location, "alfred-import", {"config": config.to_dict(), "trials": fingerprint({"files": listing})},
                     on_change=on_change)
     if claimed.done:
         return out
-    data_dir = out / "trajectories"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "alfred_import.yaml")
+    data_dir = location / "trajectories"
+    if data_dir.is_local:
+        data_dir.mkdirs()
+    config.to_yaml(location / "alfred_import.yaml")
     chunks = [trials[i:i + config.trials_per_shard] for i in range(0, len(trials), config.trials_per_shard)]
+    existing = {child.name for child in data_dir.ls()}
     todo = []
     for i, chunk in enumerate(chunks):
         path, stats_path = data_dir / f"part-{i:05d}.parquet", data_dir / f".part-{i:05d}.stats.json"
-        if not stats_path.exists():
+        if stats_path.name not in existing:
             todo.append((chunk, path, stats_path))
 
     from tqdm import tqdm
@@ -477,20 +500,31 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
 
         init_ray(address)
         task = ray.remote(num_cpus=0.5)(import_shard)
-        pending = {task.remote(chunk, config.to_dict(), str(path)): stats_path for chunk, path, stats_path in todo}
-        remaining = list(pending)
-        while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1)
-            pending[done[0]].write_text(json.dumps(ray.get(done[0])))
-            bar.update(1)
+        # A local output must be the one every writing task sees (a shared mount): the tasks
+        # check the driver's marker before writing; a URI names the same objects everywhere.
+        token = claim_shared(data_dir) if data_dir.is_local else None
+        shared = (data_dir, token) if token is not None else None
+        try:
+            pending = {task.remote(chunk, config.to_dict(), path, shared): stats_path
+                       for chunk, path, stats_path in todo}
+            remaining = list(pending)
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1)
+                pending[done[0]].write_text(json.dumps(ray.get(done[0])))
+                bar.update(1)
+        finally:
+            if token is not None:
+                release_shared(data_dir, token)
     else:
         for chunk, path, stats_path in todo:
-            stats_path.write_text(json.dumps(import_shard(chunk, config.to_dict(), str(path))))
+            stats_path.write_text(json.dumps(import_shard(chunk, config.to_dict(), path)))
             bar.update(1)
     bar.close()
 
     totals: dict[str, Any] = {"trials": 0, "episodes": 0, "transitions": 0, "broken": []}
-    for stats_path in sorted(data_dir.glob(".part-*.stats.json")):
+    for stats_path in data_dir.ls():
+        if not (stats_path.name.startswith(".part-") and stats_path.name.endswith(".stats.json")):
+            continue
         stats = json.loads(stats_path.read_text())
         for key in ("trials", "episodes", "transitions"):
             totals[key] += stats[key]
@@ -508,7 +542,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
               "episodes": totals["episodes"], "transitions": totals["transitions"],
               "broken": totals["broken"], "eval_tasks": len(tasks), "val_tasks": len(val_tasks),
               "eval_broken": broken_eval}
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    (location / REPORT_FILE).write_text(json.dumps(report, indent=1))
     DatasetMetadata(
         generator="rayrg.data.alfred:import", env_name=ENV_NAME, fingerprint=claimed.fingerprint,
         num_episodes=totals["episodes"], num_transitions=totals["transitions"],
@@ -519,7 +553,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path, address: str | No
     ).write(data_dir)
     log.info("imported %d ALFRED trials (%d episodes, %d transitions, %d broken) into %s",
              totals["trials"], totals["episodes"], totals["transitions"], len(totals["broken"]), data_dir)
-    claimed.finish(trajectories=str(data_dir), eval_tasks=str(out / TASKS_FILE),
+    claimed.finish(trajectories=str(out / "trajectories"), eval_tasks=str(out / TASKS_FILE),
                    val_tasks=str(out / VAL_TASKS_FILE) if val_tasks else None)
     return out
 
@@ -547,7 +581,11 @@ class AlfredFormat:
 
     @staticmethod
     def source_problem(source: str | Path) -> str | None:
-        return None if Path(source).is_dir() else f"{source} is not a directory (the ALFRED data root)"
+        try:
+            root = local_only(source, "the ALFRED root", LOCAL_REASON)
+        except StorageError as exc:
+            return str(exc)
+        return None if root.is_dir() else f"{source} is not a directory (the ALFRED data root)"
 
 
 ALFRED = AlfredFormat()

@@ -16,10 +16,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("alfred-import",
                        help="alias of `rayrg import alfred ROOT`: ALFRED traj_data.json + images as a trajectory dataset")
-    p.add_argument("--root", type=Path, help="ALFRED data root (<root>/<split>/<task>/<trial>/)")
+    p.add_argument("--root", type=str, help="ALFRED data root (<root>/<split>/<task>/<trial>/; a local folder)")
     p.add_argument("--split", help="split folder, e.g. train, valid_seen")
     p.add_argument("--out", type=str, required=True,
-                   help="output directory (trajectories/, eval_tasks.json, import_report.json)")
+                   help="output directory (trajectories/, eval_tasks.json, import_report.json): "
+                        "a local path or a storage URI")
     p.add_argument("--config", type=Path, help="ALFRED import options YAML, may hold root (the flags override it)")
     p.add_argument("--instruction", choices=("task_desc", "high_descs"), help="instruction text")
     p.add_argument("--annotations", choices=("first", "all"), help="episodes per trial: first annotation or all")
@@ -49,5 +50,5 @@ def _import(args: argparse.Namespace) -> int:
     if "split" not in opts:
         raise ConfigError("alfred-import: give --split (e.g. train, valid_seen)")
     fmt = get_format("alfred")
-    return run_import(fmt, Path(root), args.out, import_options(fmt, opts, "alfred-import"), args.overwrite,
-                      args.address, args.num_cpus)
+    return run_import(fmt, str(root), args.out, import_options(fmt, opts, "alfred-import"), args.overwrite,
+                      args.address, args.num_cpus, source_option="--root")

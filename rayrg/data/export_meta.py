@@ -53,7 +53,8 @@ def export_record(data: Dataset, column: str, new_id: str, source_id: str | None
         "reward_column": column,
         "dataset_id": new_id,
         "source_dataset_id": source_id,
-        "labelled_dataset": str(Path(data.path).resolve()),
+        # absolute if local; a storage URI as shown (credentials never reach a URI: rayrg.storage)
+        "labelled_dataset": str(data.path.resolve() if isinstance(data.path, Path) else data.path),
         "labeller": labeller,
         "method": labeller.get("method"),
         "model": {k: v for k, v in labeller.items() if _MODEL_KEY.search(k)},

@@ -14,6 +14,10 @@ when used, so one format's optional dependency never breaks another) naming an o
 * ``export(dataset, out, reward_column, options, *, on_change, allow_unfinished) -> Path``: a
   labelled dataset back in the format (only with ``export_options``; unfinished labels are
   refused unless ``allow_unfinished``);
+* rayrg's side (an import's ``out``, an export's ``dataset``) is a local path or a storage
+  URI (:mod:`rayrg.storage`); the format's side (``source``, an export's ``out``) is a local
+  folder its library opens: a URI there is refused in one line
+  (:func:`rayrg.storage.local_only`), before anything is made;
 * optionally ``load_hint(out) -> str`` (how to open an export with the format's own reader)
   and ``source_problem(source) -> str | None`` (a missing source, for ``rayrg run``'s
   preflight).
@@ -29,10 +33,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rayrg.config import ConfigError, StageConfig
 from rayrg.registry import Registry
+
+if TYPE_CHECKING:
+    from rayrg.storage import Location
 
 Opts = TypeVar("Opts", bound=StageConfig)
 
@@ -41,8 +48,8 @@ Opts = TypeVar("Opts", bound=StageConfig)
 class Imported:
     """What an import wrote: the trajectory dataset, and its evaluation tasks if it makes any."""
 
-    trajectories: Path
-    eval_tasks: Path | None = None
+    trajectories: Path | Location  # a Location where the import's --out was a storage URI
+    eval_tasks: Path | Location | None = None
     lines: list[str] = field(default_factory=list)  # what `rayrg import` prints (default: the dataset)
 
 

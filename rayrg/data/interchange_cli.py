@@ -5,6 +5,11 @@ A format's settings are its typed options (``import_options`` / ``export_options
 as ``--options FILE.yaml`` (a mapping) and/or ``--option KEY=VALUE`` (repeatable, values
 parsed as YAML; they override the file). An unknown key is refused in one line listing the
 valid ones; ``--overwrite`` redoes an output made from other inputs.
+
+rayrg's side (an import's ``--out``, the dataset an export reads) is a local path or a
+storage URI (:mod:`rayrg.storage`: checked writable before any work, a relative path under
+``RAYRG_STORAGE``); the format's own side (an import's SOURCE, an export's ``--out``) is a
+local folder its library opens, and a URI there is refused in one line naming the option.
 """
 
 from __future__ import annotations
@@ -57,15 +62,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     exp_sub = exp.add_subparsers(dest="format", required=True, metavar="FORMAT")
     for name in FORMATS:
         p = imp_sub.add_parser(name, help=f"{name} dataset -> rayrg trajectory dataset")
-        p.add_argument("source", type=Path, help=f"the {name} dataset")
-        p.add_argument("--out", type=str, required=True, help="directory to write the trajectory dataset under")
+        p.add_argument("source", type=str, help=f"the {name} dataset (a local folder)")
+        p.add_argument("--out", type=str, required=True,
+                       help="directory to write the trajectory dataset under (a local path or a storage URI)")
         _add_option_args(p, name, "import")
         add_overwrite_arg(p)
         add_ray_args(p)
         p.set_defaults(func=_import)
         p = exp_sub.add_parser(name, help=f"labelled dataset -> {name} with reward features")
-        p.add_argument("dataset", type=str, help=f"labelled dataset (imported from {name}, then labelled)")
-        p.add_argument("--out", type=str, required=True, help=f"{name} dataset directory to write")
+        p.add_argument("dataset", type=str, help=f"labelled dataset (imported from {name}, then labelled; "
+                                                 "a local path or a storage URI)")
+        p.add_argument("--out", type=str, required=True, help=f"{name} dataset directory to write (a local folder)")
         p.add_argument("--reward", help="reward column for the format's reward field (reward_<variant> or "
                                         "<variant>; needed when there are several)")
         _add_option_args(p, name, "export")
@@ -74,24 +81,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_export)
 
 
-def local_output(out: str | Path, what: str) -> Path:
-    """``out`` checked before any work (:func:`rayrg.storage.prepare_output`); the importers
-    and exporters write local paths only so far, so a URI is refused in one line (never a
-    local folder named ``s3:``)."""
-    from rayrg.storage import StorageError, native, prepare_output
+def _local_reason(fmt: Any) -> str:
+    """Why the format's side is a local folder (its module's ``LOCAL_REASON``)."""
+    import sys
 
-    location = prepare_output(out)
-    if not location.is_local:
-        raise StorageError(f"{location}: {what} writes to a local path or shared mount only "
-                           "(storage URIs: not yet)")
-    return Path(native(location))
+    return getattr(sys.modules.get(type(fmt).__module__), "LOCAL_REASON",
+                   f"the {fmt.name} format reads and writes local folders only")
 
 
-def run_import(fmt: Any, source: Path, out: str | Path, options: Any, overwrite: bool, address: str | None,
-               num_cpus: int | None) -> int:
-    """Import and print what was written (shared by ``rayrg import`` and ``rayrg alfred-import``)."""
-    out = local_output(out, f"import {getattr(fmt, 'name', '')}".strip())
-    if num_cpus and not address and getattr(options, "use_ray", False):
+def run_import(fmt: Any, source: str | Path, out: str | Path, options: Any, overwrite: bool,
+               address: str | None, num_cpus: int | None, source_option: str = "SOURCE") -> int:
+    """Import and print what was written (shared by ``rayrg import`` and ``rayrg alfred-import``).
+
+    Before any work: the source must be local (a URI is refused in one line naming
+    ``source_option``), and ``out`` is checked (:func:`rayrg.storage.prepare_output`: a URI
+    writable, a local path not scattered over a cluster's nodes)."""
+    from rayrg.storage import local_only, native, prepare_output
+
+    source = local_only(source, f"import {fmt.name} {source_option}", _local_reason(fmt))
+    uses_ray = bool(getattr(options, "use_ray", False))
+    if uses_ray and address not in (None, "", "local"):
+        from rayrg.runtime import init_ray
+
+        init_ray(address)  # joined first, so prepare_output sees the cluster's shape
+    out = native(prepare_output(out))
+    if num_cpus and not address and uses_ray:
         from rayrg.runtime import init_ray
 
         init_ray(None, num_cpus=num_cpus)
@@ -109,7 +123,12 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
     options = export_options(fmt, parse_options(args.option, args.options), f"export {args.format}")
-    out = fmt.export(args.dataset, local_output(args.out, f"export {args.format}"), args.reward, options, on_change="redo" if args.overwrite else "refuse",
+    from rayrg.storage import local_only, native, open_input
+
+    # the format's side first: a URI there is refused before the dataset is even opened
+    out_dir = local_only(args.out, f"export {args.format} --out", _local_reason(fmt), output=True)
+    dataset = native(open_input(args.dataset, what="dataset"))
+    out = fmt.export(dataset, out_dir, args.reward, options, on_change="redo" if args.overwrite else "refuse",
                      allow_unfinished=args.allow_unfinished)
     # The path and id to hand the format's own reader (a relative --out is not what it takes).
     hint = getattr(fmt, "load_hint", None)

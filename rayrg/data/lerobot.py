@@ -73,6 +73,7 @@ from rayrg.data.schema import (
     write_shard,
 )
 from rayrg.provenance import OnChange, claim, dataset_fingerprint, fingerprint
+from rayrg.storage import Location, StorageError, local_only, native, resolve
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ EPISODE_ID = "lerobot-ep{:06d}"
 CHOSEN_FEATURE = "next.reward"
 OTHER_FEATURE = "rayrg.{}"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Why the LeRobot side of an import or export is a local folder (a storage URI is refused).
+LOCAL_REASON = "a LeRobot dataset is a local folder here (LeRobotDataset(root=...) and its videos are read locally)"
 
 
 class LeRobotImportConfig(StageConfig):
@@ -300,11 +303,14 @@ def _convert_file(path: Path, root: Path, info: dict[str, Any], config: LeRobotI
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
-def import_lerobot(source: str | Path, out: str | Path, config: LeRobotImportConfig | None = None,
-                   on_change: OnChange = "refuse") -> Path:
-    """Import the LeRobot v3 dataset at ``source`` as a trajectory dataset at ``out``."""
+def import_lerobot(source: str | Path, out: str | Path | Location, config: LeRobotImportConfig | None = None,
+                   on_change: OnChange = "refuse") -> Path | Location:
+    """Import the local LeRobot v3 dataset at ``source`` as a trajectory dataset at ``out`` (a
+    local path or a storage URI: :mod:`rayrg.storage`)."""
     config = config or LeRobotImportConfig()
-    root, out = Path(source).resolve(), Path(out)
+    root = local_only(source, "import lerobot SOURCE", LOCAL_REASON).resolve()
+    location = resolve(out)
+    out = native(location)
     info = read_info(root)
     features = info["features"]
     cameras = [k for k, f in features.items() if f.get("dtype") in ("image", "video")]
@@ -320,7 +326,7 @@ def import_lerobot(source: str | Path, out: str | Path, config: LeRobotImportCon
         _require_av(camera)  # before anything is written
     files, tasks, episodes = data_files(root), read_tasks(root), read_episodes(root)
     listing = source_listing(root)
-    claimed = claim(out, "import lerobot", {"source": str(root), "files": listing, "config": config.to_dict()},
+    claimed = claim(location, "import lerobot", {"source": str(root), "files": listing, "config": config.to_dict()},
                     on_change=on_change)
     if claimed.done:
         return out
@@ -333,7 +339,7 @@ def import_lerobot(source: str | Path, out: str | Path, config: LeRobotImportCon
         table = _convert_file(path, root, info, config, camera, tasks, video, keep)
         if table is None:
             continue
-        write_shard(table, out / f"part-{i:05d}.parquet")
+        write_shard(table, location / f"part-{i:05d}.parquet")
         num_rows += table.num_rows
         num_episodes += len(set(table.column("episode_id").to_pylist()))
     if not num_rows:
@@ -358,7 +364,7 @@ def import_lerobot(source: str | Path, out: str | Path, config: LeRobotImportCon
                                       "frame": camera, "action_vector": config.action_key,
                                       "success": "next.success", "terminal": "next.done"}},
                MISSING_TRUTH_KEY: missing},
-    ).write(out)
+    ).write(location)
     claimed.finish(dataset=str(out))
     log.info("imported %d LeRobot episodes (%d frames) from %s into %s", num_episodes, num_rows, root, out)
     return out
@@ -393,12 +399,14 @@ def _variant(column: str) -> str:
     return column.removeprefix(REWARD_PREFIX)
 
 
-def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | None = None,
+def export_lerobot(dataset: str | Path | Location, out: str | Path, reward_column: str | None = None,
                    config: LeRobotExportConfig | None = None, on_change: OnChange = "refuse",
                    allow_unfinished: bool = False) -> Path:
-    """Write the LeRobot source of labelled ``dataset`` with its rewards to ``out``."""
+    """Write the LeRobot source of labelled ``dataset`` (a local path or a storage URI) with
+    its rewards to ``out``, a local LeRobot dataset folder (a URI is refused in one line)."""
     dense_column = (config or LeRobotExportConfig()).dense_column
-    dataset, out = Path(dataset), Path(out)
+    out = local_only(out, "export lerobot --out", LOCAL_REASON, output=True)
+    dataset = native(resolve(dataset))
     require_finished(dataset, "export lerobot", allow=allow_unfinished)
     data = Dataset.open(dataset)
     meta = data.metadata.extra.get(META_KEY)
@@ -409,7 +417,7 @@ def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | No
     if not rewards:
         raise ConfigError(f"export lerobot: {dataset} has no reward_* columns; label it first (rayrg label)")
 
-    def resolve(name: str | None, what: str) -> str | None:
+    def reward_of(name: str | None, what: str) -> str | None:
         if name is None:
             return None
         col = name if name.startswith(REWARD_PREFIX) else REWARD_PREFIX + name
@@ -417,13 +425,13 @@ def export_lerobot(dataset: str | Path, out: str | Path, reward_column: str | No
             raise ConfigError(f"export lerobot: {what} {name!r} is not a reward column of {dataset}; have {rewards}")
         return col
 
-    chosen = resolve(reward_column, "--reward")
+    chosen = reward_of(reward_column, "--reward")
     if chosen is None:
         if len(rewards) > 1:
             raise ConfigError(f"export lerobot: {dataset} has several reward columns {rewards}; pick the "
                               f"one for {CHOSEN_FEATURE} with --reward")
         chosen = rewards[0]
-    dense = resolve(dense_column, "dense_column")
+    dense = reward_of(dense_column, "dense_column")
     root = Path(meta["source"])
     if not (root / INFO_PATH).is_file():
         raise DatasetError(f"export lerobot: the LeRobot source {root} (recorded at import) is gone")
@@ -526,13 +534,13 @@ class _Format:
     export_options = LeRobotExportConfig
     makes_eval_tasks = False
 
-    def import_(self, source: str | Path, out: str | Path, options: LeRobotImportConfig | None = None, *,
+    def import_(self, source: str | Path, out: str | Path | Location, options: LeRobotImportConfig | None = None, *,
                 on_change: OnChange = "refuse", address: str | None = None) -> Any:
         from rayrg.data.formats import Imported
 
         return Imported(import_lerobot(source, out, options, on_change=on_change))
 
-    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None,
+    def export(self, dataset: str | Path | Location, out: str | Path, reward_column: str | None = None,
                options: LeRobotExportConfig | None = None, *, on_change: OnChange = "refuse",
                allow_unfinished: bool = False) -> Path:
         return export_lerobot(dataset, out, reward_column, options, on_change=on_change,
@@ -540,7 +548,10 @@ class _Format:
 
     @staticmethod
     def source_problem(source: str | Path) -> str | None:
-        info = Path(source) / INFO_PATH
+        try:
+            info = local_only(source, "the LeRobot source", LOCAL_REASON) / INFO_PATH
+        except StorageError as exc:
+            return str(exc)
         return None if info.is_file() else f"{source} is not a LeRobot v3 dataset (no {INFO_PATH})"
 
     @staticmethod

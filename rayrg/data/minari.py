@@ -69,6 +69,7 @@ from rayrg.data.schema import (
     write_shard,
 )
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
+from rayrg.storage import Location, local_only, native, resolve
 
 # Key in DatasetMetadata.extra: where the data came from (export needs "root").
 SOURCE_KEY = "minari"
@@ -77,6 +78,8 @@ SOURCE_REWARD_COLUMN = "reward_minari"
 _EPISODE_ID = re.compile(rf"^{EPISODE_PREFIX}(\d+)$")
 # What a Minari dataset lacks, under the access layer's MISSING_TRUTH_KEY: readers that need
 # it (reward-quality reports, simulated labels) skip or refuse with this reason.
+# Why the Minari side of an import or export is a local folder (a storage URI is refused).
+LOCAL_REASON = "Minari reads and writes a dataset as a local folder (minari.load_dataset)"
 _LACKS = {
     "expert_action": "a Minari dataset records the actions taken, not an expert's (-1 = unknown)",
     "subtasks": "a Minari dataset has no ground-truth sub-tasks (num_subtasks and subtasks_completed are 0)",
@@ -111,7 +114,7 @@ def episode_index(episode_id: str) -> int:
 
 def resolve_root(source: str | Path) -> Path:
     """A Minari dataset's root (the folder holding ``data/``) from a path or a dataset id."""
-    path = Path(source).expanduser()
+    path = local_only(source, "import minari SOURCE", LOCAL_REASON).expanduser()
     if not path.is_dir():
         # A dataset id: Minari's local store is $MINARI_DATASETS_PATH (default ~/.minari/datasets).
         store = Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
@@ -226,9 +229,10 @@ class MinariFormat:
     export_options = MinariExportConfig
     makes_eval_tasks = False
 
-    def import_(self, source: str | Path, out: str | Path, options: MinariImportConfig | None = None, *,
-                on_change: OnChange = "refuse", address: str | None = None) -> Any:
-        """Import the local Minari dataset ``source`` (a path or a dataset id) into ``out``."""
+    def import_(self, source: str | Path, out: str | Path | Location, options: MinariImportConfig | None = None,
+                *, on_change: OnChange = "refuse", address: str | None = None) -> Any:
+        """Import the local Minari dataset ``source`` (a path or a dataset id) into ``out``
+        (a local path or a storage URI: :mod:`rayrg.storage`)."""
         from rayrg.data.formats import Imported
 
         config = options or MinariImportConfig()
@@ -236,8 +240,9 @@ class MinariFormat:
         root = resolve_root(source)
         opts = config.to_dict()
         episodes_per_shard = config.episodes_per_shard
-        out = Path(out)
-        claimed = claim(out, "minari-import", {"source": _source_fingerprint(root), "options": opts},
+        location = resolve(out)
+        out = native(location)
+        claimed = claim(location, "minari-import", {"source": _source_fingerprint(root), "options": opts},
                         on_change=on_change)
         if claimed.done:
             return Imported(out)
@@ -248,13 +253,14 @@ class MinariFormat:
         dataset_id = str(source_meta.get("dataset_id", root.name))
         env_name = f"minari:{dataset_id}"
         seeds = [int(m.get("seed", -1)) for m in dataset.storage.get_episode_metadata(dataset.episode_indices)]
-        out.mkdir(parents=True, exist_ok=True)
+        if location.is_local:
+            location.mkdirs()
         shard, rows, episodes, transitions, successes = 0, [], 0, 0, 0
 
         def flush() -> None:
             nonlocal shard, rows
             if rows:
-                write_shard(_shard_table(rows), out / f"part-{shard:05d}.parquet")
+                write_shard(_shard_table(rows), location / f"part-{shard:05d}.parquet")
                 shard, rows = shard + 1, []
 
         for n, index in enumerate(dataset.episode_indices):
@@ -291,14 +297,17 @@ class MinariFormat:
                 PROVENANCE_KEY: {SOURCE_REWARD_COLUMN: {"method": "minari", "source": str(root),
                                                         "definition": "the Minari dataset's rewards"}},
             },
-        ).write(out)
+        ).write(location)
         claimed.finish(dataset=str(out), episodes=episodes, transitions=transitions)
         return Imported(out)
 
-    def export(self, dataset: str | Path, out: str | Path, reward_column: str | None = None,
+    def export(self, dataset: str | Path | Location, out: str | Path, reward_column: str | None = None,
                options: MinariExportConfig | None = None, *, on_change: OnChange = "refuse",
                allow_unfinished: bool = False) -> Path:
         """A copy of ``dataset``'s Minari source at ``out`` with ``reward_column`` as its rewards.
+
+        ``dataset`` (rayrg's side) may be a storage URI; ``out`` is a Minari dataset, a local
+        folder (a URI is refused in one line, before any work).
 
         ``dataset_id``: written into the copy's ``data/metadata.json`` (default: the source's
         with the reward variant, ``<ns>/<name>-<variant>-v0``: the copy's rewards are not the
@@ -306,7 +315,8 @@ class MinariFormat:
         """
         dataset_id = (options or MinariExportConfig()).dataset_id
         _minari()
-        dataset, out = Path(dataset), Path(out)
+        out = local_only(out, "export minari --out", LOCAL_REASON, output=True)
+        dataset = native(resolve(dataset))
         require_finished(dataset, "export minari", allow=allow_unfinished)
         data = Dataset.open(dataset)
         source = data.metadata.extra.get(SOURCE_KEY, {}).get("root")
@@ -369,7 +379,7 @@ class MinariFormat:
         return f"{path} (dataset_id {dataset_id}; load with minari.load_dataset({where}))"
 
     @staticmethod
-    def _episode_rewards(episode_ids: list[str], rewards: np.ndarray, dataset: Path) -> Iterator[tuple[int, np.ndarray]]:
+    def _episode_rewards(episode_ids: list[str], rewards: np.ndarray, dataset: Path | Location) -> Iterator[tuple[int, np.ndarray]]:
         start = 0
         for end in np.flatnonzero(episode_ends(episode_ids)) + 1:
             yield episode_index(episode_ids[start]), rewards[start:end]

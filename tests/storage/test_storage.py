@@ -149,6 +149,40 @@ def test_credentials_in_a_uri_are_refused_and_scrubbed_everywhere() -> None:
     assert scrub_uri("s3://bucket/run") == "s3://bucket/run" and scrub_uri("runs/x") == "runs/x"
 
 
+@pytest.mark.parametrize("argv", [
+    ["generate", "--out", SECRET_URI, "--episodes-per-count", "1"],
+    ["generate", "--out", SECRET_URI.replace("://", ":/"), "--episodes-per-count", "1"],  # a typo too
+    ["export", "minari", "labelled", "--out", SECRET_URI.replace("://", ":/")],
+    ["import", "lerobot", "src", "--out", SECRET_URI],
+    ["export", "lerobot", SECRET_URI, "--out", "exp"],
+    ["inspect", SECRET_URI],
+    ["run", "exp.yaml"],  # out: the URI
+    ["run", "rooted.yaml"],  # storage: the URI as the root of a relative out
+])
+def test_a_uri_with_credentials_is_one_line_without_them_and_writes_nothing(
+        argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From every entry point: exit 2, one line naming the URI scrubbed, and no file anywhere
+    (no provenance record, manifest, log or report can hold what was never written)."""
+    import yaml
+
+    from rayrg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    base = {"methods": {"sparse": {"reward_column": "reward_sparse"}}, "labels": [{"method": "sparse"}]}
+    if argv[-1] == "exp.yaml":
+        (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**base, "out": SECRET_URI}))
+    elif argv[-1] == "rooted.yaml":
+        (tmp_path / "rooted.yaml").write_text(yaml.safe_dump({**base, "out": "runs/x", "storage": SECRET_URI}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "<redacted>@bucket/run" in err, err
+    for part in ("AKIAEXAMPLE", "wJalr", "XUtn"):
+        assert part not in captured.err + captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_location_is_picklable_and_shows_no_secret(s3_bucket) -> None:
     import pickle
 
