@@ -25,6 +25,7 @@ small row per episode; memory grows with the number of episodes only by those ro
 
 from __future__ import annotations
 
+import io
 import math
 import zlib
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from pydantic import Field
 from rayrg.bench import metrics as M
 from rayrg.config import StageConfig
 from rayrg.contracts.bench import read_bench, write_bench
+from rayrg.contracts.progress_answers import chunk_disagreement
 from rayrg.data.access import Dataset, iter_episodes, read_shard_checked
 from rayrg.data.evalset import EVALSET_KIND, PROGRESS_TRUE, SEP, kinds_lacking
 from rayrg.data.schema import DatasetError
@@ -44,6 +46,7 @@ from rayrg.pipeline_check import pipeline_check_caveat, provenance_is_tiny_rando
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
 from rayrg.rewards.report import TRUTH_NEEDS, binary_metrics
 from rayrg.rewards.truth import good_actions
+from rayrg.storage import Location, native, resolve
 
 METRICS = ("voc", "success_auroc", "success_f1", "rank_tau", "mismatch_auroc", "accuracy", "precision", "recall")
 BASE = ("episode_id", "step", "success", "action", "expert_action", "subtasks_completed", "num_subtasks")
@@ -170,6 +173,11 @@ def bench_column(c: str, kind: str, ep: dict[str, np.ndarray], config: BenchConf
     per_1k = (lambda v: None if v is None or not labelled else 1000.0 * v / labelled)  # noqa: E731
     out["cost_usd_per_1k_frames"] = per_1k(summary.get("cost_usd"))
     out["seconds_per_1k_frames"] = per_1k(summary.get("wall_s"))
+    # The labeller's own noise where it records one (GVL: how much overlapping chunks disagreed
+    # before they were stitched); omitted for columns that record none.
+    noise = chunk_disagreement(prov)
+    if noise is not None:
+        out["chunk_disagreement"] = noise
     out["pipeline_check"] = provenance_is_tiny_random(prov)
     out["method"] = prov.get("method") or ("oracle" if c == PROGRESS_TRUE else None)
     out["model"] = prov.get("model")
@@ -177,12 +185,12 @@ def bench_column(c: str, kind: str, ep: dict[str, np.ndarray], config: BenchConf
     return out
 
 
-def bench_inputs(dataset: Path, columns: Sequence[str], assume_success: bool, config: BenchConfig) -> dict[str, Any]:
+def bench_inputs(dataset: Path | Location, columns: Sequence[str], assume_success: bool, config: BenchConfig) -> dict[str, Any]:
     return {"dataset": dataset_fingerprint(dataset), "columns": list(columns),
             "assume_success": assume_success, "config": config.to_dict()}
 
 
-def reward_bench(dataset: str | Path, out: str | Path, columns: Sequence[str] | None = None,
+def reward_bench(dataset: str | Path | Location, out: str | Path | Location, columns: Sequence[str] | None = None,
                  assume_success: bool = False, config: BenchConfig | None = None,
                  address: str | None = None, on_change: OnChange = "refuse") -> dict[str, Any]:
     """Score ``columns`` (default: every reward/progress column) of ``dataset``; write ``out``."""
@@ -192,7 +200,8 @@ def reward_bench(dataset: str | Path, out: str | Path, columns: Sequence[str] | 
     from rayrg.runtime import init_ray
 
     config = config or BenchConfig()
-    dataset, out = Path(dataset), Path(out)
+    # Paths or storage URIs (rayrg.storage): a local one stays a Path, a URI its Location.
+    dataset, out = native(resolve(dataset)), native(resolve(out))
     source = Dataset.open(dataset)
     present = scoreable_columns(source)
     if columns:
@@ -256,8 +265,13 @@ def _fmt(m: dict[str, Any]) -> str:
     return f"{v:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{v:.3f}"
 
 
+def _noise(r: dict[str, Any]) -> str:
+    noise = r.get("chunk_disagreement")
+    return "n/a" if not noise else f"{noise['mean']:.3f} (n={noise['n']})"
+
+
 def format_markdown(result: dict[str, Any]) -> str:
-    head = ["column", "kind", *METRICS, "coverage", "$/1k frames"]
+    head = ["column", "kind", *METRICS, "coverage", "$/1k frames", "chunk disagreement"]
     lines = [f"# Reward bench: {result['dataset']}", "",
              "episodes: " + ", ".join(f"{k} {v}" for k, v in result["episodes"].items()), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -266,7 +280,7 @@ def format_markdown(result: dict[str, Any]) -> str:
         cost = r["cost_usd_per_1k_frames"]
         lines.append("| " + " | ".join([name, f"{r['kind']} ({r['voc_on']})", *(_fmt(r[m]) for m in METRICS),
                                         f"{r['coverage']['transitions']:.2f}" if r["coverage"]["transitions"] is not None else "-",
-                                        "-" if cost is None else f"{cost:.4f}"]) + " |")
+                                        "-" if cost is None else f"{cost:.4f}", _noise(r)]) + " |")
     notes = [f"- {c}: {m} skipped: {why}" for c, r in result["columns"].items() for m, why in r["skipped"].items()]
     notes += [f"- {c}: constant episodes (VOC 0): {r['voc']['constant_episodes']}" for c, r in result["columns"].items()
               if r["voc"].get("constant_episodes")]
@@ -276,7 +290,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     return text + (f"\n\n{caveat}" if caveat else "") + "\n"
 
 
-def plot(result: dict[str, Any], path: Path) -> Path:
+def plot(result: dict[str, Any], path: Path | Location) -> Path | Location:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -304,8 +318,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.legend(loc="lower left", fontsize=7)
     ax.set_title("reward bench (95 % bootstrap intervals)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()  # one write through Location: a local file or an object store alike
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
+    resolve(path).write_bytes(image.getvalue())
     return path
 
 

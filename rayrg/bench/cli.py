@@ -11,8 +11,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("reward-bench", help="score every reward column the way the field does (VOC, "
                                             "success AUROC/F1, Kendall τ, mismatch, Table I), with intervals")
-    p.add_argument("--dataset", type=Path, required=True, help="labelled (evaluation) dataset")
-    p.add_argument("--out", type=Path, required=True, help="directory for bench.json, bench.md, bench.png")
+    # str, not Path: a storage URI (s3://…) stays one (Path would collapse it to s3:/…)
+    p.add_argument("--dataset", required=True, help="labelled (evaluation) dataset (a path or URI)")
+    p.add_argument("--out", required=True, help="directory for bench.json, bench.md, bench.png (a path or URI)")
     p.add_argument("--columns", nargs="+", default=None, help="columns to score (default: every reward_*/progress_* column)")
     p.add_argument("--assume-success", action="store_true",
                    help="treat every episode as a successful demonstration (datasets that record no "
@@ -25,10 +26,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     from rayrg.bench.bench import BenchConfig, reward_bench
+    from rayrg.storage import resolve
 
     config = BenchConfig.from_yaml(args.config) if args.config else BenchConfig()
     reward_bench(args.dataset, args.out, args.columns, args.assume_success, config, address=args.address,
                  on_change="redo" if args.overwrite else "refuse")
-    print((args.out / "bench.md").read_text(), end="")
-    print(f"bench: {args.out / 'bench.json'}")
+    out = resolve(args.out)
+    print((out / "bench.md").read_text(), end="")
+    print(f"bench: {out / 'bench.json'}")
     return 0

@@ -4,8 +4,11 @@ Written by :mod:`rayrg.bench.bench`; read by the report and by a re-run that ski
 1 is ``{"version": 1, "dataset", "fingerprint", "assume_success", "episodes", "config",
 "columns": {<column>: {<metric>: {"value", "ci95", "n"}, "voc_on", "coverage", ...}}}``; the
 metric names are :data:`rayrg.bench.metrics`' (``voc``, ``success_auroc``, ``success_f1``,
-``rank_tau``, ``mismatch_auroc``, ``accuracy``, ``precision``, ``recall``). Any other version
-is refused in one line naming it.
+``rank_tau``, ``mismatch_auroc``, ``accuracy``, ``precision``, ``recall``). A column whose
+labeller records its own noise also has ``chunk_disagreement: {"mean", "max", "n"}`` (GVL: how
+much overlapping chunks disagreed before stitching, over ``n`` episodes; read from the label
+provenance through :func:`rayrg.contracts.progress_answers.chunk_disagreement`); other columns
+omit the key. Any other version is refused in one line naming it.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ folder is probed: the runner records where each stage's outputs are).
 
 ``VERSION`` 1 is the first versioned manifest. Fields added since with defaults (the
 validation tasks, each evaluation's ``split``, each training run's ``curve``) keep older
-version-1 manifests readable: an evaluation without a split played the test set. An unversioned one (written before) or one
-of another version is refused in one line; ``rayrg run`` on the same config rewrites it
-(finished stages are skipped).
+version-1 manifests readable: an evaluation without a split played the test set.
+``VERSION`` 2 adds the reward-bench stages: ``evalset`` (the evaluation set built from the
+experiment's trajectories, and its label chain) and ``bench`` (where ``bench.json`` is, read
+with :mod:`rayrg.contracts.bench`). A version-1 manifest still reads (it has neither: no
+bench was run). An unversioned one (written before) or one of another version is refused in
+one line; ``rayrg run`` on the same config rewrites it (finished stages are skipped).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from rayrg.config import ConfigError
 from rayrg.contracts.versions import read_json_object
 from rayrg.storage import Location, native, resolve
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: before the bench stages (no evalset, no bench)
 MANIFEST_FILE = "manifest.json"
 
 
@@ -91,6 +95,26 @@ class Evaluation(_Entry):
     split: Literal["validation", "test"] = "test"
 
 
+class EvalsetEntry(_Entry):
+    """The evaluation set the bench scored (``rayrg evalset`` on the run's trajectories) and
+    the run's label steps applied to it; ``labelled`` is the chain's last step."""
+
+    path: Where
+    source: Where  # the trajectory dataset it was built from
+    fingerprint: str | None = None
+    labels: list[LabelStep] = Field(default_factory=list)
+    labelled: Where | None = None
+
+
+class BenchEntry(_Entry):
+    """The reward bench of the labelled evaluation set: ``<path>/bench.json`` (read with
+    :func:`rayrg.contracts.bench.read_bench`), ``bench.md`` and ``bench.png`` beside it."""
+
+    dataset: Where
+    path: Where
+    fingerprint: str | None = None
+
+
 class MethodEntry(_Entry):
     display_name: str
     note: str | None = None
@@ -120,6 +144,8 @@ class Manifest(_Entry):
     notes: list[str] = Field(default_factory=list)
     comparisons: list[tuple[str, str]] = Field(default_factory=list)
     claims: Claims | None = None
+    evalset: EvalsetEntry | None = None  # version 2: the bench stages (None: not configured)
+    bench: BenchEntry | None = None
 
 
 def manifest_path(out: str | Path | Location) -> Path | Location:
@@ -141,9 +167,10 @@ def read_manifest(out: str | Path) -> Manifest:
         raise ConfigError(f"{out}: no manifest.json (the report reads what `rayrg run` recorded there)")
     raw = read_json_object(path, "manifest", ConfigError)
     version = raw.get("version")
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         found = "no version (written before manifests were versioned)" if version is None else f"version {version!r}"
-        raise ConfigError(f"{path}: manifest {found}; this rayrg reads version {VERSION}: "
+        raise ConfigError(f"{path}: manifest {found}; this rayrg reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}: "
                           "run `rayrg run` on the experiment again to rewrite it (finished stages are skipped)")
     try:
         return Manifest.model_validate(raw)

@@ -7,6 +7,13 @@ dataset's top are its shards), one row per query: ``query_id``, ``episode_id``,
 position -> index into ``steps``), ``values`` (per step, in ``steps`` order; null when the query
 failed), ``status``, ``error``, ``bounded`` (TOPReward: the bound was used), ``text``, ``cached``.
 No images: the frames are the dataset's. Rewritten by every run (cached answers included).
+
+The run's summary, kept in each output column's provenance (``metadata.json``
+``extra["labels"][<column>]["summary"]``), records how much stitched chunks disagreed where
+they overlap: ``summary["chunk_disagreement"] = {"mean", "max", "episodes"}`` (the mean
+absolute difference of two overlapping chunks' progress over their shared steps, per episode,
+then averaged over the ``episodes`` that had an overlap answered by both; ``mean`` None when
+none had). :func:`chunk_disagreement` reads it for the reward bench, as the labeller's noise.
 """
 
 from __future__ import annotations
@@ -24,6 +31,20 @@ VERSION = 1
 READABLE_VERSIONS = (1,)
 COLUMNS = ("query_id", "episode_id", "chunk_start", "chunk_stop", "steps", "order", "values", "status",
            "error", "bounded", "text", "cached")
+
+
+CHUNK_DISAGREEMENT = "chunk_disagreement"
+
+
+def chunk_disagreement(column_provenance: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"mean", "max", "n"}`` (n: episodes with an answered overlap) of the labeller's chunk
+    disagreement recorded in a column's provenance; None when the column records none (not a
+    chunked progress labeller, or no episode long enough to be split)."""
+    found = ((column_provenance or {}).get("summary") or {}).get(CHUNK_DISAGREEMENT) or {}
+    if found.get("mean") is None or not found.get("episodes"):
+        return None
+    return {"mean": float(found["mean"]), "max": None if found.get("max") is None else float(found["max"]),
+            "n": int(found["episodes"])}
 
 
 def answers_path(labelled: str | Path, method: str) -> Path:

@@ -30,8 +30,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evalset", help="an evaluation set for reward models: successful episodes plus "
                                        "rewound, truncated and instruction-swapped negatives")
-    p.add_argument("--dataset", type=Path, required=True, help="trajectory dataset that marks success")
-    p.add_argument("--out", type=Path, required=True, help="evaluation set (a trajectory dataset) to write")
+    # str, not Path: a storage URI (s3://…) stays one (Path would collapse it to s3:/…)
+    p.add_argument("--dataset", required=True, help="trajectory dataset that marks success (a path or URI)")
+    p.add_argument("--out", required=True, help="evaluation set (a trajectory dataset) to write (a path or URI)")
     p.add_argument("--config", type=Path, help="EvalsetConfig YAML: seed, mix (defaults if omitted)")
     p.add_argument("--seed", type=int, help="override: seed of every draw")
     add_overwrite_arg(p)

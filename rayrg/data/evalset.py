@@ -85,6 +85,7 @@ from pydantic import Field
 from rayrg.config import StageConfig
 from rayrg.data.schema import DatasetError, DatasetMetadata, write_shard
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
+from rayrg.storage import Location, native, resolve
 
 GENERATOR = "rayrg.data.evalset"
 BUILDER_VERSION = "1"
@@ -361,12 +362,12 @@ def _index_rows(shard: str) -> list[dict[str, Any]]:
     return first.to_pylist()
 
 
-def evalset_inputs(dataset: Path, config: EvalsetConfig) -> dict[str, Any]:
+def evalset_inputs(dataset: Path | Location, config: EvalsetConfig) -> dict[str, Any]:
     return {"dataset": dataset_fingerprint(dataset), "config": config.to_dict(), "builder": BUILDER_VERSION}
 
 
-def build_evalset(dataset: str | Path, out: str | Path, config: EvalsetConfig | None = None,
-                  address: str | None = None, on_change: OnChange = "refuse") -> Path:
+def build_evalset(dataset: str | Path | Location, out: str | Path | Location, config: EvalsetConfig | None = None,
+                  address: str | None = None, on_change: OnChange = "refuse") -> Path | Location:
     """Build the evaluation set of ``dataset`` into ``out`` (see the module docstring)."""
     import ray
 
@@ -375,7 +376,8 @@ def build_evalset(dataset: str | Path, out: str | Path, config: EvalsetConfig | 
     from rayrg.runtime import init_ray
 
     config = config or EvalsetConfig()
-    dataset, out = Path(dataset), Path(out)
+    # Paths or storage URIs (rayrg.storage): a local one stays a Path, a URI its Location.
+    dataset, out = native(resolve(dataset)), native(resolve(out))
     source = Dataset.open(dataset)
     if EVALSET_KIND in source.names:
         raise DatasetError(f"{dataset}: already an evaluation set (has '{EVALSET_KIND}'); "
@@ -407,7 +409,7 @@ def build_evalset(dataset: str | Path, out: str | Path, config: EvalsetConfig | 
         plan = {"config": config.to_dict(), "index": index, "has_subtasks": "subtasks" not in missing,
                 "babyai_env_config": babyai_cfg}
         plan_ref = ray.put(plan)
-        out.mkdir(parents=True, exist_ok=True)
+        resolve(out).mkdirs()
 
         def run(row: dict[str, Any]) -> dict[str, Any]:
             name = Path(row["shard"]).name

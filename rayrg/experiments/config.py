@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from rayrg.bench.bench import BenchConfig
 from rayrg.config import ConfigError, StageConfig
 from rayrg.data.alfred import AlfredImportConfig
+from rayrg.data.evalset import EvalsetConfig
 from rayrg.data.formats import FORMATS, get_format, import_options
 from rayrg.data.generate import GenerateConfig
 from rayrg.envs.registry import REFERENCE_POLICIES
@@ -124,6 +126,16 @@ class MethodSpec(StageConfig):
         return data
 
 
+class BenchSection(BenchConfig):
+    """``bench:``: the reward bench's own config, plus which columns it scores."""
+
+    columns: list[str] | None = Field(None, description="Columns to score (default: every reward_*/progress_* "
+                                                        "column of the labelled evaluation set, and the oracle).")
+
+    def bench_config(self) -> BenchConfig:
+        return BenchConfig(**{k: v for k, v in self.to_dict().items() if k != "columns"})
+
+
 def _default_labels() -> list[Any]:
     return [{"method": "sparse"},
             {"method": "simulated", "accuracy": 0.934, "name": "acc934"},
@@ -193,6 +205,12 @@ class ExperimentConfig(StageConfig):
         None, description="Paired comparisons (a, b) in the report, as a − b over the same tasks "
                           "and training seeds (default: every method against the first).")
     claims: ClaimsSpec | None = Field(None, description="Test the paper's claims with these methods.")
+    evalset: EvalsetConfig | None = Field(
+        None, description="Build an evaluation set (`rayrg evalset`) from the run's trajectories and label it "
+                          "with `labels` (needs `bench`); unset: no reward bench.")
+    bench: BenchSection | None = Field(
+        None, description="Score every reward column of the labelled evaluation set (`rayrg reward-bench`); "
+                          "the report shows the table beside the returns. Needs `evalset` (`{}` for its defaults).")
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -240,6 +258,9 @@ class ExperimentConfig(StageConfig):
             raise ValueError(f"comparisons/claims name unknown methods {unknown}; methods: {sorted(self.methods)}")
         for name in self.methods:
             self.train_config(name, self.seeds[0] if self.seeds else 0)
+        if (self.evalset is None) != (self.bench is None):
+            raise ValueError("evalset and bench go together: the bench scores the labelled evaluation set "
+                             "(give both; `{}` takes a section's defaults)")
         return self
 
     @property

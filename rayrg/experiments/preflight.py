@@ -238,6 +238,13 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
                 lines.append(f"    (no estimate: {exc})")
     if episodes is not None:
         lines.append(f"    (windows ≈ episodes × mean episode length / 8; {episodes} episodes)")
+    if config.evalset is not None and config.bench is not None:
+        mix = config.evalset.mix
+        lines.append(f"  evalset: the successful episodes + negatives (rewound {mix.rewound}, truncated "
+                     f"{mix.truncated}, swapped {mix.swapped}; seed {config.evalset.seed}), labelled by "
+                     f"label[0..{len(config.labels) - 1}] again (paid methods: more requests)")
+        lines.append(f"  reward-bench: {', '.join(config.bench.columns or ['every reward column'])} "
+                     f"({config.bench.resamples} bootstrap resamples)")
     steps = {name: config.train_config(name, 0).num_steps for name in config.methods}
     lines.append(f"  train: {len(config.methods)} methods × {len(config.seeds)} seeds "
                  f"({', '.join(f'{k}: {v} steps' for k, v in steps.items())})")

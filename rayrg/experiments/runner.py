@@ -16,6 +16,9 @@ Layout::
     <out>/labels/<i>-<method>/     labelled dataset after label step i (chained)
     <out>/train/<method>/seed<k>/  checkpoints
     <out>/eval/<method>/seed<k>/   evaluation results (reference policies: eval/_reference/<name>)
+    <out>/evalset/                 with `evalset:` + `bench:`: the evaluation set of data/trajectories
+    <out>/evalset_labels/<i>-<method>/  it labelled by the same label steps (chained)
+    <out>/bench/                   bench.json, bench.md, bench.png (the reward bench of the last)
     <out>/report/                  report.md, report.html, report.json, plots
 
 ``out`` may be a storage URI (``s3://…``), or relative under the config's ``storage:`` root
@@ -37,8 +40,10 @@ import yaml
 from rayrg.contracts.curves import CURVE_FILE
 from rayrg.contracts.episodes import episodes_dir
 from rayrg.contracts.manifest import (
+    BenchEntry,
     Claims,
     DataEntry,
+    EvalsetEntry,
     Evaluation,
     LabelStep,
     Manifest,
@@ -98,6 +103,7 @@ class ExperimentRunner:
             comparisons=config.resolved_comparisons(),
             claims=Claims(**config.claims.to_dict()) if config.claims else None)
         self.notes = self.manifest.notes  # prominent messages that also go into the report
+        self._labels: list[Any] | None = None  # the label configs, auto_backend resolved (once)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _stage(self, name: str, directory: Any, fn: Callable[[], Any]) -> StageRun:
@@ -160,31 +166,69 @@ class ExperimentRunner:
         return imported.trajectories, tasks
 
     def labels(self, trajectories: Path) -> Path:
+        current = self._label_chain(trajectories, self.out / "labels", "label", self.manifest.labels)
+        self.manifest.labelled = as_recorded(current)
+        return current
+
+    def _label_chain(self, source: Any, root: Any, stage: str, record: list[LabelStep]) -> Any:
+        """The config's ``labels`` applied in order onto ``source``, step i into ``root/<i>-<method>``
+        as the stage ``<stage>[i] <method>``, each step recorded in ``record``; the last dataset.
+        The run's label step, for its training data and for the bench's evaluation set alike."""
         from rayrg.rewards.registry import get_method, run_label
 
-        current = trajectories
-        for i, label in enumerate(self.config.labels):
-            label = self._resolve_label(label)
+        current = source
+        for i, label in enumerate(self._resolved_labels()):
             method = get_method(label.method)
-            directory = self.out / "labels" / f"{i}-{method.name}"
+            directory = root / f"{i}-{method.name}"
             source = current
             if method.costs_money(label):
                 # An unattended run never asks (nobody would answer; ``rayrg label`` asks only on
                 # a terminal): the method's estimate goes to the log before the first paid request.
                 lines = method.estimate_of(label, source).lines()
                 print("\n".join(f"[rayrg] {line}" for line in lines), flush=True)
-            self._stage(f"label[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
+            self._stage(f"{stage}[{i}] {method.name}", directory, lambda m=method, c=label, s=source, d=directory:
                         run_label(m, c, s, d, address=self.address, on_change=REDO, retry=self.command,
                                   # the run's opt-in to unfinished labels is train.nan_policy: zero
                                   allow_unfinished=self.config.train.nan_policy == "zero"))
             # Side outputs where the method says it writes them (not found by probing folders).
             sides = method.side_outputs(label, directory) if method.side_outputs else {}
-            self.manifest.labels.append(LabelStep(
+            record.append(LabelStep(
                 index=i, method=method.name, path=as_recorded(directory), fingerprint=dataset_fingerprint(directory),
                 windows=sides.get("windows"), labels=sides.get("labels")))
             current = directory
-        self.manifest.labelled = as_recorded(current)
         return current
+
+    def _resolved_labels(self) -> list[Any]:
+        """``labels`` with every auto_backend entry resolved from the environment, once per run
+        (the training data and the evaluation set are labelled by the same backend)."""
+        if self._labels is None:
+            self._labels = [self._resolve_label(label) for label in self.config.labels]
+        return self._labels
+
+    def bench(self, trajectories: Any) -> None:
+        """``evalset`` + ``bench``: the evaluation set of the run's trajectories, labelled by the
+        run's label steps, scored by the reward bench; each a stage keyed to its inputs."""
+        if self.config.evalset is None or self.config.bench is None:
+            return
+        from rayrg.bench.bench import reward_bench
+        from rayrg.data.evalset import build_evalset
+
+        directory = self.out / "evalset"
+        self._stage("evalset", directory, lambda: build_evalset(
+            trajectories, directory, self.config.evalset, address=self.address, on_change=REDO))
+        entry = EvalsetEntry(path=as_recorded(directory), source=as_recorded(trajectories),
+                             fingerprint=dataset_fingerprint(directory))
+        self.manifest.evalset = entry
+        labelled = self._label_chain(directory, self.out / "evalset_labels", "evalset label", entry.labels)
+        entry.labelled = as_recorded(labelled)
+        section = self.config.bench
+        out = self.out / "bench"
+        # A label method that cannot label an evaluation-set kind leaves its rows NaN with the
+        # reason in its provenance; the bench states the coverage and the skip.
+        self._stage("reward-bench", out, lambda: reward_bench(
+            labelled, out, section.columns, config=section.bench_config(), address=self.address, on_change=REDO))
+        self.manifest.bench = BenchEntry(dataset=as_recorded(labelled), path=as_recorded(out),
+                                         fingerprint=(read_record(out) or {}).get("fingerprint"))
 
     def _resolve_label(self, label: Any) -> Any:
         if not isinstance(label, dict):
@@ -262,6 +306,8 @@ class ExperimentRunner:
         (location / "experiment.yaml").write_text(yaml.safe_dump(public(self.config), sort_keys=False))
         trajectories, tasks = self.data()
         labelled = self.labels(trajectories)
+        # Which reward is best, before any policy is trained on one (cheap beside training).
+        self.bench(trajectories)
         checkpoints = self.train(labelled)
         self.evaluate(checkpoints, tasks)
         self._write_manifest()

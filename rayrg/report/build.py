@@ -12,6 +12,8 @@ Contents (what exists is reported; what is missing is named, never invented):
   with 95 % confidence intervals over training seeds × evaluation seeds × tasks;
 * the relative drop of return under randomized start per method, and the paired comparisons
   the config asks for;
+* the reward bench of the run's evaluation set (``evalset:`` + ``bench:``), right after the
+  returns, read from the ``bench.json`` the manifest lists (:mod:`rayrg.contracts.bench`);
 * Table-I analogue: reward accuracy against the ground truth per labeller;
 * each label method's own section (e.g. a labelled window with the model's answer) and its
   browser page, and the reward curves along one episode for every reward column.
@@ -323,6 +325,9 @@ def _build(manifest: Manifest, report_dir: Path, manifest_name: str) -> None:
         sections += [md_rates, md]
     else:
         sections += ["## Evaluation", "", "No evaluation results yet.", ""]
+    # Right after the returns: which reward is best beside which policy is best.
+    md, numbers["bench"] = report_sections.reward_bench(manifest, labels)
+    sections.append(md)
     md, numbers["training_curves"] = report_sections.training_curves(manifest, labels, report_dir)
     sections.append(md)
     labelled = manifest.labelled

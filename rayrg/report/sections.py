@@ -8,6 +8,8 @@
   the floor a learned policy must clear;
 * :func:`training_curves` — the Ray Train metrics of every training run (``report_every``
   steps), read through the manifest's train entries (:mod:`rayrg.contracts.curves`);
+* :func:`reward_bench` — the reward bench of the run's evaluation set, per reward column,
+  beside the returns (read from the manifest's ``bench`` entry through the bench contract);
 * :func:`paper_reading` — a comparison's MDE set beside the paper's effect
   (:data:`rayrg.evaluation.stats.PAPER_EFFECTS`), so "not significant" reads as "ruled out"
   or "could not have detected it".
@@ -257,3 +259,68 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+BENCH_METRICS = (("voc", "VOC"), ("success_auroc", "success AUROC"), ("success_f1", "success F1"),
+                 ("rank_tau", "rank τ"), ("mismatch_auroc", "mismatch AUROC"))
+
+
+def _bench_cell(metric: Mapping[str, Any] | None) -> str:
+    if not metric:
+        return "—"
+    value = metric.get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "skipped" if metric.get("skipped") else "—"
+    ci = metric.get("ci95")
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{value:.3f}{interval} (n={metric.get('n', 0)})"
+
+
+def reward_bench(manifest: Manifest, labels: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """The reward bench of the run's evaluation set (markdown, numbers): per reward column its
+    VOC, success AUROC/F1, rank τ and mismatch AUROC with ci95 and n, the labeller's chunk
+    disagreement where it records one, the pipeline-check flag, and the policies trained on
+    that column — so which reward is best sits beside which policy is best. Read from the
+    ``bench.json`` the manifest lists, through :mod:`rayrg.contracts.bench`; nothing when the
+    run has no bench."""
+    if manifest.bench is None:
+        return "", {}
+    from rayrg.config import ConfigError
+    from rayrg.contracts.bench import read_bench
+
+    title = "## Which reward is best: reward bench (evaluation set of this run's data)"
+    try:
+        result = read_bench(manifest.bench.path)
+    except ConfigError as exc:  # listed but not (yet) written: said, not invented
+        return f"{title}\n\nNo bench results: {exc}\n", {}
+    trained = defaultdict(list)
+    for name, method in manifest.methods.items():
+        if method.reward_column:
+            trained[method.reward_column].append(labels.get(name, name))
+    rows = []
+    for column, r in result["columns"].items():
+        noise = r.get("chunk_disagreement")
+        rows.append([f"`{column}`" + (" (oracle)" if r.get("method") == "oracle" else ""),
+                     f"{r.get('kind')} ({r.get('voc_on')})",
+                     *(_bench_cell(r.get(m)) for m, _ in BENCH_METRICS),
+                     "n/a" if not noise else f"{noise['mean']:.3f} (n={noise['n']})",
+                     "**RANDOM WEIGHTS**" if r.get("pipeline_check") else "no",
+                     ", ".join(trained.get(column, [])) or "—"])
+    episodes = ", ".join(f"{k} {v}" for k, v in result.get("episodes", {}).items())
+    skipped = [f"- `{c}`: {m} skipped: {why}" for c, r in result["columns"].items()
+               for m, why in (r.get("skipped") or {}).items() if m in dict(BENCH_METRICS)]
+    md = [title, "",
+          f"Episodes: {episodes}. Each cell: value [95 % bootstrap interval over episodes] (n). *VOC*: "
+          "Spearman of the value (or running sum of rewards) vs time on successful originals (GVL); "
+          "*success AUROC/F1*: episode score vs success (F1's threshold from a validation split); "
+          "*rank τ*: Kendall τ of episode scores vs true final progress (Robometer); *mismatch "
+          "AUROC*: the original scored above its instruction-swapped twin; *chunk disagreement*: "
+          "the labeller's own noise (mean absolute difference of overlapping chunks, over n episodes). "
+          "The oracle row scores the true progress: VOC and AUROC 1 check the set itself. "
+          "*Trained policy* names the policies of the returns table trained on that column.", "",
+          _table(["column", "kind", *(t for _, t in BENCH_METRICS), "chunk disagreement", "pipeline check",
+                  "trained policy"], rows), ""]
+    if skipped:
+        md += [*skipped, ""]
+    return "\n".join(md), {"path": str(manifest.bench.path), "columns": result["columns"],
+                           "episodes": result.get("episodes", {})}

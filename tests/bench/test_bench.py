@@ -110,3 +110,31 @@ def test_reward_report_leaves_out_rows_without_truth(labelled: Path) -> None:
     sim = rows["reward_simulated_acc900"]
     assert "rewound" in sim["skipped_kinds"] and "swapped" in sim["skipped_kinds"]
     assert 0.8 < sim["accuracy"] <= 1.0
+
+
+@pytest.mark.integration
+def test_gvl_chunk_disagreement_reaches_bench_json(labelled: Path, tmp_path: Path, ray_local) -> None:
+    """GVL stitches chunks whose overlaps disagree and records how much (its summary, in each
+    column's provenance); the bench reports it per column as the labeller's noise."""
+    from rayrg.rewards.registry import load_label_config, run_label
+    from rayrg.rewards.rgvlm.loopback import Faults, LoopbackServer
+
+    with LoopbackServer(Faults()) as server:  # answers percentages that differ between chunks
+        method, config = load_label_config({
+            "method": "gvl", "frames": 5, "max_chunk_frames": 8, "chunk_overlap": 3,
+            "cache_dir": str(tmp_path / "cache"),
+            "backend": {"type": "openai", "base_url": server.base_url, "model": "loopback-vlm"}})
+        run_label(method, config, labelled, tmp_path / "gvl")
+    recorded = json.loads((tmp_path / "gvl" / "_gvl_summary.json").read_text())["chunk_disagreement"]
+    assert recorded["episodes"] >= 1 and recorded["mean"] > 0  # episodes were chunked, overlaps disagree
+
+    reward_bench(tmp_path / "gvl", tmp_path / "b", columns=["progress_gvl", "reward_gvl", "reward_sparse"])
+    columns = json.loads((tmp_path / "b" / "bench.json").read_text())["columns"]
+    for c in ("progress_gvl", "reward_gvl"):
+        assert columns[c]["chunk_disagreement"] == {"mean": recorded["mean"], "max": recorded["max"],
+                                                    "n": recorded["episodes"]}
+    assert "chunk_disagreement" not in columns["reward_sparse"]  # a labeller that records none
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in
+            (tmp_path / "b" / "bench.md").read_text().splitlines() if line.startswith("| ")}
+    assert rows["progress_gvl"].endswith(f"{recorded['mean']:.3f} (n={recorded['episodes']}) |")
+    assert rows["reward_sparse"].endswith("n/a |")

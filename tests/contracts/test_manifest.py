@@ -11,8 +11,10 @@ from rayrg.config import ConfigError
 from rayrg.contracts.episodes import episodes_dir, write_episodes
 from rayrg.contracts.manifest import (
     VERSION,
+    BenchEntry,
     Claims,
     DataEntry,
+    EvalsetEntry,
     Evaluation,
     LabelStep,
     Manifest,
@@ -37,7 +39,11 @@ def _full(tmp_path: Path) -> Manifest:
         evaluations=[Evaluation(method="a", kind="learned", seed=0, policy="p", path=tmp_path / "e",
                                 episodes=tmp_path / "e" / "episodes", display_name="A")],
         methods={"a": MethodEntry(display_name="A", note="n", reward_column="reward_x", slug="a")},
-        notes=["a note"], comparisons=[("a", "b")], claims=Claims(sparse="a", dense="b", dense_plus_sparse="c"))
+        notes=["a note"], comparisons=[("a", "b")], claims=Claims(sparse="a", dense="b", dense_plus_sparse="c"),
+        evalset=EvalsetEntry(path=tmp_path / "ev", source=tmp_path / "data" / "trajectories", fingerprint="f2",
+                             labels=[LabelStep(index=0, method="sparse", path=tmp_path / "evl")],
+                             labelled=tmp_path / "evl"),
+        bench=BenchEntry(dataset=tmp_path / "evl", path=tmp_path / "bench", fingerprint="f3"))
 
 
 def test_round_trip_and_the_writer_stamps_the_version(tmp_path: Path) -> None:
@@ -97,3 +103,53 @@ def test_report_reads_only_the_outputs_the_manifest_lists(tmp_path: Path) -> Non
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     assert numbers["evaluation"]["overall"]["a"]["fixed"]["mean"] == 1.0
     assert not (tmp_path / "report" / "labels_browser.html").exists()
+
+
+def test_a_version_1_manifest_still_reads_without_bench_stages(tmp_path: Path) -> None:
+    raw = _full(tmp_path).model_dump(mode="json")
+    raw["version"] = 1
+    del raw["evalset"], raw["bench"]  # version 1 had neither field
+    manifest_path(tmp_path).write_text(json.dumps(raw))
+    manifest = read_manifest(tmp_path)
+    assert manifest.evalset is None and manifest.bench is None and manifest.labels == _full(tmp_path).labels
+
+
+def test_report_shows_the_bench_table_beside_the_returns(tmp_path: Path) -> None:
+    """The bench.json the manifest lists (not one beside it) is read through the bench
+    contract; each column's metrics with ci95 and n, its noise and the policy trained on it."""
+    from rayrg.contracts.bench import write_bench
+
+    metric = {"value": 0.5, "ci95": [0.25, 0.75], "n": 7}
+    columns = {
+        "progress_true": {"kind": "progress", "voc_on": "value", "method": "oracle", "pipeline_check": False,
+                          **{m: {"value": 1.0, "ci95": [1.0, 1.0], "n": 7} for m in
+                             ("voc", "success_auroc", "success_f1", "rank_tau", "mismatch_auroc")}},
+        "reward_x": {"kind": "reward", "voc_on": "cumulative", "method": "m", "pipeline_check": True,
+                     "chunk_disagreement": {"mean": 0.125, "max": 0.5, "n": 3},
+                     "skipped": {"mismatch_auroc": "no swapped twins"},
+                     "mismatch_auroc": {"value": None, "ci95": None, "n": 0, "skipped": "no swapped twins"},
+                     **{m: metric for m in ("voc", "success_auroc", "success_f1", "rank_tau")}}}
+    listed, stray = tmp_path / "b", tmp_path / "bench"
+    listed.mkdir()
+    stray.mkdir()
+    write_bench(listed, {"dataset": "d", "episodes": {"original": 7, "swapped": 7}, "columns": columns})
+    write_bench(stray, {"dataset": "d", "episodes": {}, "columns": {"reward_stray": columns["reward_x"]}})
+    write_episodes(tmp_path / "episodes", "x", _rows(1.0))
+    write_manifest(tmp_path, Manifest(
+        name="t", methods={"a": MethodEntry(display_name="A", reward_column="reward_x")},
+        evaluations=[Evaluation(method="a", kind="learned", seed=0, policy="p", path=tmp_path / "e",
+                                episodes=tmp_path / "episodes", display_name="A")],
+        evalset=EvalsetEntry(path=tmp_path / "ev", source=tmp_path / "t"),
+        bench=BenchEntry(dataset=tmp_path / "ev", path=listed)))
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert md.index("Figure-4") < md.index("reward bench") < md.index("Table-I")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| `")}
+    assert "reward_stray" not in md
+    assert rows["`progress_true` (oracle)"].count("1.000 [1.00, 1.00] (n=7)") == 5
+    assert "0.500 [0.25, 0.75] (n=7)" in rows["`reward_x`"] and "skipped" in rows["`reward_x`"]
+    assert rows["`reward_x`"].endswith("0.125 (n=3) | **RANDOM WEIGHTS** | A |")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<td><code>reward_x</code></td>" in html and "0.125 (n=3)" in html
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert numbers["bench"]["columns"]["progress_true"]["voc"]["value"] == 1.0

@@ -60,3 +60,13 @@ def test_dry_run_prints_the_plan_only(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0 and errors == []
     assert "generate: BabyAI" in out and "label[0] sparse" in out and "train: 1 methods × 1 seeds" in out
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_plans_the_bench_stages_and_evalset_needs_bench(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, errors, out = run(tmp_path, capsys, {"evalset": {"seed": 3}, "bench": {"resamples": 50}}, "--dry-run")
+    assert code == 0 and errors == []
+    assert "evalset: " in out and "seed 3" in out and "reward-bench: every reward column (50 bootstrap" in out
+    code, errors, _ = run(tmp_path, capsys, {"evalset": {"seed": 3}}, "--dry-run")
+    assert code == 2 and len(errors) == 1 and "evalset and bench go together" in errors[0]
+    code, errors, _ = run(tmp_path, capsys, {"evalset": {"sed": 3}, "bench": {}}, "--dry-run")
+    assert code == 2 and len(errors) == 1 and "sed" in errors[0]  # the evalset's own typed config

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from rayrg.contracts.progress_answers import CHUNK_DISAGREEMENT
 from rayrg.rewards.rgvlm import backends as _backends
 from rayrg.rewards.rgvlm.settings import AnswerClassified, BackendSettings, Decoding
 
@@ -216,7 +217,7 @@ def summarize(method: str, results: list[dict[str, Any]], episodes: int, short: 
         "short_episodes": short,  # fewer frames than K: every frame was used
         "frames_per_query": config.frames,
         "bounded_frames": sum(r["bounded"] for r in results),  # TOPReward: affirmative token not in the top-k
-        "chunk_disagreement": {"mean": float(np.mean(disagreement)) if disagreement else None,
+        CHUNK_DISAGREEMENT: {"mean": float(np.mean(disagreement)) if disagreement else None,
                                "max": float(np.max(disagreement)) if disagreement else None,
                                "episodes": len(disagreement)},
         "cached": sum(bool(r["cached"]) for r in results),
