@@ -402,8 +402,10 @@ def build_evalset(dataset: str | Path | Location, out: str | Path | Location, co
             raise DatasetError(f"{dataset}: no successful episode; an evaluation set is built from "
                                "successful episodes")
         babyai_cfg = None
-        if meta.env_name == "babyai-chain":
-            gen = meta.extra.get("config") or {}
+        gen = meta.extra.get("config") or {}
+        # A skill episode (data.generate.protocol: skills) starts mid-session, not at its seed's
+        # reset, so no replay from the seed re-creates it: swaps are left unchecked there.
+        if meta.env_name == "babyai-chain" and gen.get("protocol", "missions") == "missions":
             babyai_cfg = {k: gen[k] for k in ("room_size", "num_rows", "num_cols", "num_distractors",
                                               "tile_size") if k in gen}
         plan = {"config": config.to_dict(), "index": index, "has_subtasks": "subtasks" not in missing,
@@ -422,8 +424,9 @@ def build_evalset(dataset: str | Path | Location, out: str | Path | Location, co
             totals[key] = totals.get(key, 0) + int(value)
     by_kind = {kind: dict(TRUTH_LACKING[kind]) for kind in TRUTH_LACKING}
     if babyai_cfg is None:
-        by_kind.setdefault("swapped", {})["subtasks"] = (
-            "no simulator replays the swapped mission: its sub-tasks are taken as 0 (not checked)")
+        why = ("skill episodes start mid-session" if gen.get("protocol") == "skills"
+               else "no simulator replays the swapped mission")
+        by_kind.setdefault("swapped", {})["subtasks"] = f"{why}: its sub-tasks are taken as 0 (not checked)"
     DatasetMetadata(
         generator=GENERATOR, env_name=meta.env_name, fingerprint=claimed.fingerprint,
         num_episodes=totals.get("episodes", 0), num_transitions=totals.get("transitions", 0),

@@ -208,8 +208,11 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
     data = config.data
     if data.source == "babyai":
         g = data.generate
-        lines.append(f"  generate: BabyAI, missions of {g.subtask_counts} sub-tasks, "
-                     f"{g.episodes_per_count * len(g.subtask_counts)} episodes (ε={g.noise}), "
+        made = (f"missions of {g.subtask_counts} sub-tasks, {g.episodes_per_count * len(g.subtask_counts)} "
+                f"episodes" if g.protocol == "missions" else
+                f"skills cut from {g.episodes_per_count * len(g.subtask_counts)} sessions of "
+                f"{g.subtask_counts} sub-tasks, + relabelled chains")
+        lines.append(f"  generate: BabyAI, {made} (ε={g.noise}), "
                      f"{g.eval_tasks_per_count * len(g.subtask_counts)} held-out tasks")
         episodes = g.episodes_per_count * len(g.subtask_counts)
     elif data.source == "path":

@@ -158,7 +158,7 @@ def load_rewards(table: Any, column: str, nan_policy: str) -> np.ndarray:
         have = [c for c in table.column_names if c.startswith("reward_")]
         raise DatasetError(f"reward column {column!r} is not in the dataset (it has {have}); "
                            "label it first with `rayrg label`")
-    rewards = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float32)
+    rewards = np.array(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float32)  # writable: torch warns on read-only
     nan = np.isnan(rewards)
     if nan.any():
         if nan_policy != "zero":

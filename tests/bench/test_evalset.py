@@ -136,3 +136,20 @@ def test_babyai_swap_is_checked_by_replay(tmp_path: Path) -> None:
     sw = [r for r in pq.read_table(tmp_path / "o.parquet").to_pylist() if r["evalset_kind"] == "swapped"]
     assert sw[0]["instruction"] == other["instruction"]
     assert [r["subtasks_completed"] for r in sw] == done
+
+
+def test_skills_dataset_builds_with_swaps_left_unchecked(ray_local, tmp_path: Path) -> None:
+    """A skill episode starts mid-session (protocol: skills), so its seed's reset is not its
+    first frame and no replay can check a swap: the set is built, and its metadata says the
+    swaps and their sub-task counts are unchecked, and why (a replay from the seed refused it)."""
+    from rayrg.contracts.datasets import DatasetMetadata
+    from rayrg.data.generate import GenerateConfig, generate
+
+    config = GenerateConfig(protocol="skills", subtask_counts=[2], episodes_per_count=3,
+                            eval_tasks_per_count=1, val_tasks_per_count=1, noise=0.0)
+    data = generate(config, tmp_path / "data")
+    out = E.build_evalset(str(Path(data) / "trajectories"), str(tmp_path / "evalset"))
+    meta = DatasetMetadata.read(out)
+    assert meta.extra[E.EVALSET_KEY]["swap_check"] == "different task and instruction (no simulator check)"
+    assert "skill episodes start mid-session" in meta.extra[E.MISSING_BY_KIND_KEY]["swapped"]["subtasks"]
+    assert meta.extra[E.EVALSET_KEY]["counts"]["swapped"] > 0
