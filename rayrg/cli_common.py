@@ -7,6 +7,7 @@ The ``rayrg`` entry point (:mod:`rayrg.cli`) sits above every stage and imports 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def add_ray_args(parser: argparse.ArgumentParser) -> None:
@@ -34,3 +35,17 @@ def add_allow_unfinished_arg(parser: argparse.ArgumentParser, what: str) -> None
         help=f"{what} a labelled dataset whose failed windows were not retried yet (NaN rewards "
              "there); without it such a dataset is refused with the command that retries them. "
              "The output is keyed to the missing windows, so it is redone once the retry fills them")
+
+
+def add_stage_args(parser: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int], *,
+                   allow_unfinished: str | None = None, overwrite: bool = False, ray: bool = True) -> None:
+    """The options a stage command ends with, always in this order: ``--allow-unfinished``
+    (where ``allow_unfinished`` says what the command does with such a dataset),
+    ``--overwrite``, ``--address`` / ``--num-cpus`` (``ray``); and ``func``, what it runs."""
+    if allow_unfinished is not None:
+        add_allow_unfinished_arg(parser, allow_unfinished)
+    if overwrite:
+        add_overwrite_arg(parser)
+    if ray:
+        add_ray_args(parser)
+    parser.set_defaults(func=func)

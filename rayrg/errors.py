@@ -116,16 +116,19 @@ def unwrap_user_error(exc: BaseException) -> BaseException | None:
     the original is, so its message is the user's line, not Ray's 90 lines.
     """
     types = user_error_types()
+    return next((e for e in _chain(exc) if isinstance(e, types) and not _is_ray_wrapper(e)), None)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps (:func:`_children`), breadth-first, each once."""
     queue, seen = [exc], set()
     while queue:
         current = queue.pop(0)
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, types) and not _is_ray_wrapper(current):
-            return current
+        yield current
         queue.extend(_children(current))
-    return None
 
 
 def _is_ray_wrapper(exc: BaseException) -> bool:
@@ -185,15 +188,9 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
     exception found breadth-first wins; else the first exception line of Ray's text that is
     not Ray's own; else ``exc`` itself.
     """
-    queue, seen = [exc], set()
-    while queue:
-        current = queue.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in _chain(exc):
         if not _is_ray_wrapper(current) and current is not exc:
             return type(current).__name__, str(current)
-        queue.extend(_children(current))
     if _is_ray_wrapper(exc):
         text = getattr(exc, "traceback_str", None) or str(exc)
         for match in _EXC_LINE.finditer(text):

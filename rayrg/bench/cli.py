@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("reward-bench", help="score every reward column the way the field does (VOC, "
                                             "success AUROC/F1, Kendall τ, mismatch, Table I), with intervals")
@@ -19,9 +19,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="treat every episode as a successful demonstration (datasets that record no "
                         "success, e.g. most LeRobot sets): VOC is scored, success metrics are skipped")
     p.add_argument("--config", type=Path, help="BenchConfig YAML: resamples, seed, validation_fraction, threshold")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_bench)
+    add_stage_args(p, _bench, overwrite=True)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rayrg.contracts.columns import column_kind
-from rayrg.contracts.versions import DatasetError, refuse_version
+from rayrg.contracts.versions import DatasetError, read_json_object, refuse_version
 from rayrg.storage import Location, native, resolve
 
 PathLike = str | Path | Location  # a local path or a storage URI (rayrg.storage)
@@ -78,15 +78,9 @@ def _read_raw(directory: PathLike) -> tuple[Any, dict[str, Any]]:
     location = resolve(directory) / METADATA_FILE
     path = native(location)
     try:
-        text = location.read_text()
+        raw = read_json_object(location, "metadata", shown=path)
     except FileNotFoundError:
         raise DatasetError(f"{native(directory)}: no {METADATA_FILE} (not a rayrg dataset?)") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: unreadable metadata: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DatasetError(f"{path}: unreadable metadata: not a JSON object")
     version = raw.get("schema_version", 1)
     if not isinstance(version, int):
         raise DatasetError(f"{path}: unreadable metadata: schema_version {version!r} is not an integer")

@@ -19,8 +19,8 @@ from rayrg.contracts.versions import (
     UNSTAMPED,
     DatasetError,
     parquet_files,
+    read_output_record,
     read_parquet_files,
-    read_stamped_json,
     write_stamped_json,
 )
 from rayrg.storage import resolve
@@ -38,10 +38,8 @@ def write_encoder_record(directory: str | Path, record: dict[str, Any]) -> Path:
 
 def read_encoder_record(directory: str | Path) -> dict[str, Any]:
     """The encoder record (without the contract's ``version``), one line if absent or unreadable."""
-    path = resolve(directory) / ENCODER_FILE
-    if not path.exists():
-        raise DatasetError(f"{directory}: no {ENCODER_FILE} (not a `rayrg encode` output)")
-    return read_stamped_json(path, "encoder record", "features", READABLE_VERSIONS, pop=True)
+    return read_output_record(directory, ENCODER_FILE, "encode", "encoder record", "features", READABLE_VERSIONS,
+                              pop=True)
 
 
 def read_features(directory: str | Path) -> pa.Table:

@@ -22,6 +22,7 @@ from rayrg.contracts.versions import (
     UNSTAMPED,
     DatasetError,
     check_parquet,
+    check_parquet_columns,
     list_parquet,
     read_parquet_files,
     read_stamped_json,
@@ -111,12 +112,8 @@ def write_labels(ds: Any, directory: str | Path) -> list[Path]:
 
 
 def _checked(files: Sequence[Path], columns: Iterable[str] | None) -> None:
-    wanted = list(columns) if columns is not None else list(LABEL_COLUMNS)
-    for path in files:
-        schema = check_parquet(path, NAME, READABLE_VERSIONS)
-        missing = [c for c in wanted if c not in schema.names]
-        if missing:
-            raise DatasetError(f"{path}: not an RG-VLM labels table (no column {', '.join(missing)})")
+    check_parquet_columns(files, NAME, READABLE_VERSIONS, LABEL_COLUMNS if columns is None else columns,
+                          "an RG-VLM labels table")
 
 
 def read_labels(directory: str | Path, columns: Iterable[str] | None = None, *,

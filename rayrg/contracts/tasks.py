@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rayrg.config import ConfigError
+from rayrg.contracts.versions import read_json
 from rayrg.storage import Location, native, resolve
 
 VERSION = 2
@@ -133,13 +134,9 @@ def read_task_set(path: str | Path | Location, split: Split | None = None) -> tu
     location = resolve(path)
     path = native(location)
     try:
-        text = location.read_text()
+        raw = read_json(location, "evaluation tasks", ConfigError, shown=path)
     except FileNotFoundError:
         raise FileNotFoundError(f"evaluation tasks file not found: {path}") from None
-    try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     found: str = "test"
     if isinstance(raw, list):
         items = raw  # version 0: a bare list of the same task objects (a test set)

@@ -62,15 +62,22 @@ def refuse_version(source: str | Path, name: str, version: int, readable: Iterab
                            f"{', '.join(str(v) for v in readable if v != UNSTAMPED)}{newer}")
 
 
-def read_json_object(path: Any, what: str, error: type[Exception] = DatasetError) -> dict[str, Any]:
-    """The JSON object at ``path`` (a local path or a Location); one line (``error``) when it is
-    not valid JSON or not an object. Every contract's JSON file is read through this."""
+def read_json(path: Any, what: str, error: type[Exception] = DatasetError, *, shown: Any = None) -> Any:
+    """The JSON document at ``path`` (a local path or a Location); one line (``error``, naming
+    ``shown``, by default ``path``) when it is not valid JSON. A missing file raises
+    FileNotFoundError, for the caller to say what its absence means."""
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: unreadable {what}: {exc}") from None
+        raise error(f"{path if shown is None else shown}: unreadable {what}: {exc}") from None
+
+
+def read_json_object(path: Any, what: str, error: type[Exception] = DatasetError, *,
+                     shown: Any = None) -> dict[str, Any]:
+    """:func:`read_json`, which must be an object. Every contract's JSON file is read through this."""
+    raw = read_json(path, what, error, shown=shown)
     if not isinstance(raw, dict):
-        raise error(f"{path}: unreadable {what}: not a JSON object")
+        raise error(f"{path if shown is None else shown}: unreadable {what}: not a JSON object")
     return raw
 
 
@@ -82,6 +89,16 @@ def read_stamped_json(path: Any, what: str, name: str, readable: Iterable[int], 
     version = raw.pop("version", UNSTAMPED) if pop else raw.get("version", UNSTAMPED)
     refuse_version(path, name, version if isinstance(version, int) else -1, readable)
     return raw
+
+
+def read_output_record(directory: Any, file: str, command: str, what: str, name: str,
+                       readable: Iterable[int], *, pop: bool = False) -> dict[str, Any]:
+    """:func:`read_stamped_json` of ``<directory>/<file>``, the record ``rayrg <command>``
+    writes; one line when it is absent (``directory`` is not that command's output)."""
+    path = resolve(directory) / file
+    if not path.exists():
+        raise DatasetError(f"{directory}: no {file} (not a `rayrg {command}` output)")
+    return read_stamped_json(path, what, name, readable, pop=pop)
 
 
 def write_stamped_json(path: Any, record: dict[str, Any], version: int) -> Any:
@@ -101,6 +118,18 @@ def check_parquet(path: Any, name: str, readable: Iterable[int]) -> pa.Schema:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from exc
     refuse_version(path, name, schema_version(schema, name, path), readable)
     return schema
+
+
+def check_parquet_columns(files: Iterable[Any], name: str, readable: Iterable[int],
+                          columns: Iterable[str], what: str) -> None:
+    """:func:`check_parquet` of each of ``files``, then one line (``<file>: not <what> (no
+    column ...)``) for the first that lacks one of ``columns``."""
+    readable, wanted = tuple(readable), list(columns)
+    for path in files:
+        schema = check_parquet(path, name, readable)
+        missing = [c for c in wanted if c not in schema.names]
+        if missing:
+            raise DatasetError(f"{path}: not {what} (no column {', '.join(missing)})")
 
 
 def list_parquet(directory: Any) -> list[Any]:

@@ -26,10 +26,11 @@ from rayrg.contracts.versions import (
     DatasetError,
     arrow_dataset,
     check_parquet,
+    check_parquet_columns,
     list_parquet,
     open_ray_parquet,
     parquet_files,
-    read_stamped_json,
+    read_output_record,
     stamped,
     write_dataset_parquet,
     write_stamped_json,
@@ -88,12 +89,8 @@ def write_windows(ds: Any, directory: str | Path) -> list[Path]:
 def window_files(directory: str | Path, columns: Iterable[str] | None = None) -> list[Path]:
     """The windows files of ``directory``, each footer checked: readable version, has ``columns``."""
     files = parquet_files(directory, "windows")
-    wanted = list(columns) if columns is not None else list(WINDOW_COLUMNS)
-    for path in files:
-        schema = check_parquet(path, NAME, READABLE_VERSIONS)
-        missing = [c for c in wanted if c not in schema.names]
-        if missing:
-            raise DatasetError(f"{path}: not a windows dataset (no column {', '.join(missing)})")
+    check_parquet_columns(files, NAME, READABLE_VERSIONS, WINDOW_COLUMNS if columns is None else columns,
+                          "a windows dataset")
     return files
 
 
@@ -153,7 +150,5 @@ def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:
 
 
 def read_summary(directory: str | Path) -> dict[str, Any]:
-    path = resolve(directory) / SUMMARY_FILE
-    if not path.exists():
-        raise DatasetError(f"{directory}: no {SUMMARY_FILE} (not a `rayrg windows` output)")
-    return read_stamped_json(path, "windows summary", "windows summary", READABLE_SUMMARY_VERSIONS)
+    return read_output_record(directory, SUMMARY_FILE, "windows", "windows summary", "windows summary",
+                              READABLE_SUMMARY_VERSIONS)

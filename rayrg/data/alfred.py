@@ -45,6 +45,7 @@ import numpy as np
 from pydantic import Field
 
 from rayrg.config import StageConfig
+from rayrg.contracts.versions import read_json_object
 from rayrg.data.schema import DatasetError, DatasetMetadata, encode_png, write_shard
 from rayrg.envs.base import EvalTask
 from rayrg.envs.thor_config import ACTION_NAMES, ENV_NAME, INTERACT_ACTIONS, action_id, object_type
@@ -146,13 +147,7 @@ def load_traj(trial: Path) -> dict[str, Any]:
     path = trial / TRAJ_FILE
     if not path.is_file():
         raise BrokenTrial(f"no {TRAJ_FILE}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BrokenTrial(f"{TRAJ_FILE} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BrokenTrial(f"{TRAJ_FILE} is not a JSON object")
-    return data
+    return read_json_object(path, "trial record", BrokenTrial, shown=TRAJ_FILE)
 
 
 # -- plan, annotations ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("alfred-import",
                        help="alias of `rayrg import alfred ROOT`: ALFRED traj_data.json + images as a trajectory dataset")
@@ -28,9 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trials", type=int, help="import at most N trials")
     p.add_argument("--frame-size", type=int, help="resize frames to N x N")
     p.add_argument("--no-ray", action="store_true", help="convert in this process instead of Ray tasks")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_import)
+    add_stage_args(p, _import, overwrite=True)
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("generate", help="generate a BabyAI offline dataset (+ held-out eval tasks)")
     p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")
@@ -18,9 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-tasks-per-count", type=int, help="override: validation tasks per sub-task count")
     p.add_argument("--noise", type=float, help="override: ε of random actions")
     p.add_argument("--seed", type=int, help="override: base seed")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_generate)
+    add_stage_args(p, _generate, overwrite=True)
 
     p = sub.add_parser("inspect", help="summarise a trajectory or labelled dataset")
     p.add_argument("dataset", type=str, help="dataset directory (with metadata.json)")
@@ -35,9 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="evaluation set (a trajectory dataset) to write (a path or URI)")
     p.add_argument("--config", type=Path, help="EvalsetConfig YAML: seed, mix (defaults if omitted)")
     p.add_argument("--seed", type=int, help="override: seed of every draw")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_evalset)
+    add_stage_args(p, _evalset, overwrite=True)
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rayrg.config import ConfigError
+from rayrg.config import ConfigError, read_yaml_mapping
 from rayrg.data.formats import FORMATS, export_options, get_format, import_options
 
 __all__ = ["FORMATS", "add_commands", "parse_options"]
@@ -30,15 +30,7 @@ def parse_options(items: list[str] | None, file: Path | None = None) -> dict[str
 
     opts: dict[str, Any] = {}
     if file is not None:
-        if not file.is_file():
-            raise ConfigError(f"--options: {file} not found")
-        try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--options {file}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--options {file}: expected a mapping of option: value")
-        opts.update(loaded)
+        opts.update(read_yaml_mapping(file, "--options file"))
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -54,7 +46,7 @@ def _add_option_args(p: argparse.ArgumentParser, name: str, what: str) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     imp = sub.add_parser("import", help="import another dataset format as a trajectory dataset")
     imp_sub = imp.add_subparsers(dest="format", required=True, metavar="FORMAT")
@@ -66,9 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=str, required=True,
                        help="directory to write the trajectory dataset under (a local path or a storage URI)")
         _add_option_args(p, name, "import")
-        add_overwrite_arg(p)
-        add_ray_args(p)
-        p.set_defaults(func=_import)
+        add_stage_args(p, _import, overwrite=True)
         p = exp_sub.add_parser(name, help=f"labelled dataset -> {name} with reward features")
         p.add_argument("dataset", type=str, help=f"labelled dataset (imported from {name}, then labelled; "
                                                  "a local path or a storage URI)")
@@ -76,9 +66,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--reward", help="reward column for the format's reward field (reward_<variant> or "
                                         "<variant>; needed when there are several)")
         _add_option_args(p, name, "export")
-        add_allow_unfinished_arg(p, "export")
-        add_overwrite_arg(p)
-        p.set_defaults(func=_export)
+        add_stage_args(p, _export, allow_unfinished="export", overwrite=True, ray=False)
 
 
 def _local_reason(fmt: Any) -> str:

@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rayrg.config import ConfigError, StageConfig
+from rayrg.contracts.versions import read_json_object
 from rayrg.data.access import MISSING_TRUTH_KEY, Dataset, episode_ends, require_finished
 from rayrg.data.export_meta import EXPORT_KEY, export_record
 from rayrg.data.schema import (
@@ -112,10 +113,7 @@ def read_info(root: Path) -> dict[str, Any]:
     path = root / INFO_PATH
     if not path.is_file():
         raise DatasetError(f"{root}: no {INFO_PATH} (not a LeRobot dataset)")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON: {exc}") from exc
+    info = read_json_object(path, "LeRobot info")
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3."):
         raise DatasetError(f"{path}: codebase_version {version or '?'}; rayrg reads LeRobot v3.x "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("evaluate", help="evaluate a policy on held-out tasks (fixed and randomized starts)")
     p.add_argument("--policy", required=True, help="'expert', 'random' or an IQL checkpoint directory")
@@ -16,9 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="EvalConfig YAML")
     p.add_argument("--out", type=str, required=True, help="output directory (resumes if it has results)")
     p.add_argument("--num-actors", type=int, help="override: evaluation actors")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_evaluate)
+    add_stage_args(p, _evaluate, overwrite=True)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
     p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
@@ -16,14 +16,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.num_steps=200 --set seeds=[0,1] "
                         f"(YAML values; also read from ${SET_ENV}, separated by ';')")
-    add_ray_args(p)
-    p.set_defaults(func=_run)
+    add_stage_args(p, _run)
 
     p = sub.add_parser("quickstart", help="the whole pipeline on a small BabyAI slice, local mode")
     p.add_argument("--out", type=str, default="runs/quickstart", help="output directory")
     p.add_argument("--dry-run", action="store_true", help="check what the run needs and print the plan; run nothing")
-    add_ray_args(p)
-    p.set_defaults(func=_quickstart)
+    add_stage_args(p, _quickstart)
 
     p = sub.add_parser("report", help="(re)build the report of an experiment output directory")
     p.add_argument("out", type=str, help="the experiment's output directory")
@@ -36,8 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="override eval.tasks: the VALIDATION tasks, val_tasks.json of `rayrg generate` "
                         "(a test set, eval_tasks.json, is refused: tuning never sees it)")
     p.add_argument("--out", type=str, required=True)
-    add_ray_args(p)
-    p.set_defaults(func=_tune)
+    add_stage_args(p, _tune)
 
 
 SET_ENV = "RAYRG_SET"
@@ -66,14 +63,10 @@ def apply_overrides(data: dict, assignments: list[str]) -> dict:
 def _run(args: argparse.Namespace) -> int:
     import os
 
-    import yaml
-
-    from rayrg.config import ConfigError
+    from rayrg.config import read_yaml_mapping
     from rayrg.experiments.config import ExperimentConfig
 
-    if not args.config.exists():
-        raise ConfigError(f"config file not found: {args.config}")
-    data = yaml.safe_load(args.config.read_text()) or {}
+    data = read_yaml_mapping(args.config)
     sets = [s for s in os.environ.get(SET_ENV, "").split(";") if s.strip()] + args.set
     if sets:
         print(f"[rayrg] run: overrides {sets}", flush=True)

@@ -17,7 +17,6 @@ from rayrg.pipeline_check import MARKER
 log = logging.getLogger(__name__)
 
 
-
 def is_built(directory: Path, recipe: dict[str, Any]) -> bool:
     marker = directory / MARKER
     return marker.exists() and json.loads(marker.read_text()) == recipe
@@ -29,3 +28,10 @@ def finish(directory: Path, recipe: dict[str, Any], name: str, model: Any) -> Pa
     log.info("tiny %s (%d parameters, random weights) written to %s", name,
              sum(p.numel() for p in model.parameters()), directory)
     return directory
+
+
+def save_and_finish(directory: Path, recipe: dict[str, Any], name: str, model: Any, processor: Any) -> Path:
+    """``save_pretrained`` of the model and its processor, then :func:`finish`."""
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return finish(directory, recipe, name, model)

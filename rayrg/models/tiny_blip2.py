@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from rayrg.models._tiny import finish, is_built
+from rayrg.models._tiny import is_built, save_and_finish
 
 WEIGHT_STD = 0.2
 _WORDS = ("go to the a an then after you and put next pick up open door key ball box red green blue "
@@ -67,9 +67,7 @@ def build_tiny_blip2(directory: str | Path, *, seed: int = 0, image_size: int = 
                 param.normal_(0.0, WEIGHT_STD)
     processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
                                tokenizer=tokenizer)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return finish(directory, recipe, "BLIP-2", model)
+    return save_and_finish(directory, recipe, "BLIP-2", model, processor)
 
 
 if __name__ == "__main__":  # python -m rayrg.models.tiny_blip2 <dir>

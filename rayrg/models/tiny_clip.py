@@ -16,7 +16,7 @@ import gzip
 from pathlib import Path
 from typing import Any
 
-from rayrg.models._tiny import finish, is_built
+from rayrg.models._tiny import is_built, save_and_finish
 
 # name -> (hidden size, layers) of both towers; projection dim = hidden size.
 TINY_CLIP_SIZES: dict[str, tuple[int, int]] = {"xs": (32, 1), "s": (48, 2), "m": (64, 3)}
@@ -46,6 +46,14 @@ def clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=merges)
 
 
+def clip_text_config(tower: dict[str, Any]) -> dict[str, Any]:
+    """The text tower's config: ``tower`` (sizes) with CLIP's vocabulary, context length and
+    special-token ids (:func:`clip_tokenizer`'s)."""
+    return {**tower, "vocab_size": CLIP_VOCAB_SIZE, "max_position_embeddings": 77,
+            "bos_token_id": CLIP_VOCAB_SIZE - 2, "eos_token_id": CLIP_VOCAB_SIZE - 1,
+            "pad_token_id": CLIP_VOCAB_SIZE - 1}
+
+
 def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, image_size: int = 32,
                     overwrite: bool = False) -> Path:
     """Write a tiny CLIP checkpoint of family member ``size`` (reused if already built)."""
@@ -61,9 +69,7 @@ def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, i
     tower = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
              "num_attention_heads": 2}
     config = CLIPConfig(
-        text_config={**tower, "vocab_size": CLIP_VOCAB_SIZE, "max_position_embeddings": 77,
-                     "bos_token_id": CLIP_VOCAB_SIZE - 2, "eos_token_id": CLIP_VOCAB_SIZE - 1,
-                     "pad_token_id": CLIP_VOCAB_SIZE - 1},
+        text_config=clip_text_config(tower),
         vision_config={**tower, "image_size": image_size, "patch_size": image_size // 4},
         projection_dim=hidden,
     )
@@ -72,9 +78,7 @@ def build_tiny_clip(directory: str | Path, *, size: str = "xs", seed: int = 0, i
     image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
                                          crop_size={"height": image_size, "width": image_size})
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return finish(directory, recipe, f"CLIP {size}", model)
+    return save_and_finish(directory, recipe, f"CLIP {size}", model, processor)
 
 
 def build_tiny_clip_family(directory: str | Path, sizes: tuple[str, ...] = tuple(TINY_CLIP_SIZES),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rayrg.models._tiny import finish, is_built
+from rayrg.models._tiny import is_built, save_and_finish
 
 
 def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 32, num_frames: int = 8,
@@ -24,7 +24,7 @@ def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 
     import torch
     from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
 
-    from rayrg.models.tiny_clip import CLIP_VOCAB_SIZE, clip_tokenizer
+    from rayrg.models.tiny_clip import clip_text_config, clip_tokenizer
 
     directory = Path(directory)
     recipe = {"kind": "xclip", "seed": seed, "image_size": image_size, "num_frames": num_frames,
@@ -35,9 +35,7 @@ def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 
     tower = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 1,
              "num_attention_heads": 2}
     config = XCLIPConfig(
-        text_config={**tower, "vocab_size": CLIP_VOCAB_SIZE, "max_position_embeddings": 77,
-                     "bos_token_id": CLIP_VOCAB_SIZE - 2, "eos_token_id": CLIP_VOCAB_SIZE - 1,
-                     "pad_token_id": CLIP_VOCAB_SIZE - 1},
+        text_config=clip_text_config(tower),
         vision_config={**tower, "image_size": image_size, "patch_size": image_size // 4, "num_frames": num_frames,
                        "mit_hidden_size": hidden, "mit_intermediate_size": 2 * hidden,
                        "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2},
@@ -48,9 +46,7 @@ def build_tiny_xclip(directory: str | Path, *, seed: int = 0, image_size: int = 
     image_processor = VideoMAEImageProcessor(size={"shortest_edge": image_size},
                                              crop_size={"height": image_size, "width": image_size})
     processor = XCLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return finish(directory, recipe, "X-CLIP", model)
+    return save_and_finish(directory, recipe, "X-CLIP", model, processor)
 
 
 def build_tiny_torchscript_video(path: str | Path, *, seed: int = 0, dim: int = 16, buckets: int = 257) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
     p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
@@ -17,10 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="methods that cost money (e.g. paid API backends): skip the cost confirmation. Without it "
                         "the estimate is shown and, on a terminal, confirmation asked; when stdin is not "
                         "a terminal (jobs, pipes) the run proceeds after printing the estimate")
-    add_allow_unfinished_arg(p, "label on top of")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_label)
+    add_stage_args(p, _label, allow_unfinished="label on top of", overwrite=True)
 
     p = sub.add_parser("estimate", help="requests, tokens, cost and wall time of a label config, before any call")
     p.add_argument("--config", type=Path, required=True, help="label config YAML (a method that declares an estimate)")
@@ -31,8 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="label the first N windows for real (sent and paid for, into a temporary "
                         "directory) and use their latency, answer lengths and parse-retry rate")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    add_ray_args(p)
-    p.set_defaults(func=_estimate)
+    add_stage_args(p, _estimate)
 
     p = sub.add_parser("reward-report", help="reward quality against ground truth (the paper's Table I)")
     p.add_argument("--dataset", type=str, action="append", required=True,
@@ -46,17 +42,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(path: Path):
-    import yaml
-
-    from rayrg.config import ConfigError
+    from rayrg.config import read_yaml_mapping
     from rayrg.rewards.registry import load_label_config
 
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
-    return load_label_config(data, source=str(path))
+    return load_label_config(read_yaml_mapping(path), source=str(path))
 
 
 def _label(args: argparse.Namespace) -> int:

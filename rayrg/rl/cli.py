@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_allow_unfinished_arg, add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
     p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
@@ -18,9 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--observation", choices=["state", "frame", "features"], help="override: what the policy observes")
     p.add_argument("--history", type=int, help="override: observations of history the networks see")
     p.add_argument("--features-dir", help="override: `rayrg encode` output (observation=features)")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_train)
+    add_stage_args(p, _train, overwrite=True)
 
     p = sub.add_parser("encode", help="frozen image-encoder features of a dataset's frames (observation: features)")
     p.add_argument("--dataset", type=str, required=True, help="trajectory or labelled dataset")
@@ -28,9 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", required=True, choices=["clip", "resnet18"], help="image encoder family")
     p.add_argument("--checkpoint", type=str, required=True, help="the encoder's checkpoint directory")
     p.add_argument("--batch-size", type=int, default=256, help="frames per inference batch")
-    add_allow_unfinished_arg(p, "encode")
-    add_ray_args(p)
-    p.set_defaults(func=_encode)
+    add_stage_args(p, _encode, allow_unfinished="encode")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -37,9 +37,9 @@ from rayrg.data.access import Dataset, iter_episodes, read_shard_checked, valida
 from rayrg.data.schema import SCALAR_COLUMNS, DatasetError, decode_png, encode_png
 from rayrg.errors import stage_errors
 from rayrg.provenance import OnChange, claim, dataset_fingerprint
-from rayrg.storage import Location, claim_shared, release_shared
+from rayrg.storage import Location
 from rayrg.windows.grid import actions_text, compose_grid
-from rayrg.windows.staging import as_arg, checked_for_write, discard, publish, staging_for
+from rayrg.windows.staging import as_arg, checked_for_write, staged
 
 log = logging.getLogger(__name__)
 
@@ -184,18 +184,10 @@ def make_windows(trajectories: str | os.PathLike[str] | Location, out: str | os.
     )
     # Written beside ``out`` first: a bad shard found mid-way leaves the old windows whole
     # (rayrg.windows.staging: rename on local disks, server-side copy on object stores).
-    staging = staging_for(out_loc)
-    token = claim_shared(out_loc)
-    try:
+    with staged(out_loc) as (staging, token):
         with stage_errors():
             write_windows(checked_for_write(windows, out_loc, token), as_arg(staging))
         (out_loc / SUMMARY_FILE).delete()
-        publish(staging, out_loc)
-    except BaseException:
-        discard(staging)  # no half-written output left behind
-        raise
-    finally:
-        release_shared(out_loc, token)
 
     written = read_windows(out, ["num_steps", "is_partial"])
     num_steps = np.asarray(written.column("num_steps").to_numpy())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_overwrite_arg, add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("windows", help="cut a trajectory dataset into W-step windows (grid images)")
     p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
@@ -16,9 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-size", type=int, help="override: W")
     p.add_argument("--stride", type=int, help="override: stride")
     p.add_argument("--last-window", choices=["shorter", "drop"], help="override: partial last window")
-    add_overwrite_arg(p)
-    add_ray_args(p)
-    p.set_defaults(func=_windows)
+    add_stage_args(p, _windows, overwrite=True)
 
     p = sub.add_parser("preview-window", help="write a PNG of one window: grid + instruction + actions")
     p.add_argument("--windows", type=str, required=True, help="windows dataset directory")

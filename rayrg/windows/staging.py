@@ -20,12 +20,14 @@ Used by the windows stage and the labellers (RG-VLM's labels table).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rayrg.storage import Location, assert_shared
+from rayrg.storage import Location, assert_shared, claim_shared, release_shared
 
-__all__ = ["as_arg", "checked_for_write", "discard", "publish", "staging_for"]
+__all__ = ["as_arg", "checked_for_write", "discard", "publish", "staged", "staging_for"]
 
 
 def as_arg(location: Location) -> Path | Location:
@@ -76,3 +78,22 @@ def publish(staging: Location, out: Location, suffix: str = ".parquet") -> None:
         for loc in new:
             out.fs.copy_file(loc.path, (out / loc.name).path)
     discard(staging)
+
+
+@contextmanager
+def staged(out: Location) -> Iterator[tuple[Location, str]]:
+    """Write ``out`` through a staging folder: ``out`` claimed as shared (the token for
+    :func:`checked_for_write`), the block writes into the yielded staging folder, which is
+    published onto ``out`` when the block ends and discarded if it raises (no half-written
+    output left behind); the claim is released either way."""
+    token = claim_shared(out)
+    try:
+        staging = staging_for(out)
+        try:
+            yield staging, token
+            publish(staging, out)
+        except BaseException:
+            discard(staging)
+            raise
+    finally:
+        release_shared(out, token)

@@ -7,7 +7,8 @@ Fixture ``two_node_cluster`` (module scope; import it into a test module): yield
 (for ``ray job submit``), ``private_dir``, ``env`` (auth token and the session moto server's S3 endpoint/keys every node's tasks
 inherit), ``driver_env()`` and ``run_driver(code)``: drivers run as separate processes. It
 stops only the processes of its own temp dir. Needs root (``unshare --mount``), like the
-fact check it reproduces.
+fact check it reproduces. ``processes`` and ``stop`` serve any test cluster started with its
+own temp dir (tests/cluster/test_job_submit.py's head too).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class TwoNodeCluster:
                               capture_output=True, text=True, timeout=timeout)
 
 
-def _processes(temp_dir: str) -> list:
+def processes(temp_dir: str) -> list:
+    """The processes of the cluster whose temp dir is ``temp_dir`` (it is in their command lines)."""
     import psutil
 
     found = []
@@ -74,7 +76,7 @@ def stop(temp_dir: str, worker: subprocess.Popen | None = None) -> None:
 
     if worker is not None and worker.poll() is None:
         worker.terminate()
-    procs = _processes(temp_dir)
+    procs = processes(temp_dir)
     for proc in procs:
         try:
             proc.terminate()

@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.cluster._multinode import BIN, REPO, processes, stop
+from tests.storage._moto import free_port
 
 REDUCED_EXPERIMENT = {
     "name": "job-submit-check",
@@ -34,48 +33,15 @@ REDUCED_EXPERIMENT = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _head_processes(temp_dir: str) -> list:
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if any(temp_dir in part for part in proc.info["cmdline"] or []):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def _stop_head(temp_dir: str) -> None:
-    import psutil
-
-    procs = _head_processes(temp_dir)
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for proc in alive:
-        proc.kill()
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_ray_job_submit_reduced_experiment(tmp_path: Path) -> None:
     temp_dir = tempfile.mkdtemp(prefix="rrg", dir="/tmp")  # short: Ray's socket paths are limited
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     # Every agent port explicit: defaults (e.g. the agent's 52365) clash with other Ray
     # clusters on the same machine, and the job agent then never comes up.
-    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+    agent_ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                   f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
     # `ray start` with token auth needs the token to exist already (only `ray.init` makes one
     # itself): on a fresh machine there is none, as on a fresh cluster head. The test's own
     # token file (Ray's RAY_AUTH_TOKEN_PATH) leaves ~/.ray/auth_token alone.
@@ -114,8 +80,8 @@ def test_ray_job_submit_reduced_experiment(tmp_path: Path) -> None:
         summary = json.loads((out / "eval" / "simulated_plus_sparse" / "seed0" / "summary.json").read_text())
         assert summary["episodes"] == 4
     finally:
-        _stop_head(temp_dir)
+        stop(temp_dir)
         time.sleep(1)
-        leftover = _head_processes(temp_dir)
+        leftover = processes(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not leftover, f"stray Ray processes of the test head: {[p.pid for p in leftover]}"

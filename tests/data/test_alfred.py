@@ -99,7 +99,7 @@ def test_import_skips_and_reports_broken_trials(alfred_root: Path, tmp_path: Pat
     assert set(reasons) == {"no_json", "bad_json", "missing_image", "count_mismatch",
                             "unknown_action", "no_image_folder", "malformed"}
     assert "no traj_data.json" in reasons["no_json"]
-    assert "not valid JSON" in reasons["bad_json"]
+    assert "traj_data.json: unreadable trial record" in reasons["bad_json"]
     assert "missing image" in reasons["missing_image"]
     assert "count mismatch" in reasons["count_mismatch"]
     assert "Teleport_99" in reasons["unknown_action"]

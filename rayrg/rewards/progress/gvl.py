@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from rayrg.rewards.progress.pipeline import (
     ProgressConfig,
@@ -42,19 +42,13 @@ class GVLConfig(ProgressConfig):
 
     ANSWER_FIELDS = ProgressConfig.ANSWER_FIELDS | {"seed", "max_chunk_frames", "chunk_overlap"}
     NEUTRAL_FIELDS = ProgressConfig.NEUTRAL_FIELDS
+    PROMPTS = GVL_PROMPTS
 
     method: Literal["gvl"] = "gvl"
     seed: int = Field(0, description="Shuffle seed (part of every answer's key).")
     max_chunk_frames: int | None = Field(
         None, ge=3, description="Split episodes with more frames into chunks of this many (None: never).")
     chunk_overlap: int = Field(4, ge=1, description="Frames consecutive chunks share (stitched by averaging).")
-
-    @field_validator("prompt_version")
-    @classmethod
-    def _known_prompt(cls, version: str) -> str:
-        if version not in GVL_PROMPTS:
-            raise ValueError(f"unknown prompt_version {version!r}; known: {sorted(GVL_PROMPTS)}")
-        return version
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> GVLConfig:

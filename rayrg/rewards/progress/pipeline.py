@@ -35,12 +35,13 @@ from pydantic import Field
 
 from rayrg.contracts.progress_answers import CHUNK_DISAGREEMENT
 from rayrg.rewards.rgvlm import backends as _backends
-from rayrg.rewards.rgvlm.settings import AnswerClassified, BackendSettings, Decoding
+from rayrg.rewards.rgvlm.cache import CachedBackendActor
+from rayrg.rewards.rgvlm.settings import BackendSettings, Decoding, PromptedConfig
 
 __all__ = ["ProgressConfig", "label_progress", "rebuild_backend_field"]
 
 
-class ProgressConfig(AnswerClassified):
+class ProgressConfig(PromptedConfig):
     """Fields GVL and TOPReward share (``backend`` and ``decoding`` as RG-VLM's)."""
 
     ANSWER_FIELDS = frozenset({"backend", "decoding", "prompt_version", "frames", "max_image_side", "max_tokens"})
@@ -57,12 +58,6 @@ class ProgressConfig(AnswerClassified):
     gamma: float = Field(0.99, gt=0, le=1, description="Discount of the shaping γ·Φ(s′) − Φ(s): the learner's.")
     cache_dir: Path | None = Field(None, description="Answer cache (default <out>/_cache).")
     max_episodes: int | None = Field(None, ge=1, description="Label only the first N episodes (smoke tests).")
-
-    def answer_settings(self) -> dict[str, Any]:
-        settings = super().answer_settings()
-        settings["backend"] = self.backend.answer_settings()
-        settings["decoding"] = self.decoding.answer_settings()
-        return settings
 
 
 def rebuild_backend_field(cls: type[ProgressConfig]) -> None:
@@ -107,18 +102,14 @@ def episode_frames(dataset: Path, max_episodes: int | None, max_side: int | None
                    [cap_image(f, max_side) for f in frames], ep.num_rows)
 
 
-class _ProgressLabeller:
+class _ProgressLabeller(CachedBackendActor):
     """``map_batches`` actor: one backend per actor; cache hits never reach it."""
 
     def __init__(self, method: str, config_dict: dict[str, Any], cache_dir: str, share: float,
                  backend_cls: type, identity: str) -> None:
-        from rayrg.rewards.rgvlm.cache import AnswerCache
-
         self.spec = _spec(method)
         self.config = self.spec.CONFIG.from_dict(config_dict)
-        self.cache = AnswerCache(cache_dir)
-        self.backend = backend_cls(self.config.backend, self.config.decoding,
-                                   max_parse_attempts=self.config.max_parse_attempts, share=share)
+        super().__init__(self.config, cache_dir, share, backend_cls)
         self.settings = {**self.config.answer_settings(), "method": method, "model_identity": identity}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -176,13 +167,6 @@ class _ProgressLabeller:
                         "backend_calls": 0 if cached else answer.backend_calls, "cached": cached,
                         "invalid_answers": answer.invalid_answers, "latency_s": answer.latency_s})
         return pa.Table.from_pylist(out)
-
-    def __del__(self) -> None:
-        for close in (self.backend.close, self.cache.close):
-            try:
-                close()
-            except Exception:
-                pass
 
 
 def preflight(method: str, config: ProgressConfig, local: bool) -> type:

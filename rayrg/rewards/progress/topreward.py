@@ -16,7 +16,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from rayrg.rewards.progress.pipeline import (
     ProgressConfig,
@@ -35,17 +35,11 @@ class TOPRewardConfig(ProgressConfig):
 
     ANSWER_FIELDS = ProgressConfig.ANSWER_FIELDS | {"top_logprobs"}
     NEUTRAL_FIELDS = ProgressConfig.NEUTRAL_FIELDS
+    PROMPTS = TOPREWARD_PROMPTS
 
     method: Literal["topreward"] = "topreward"
     top_logprobs: int = Field(20, ge=2, le=20, description="Top log-probabilities asked per answer (APIs cap at 20).")
     max_tokens: int = Field(1, ge=1, description="Answer budget: the first token is all that is read.")
-
-    @field_validator("prompt_version")
-    @classmethod
-    def _known_prompt(cls, version: str) -> str:
-        if version not in TOPREWARD_PROMPTS:
-            raise ValueError(f"unknown prompt_version {version!r}; known: {sorted(TOPREWARD_PROMPTS)}")
-        return version
 
 
 rebuild_backend_field(TOPRewardConfig)

@@ -230,3 +230,21 @@ class AnswerCache:
         self.refresh()
         with self._lock:
             return len(set(self._index) | set(self._buffer))
+
+
+class CachedBackendActor:
+    """Base of the labellers' ``map_batches`` actors (RG-VLM's windows, GVL/TOPReward's
+    queries): one backend per actor, built from the config's ``backend``, ``decoding`` and
+    ``max_parse_attempts``, behind one answer cache; both closed with the actor."""
+
+    def __init__(self, config: Any, cache_dir: Any, share: float, backend_cls: type) -> None:
+        self.cache = AnswerCache(cache_dir)
+        self.backend = backend_cls(config.backend, config.decoding,
+                                   max_parse_attempts=config.max_parse_attempts, share=share)
+
+    def __del__(self) -> None:
+        for close in (self.backend.close, self.cache.close):
+            try:
+                close()
+            except Exception:
+                pass

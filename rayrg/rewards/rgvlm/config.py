@@ -27,16 +27,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator
 
 from rayrg.rewards.rgvlm import backends as _backends
+from rayrg.rewards.rgvlm.prompts import PROMPTS
 from rayrg.rewards.rgvlm.settings import (
     AnswerClassified,
     BackendSettings,
     Decoding,
+    PromptedConfig,
     RemoteBackendSettings,
 )
 from rayrg.windows.build import WindowConfig
 
 
-class RGVLMConfig(AnswerClassified):
+class RGVLMConfig(PromptedConfig):
     """``rayrg label`` with ``method: rgvlm``: two-turn LVLM rewards per window."""
 
     ANSWER_FIELDS = frozenset({"backend", "prompt_version", "decoding", "max_image_side"})
@@ -44,6 +46,7 @@ class RGVLMConfig(AnswerClassified):
     # directly. ``max_parse_attempts`` re-asks only until an answer parses, like a retry.
     NEUTRAL_FIELDS = frozenset({"method", "max_parse_attempts", "windows", "windows_dir", "labels_dir",
                                 "cache_dir", "max_windows", "fusion", "continuous_actions"})
+    PROMPTS = PROMPTS
 
     method: Literal["rgvlm"] = "rgvlm"
     backend: BackendSettings  # replaced by the registry's union below
@@ -77,22 +80,6 @@ class RGVLMConfig(AnswerClassified):
                 raise ValueError(f"fusion name {name!r} must be alphanumeric/underscore")
         return fusion
 
-    def answer_settings(self) -> dict[str, Any]:
-        """Everything besides the window itself that can change an answer (the cache key's
-        settings part); every nested config contributes its own answer fields."""
-        settings = super().answer_settings()
-        settings["backend"] = self.backend.answer_settings()
-        settings["decoding"] = self.decoding.answer_settings()
-        return settings
-
-    @field_validator("prompt_version")
-    @classmethod
-    def _known_prompt(cls, version: str) -> str:
-        from rayrg.rewards.rgvlm.prompts import PROMPTS
-
-        if version not in PROMPTS:
-            raise ValueError(f"unknown prompt_version {version!r}; known: {sorted(PROMPTS)}")
-        return version
 
 
 def backend_config_union() -> Any:

@@ -43,7 +43,7 @@ from rayrg.contracts.windows import open_windows
 from rayrg.errors import stage_errors
 from rayrg.rewards.base import fuse_rewards, reward_column, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.rgvlm.backends import backend_class
-from rayrg.rewards.rgvlm.cache import AnswerCache, cache_key
+from rayrg.rewards.rgvlm.cache import AnswerCache, CachedBackendActor, cache_key
 from rayrg.rewards.rgvlm.config import RGVLMConfig
 from rayrg.rewards.rgvlm.prompts import render
 
@@ -119,7 +119,7 @@ def provenance(config: RGVLMConfig, identity: str | None = None) -> dict[str, An
             "reward": "score/10 per transition; mean over overlapping windows; NaN if unlabelled"}
 
 
-class _WindowLabeller:
+class _WindowLabeller(CachedBackendActor):
     """``map_batches`` actor: builds the backend once, answers windows from cache or backend."""
 
     def __init__(self, config_dict: dict[str, Any], cache_dir: Any, share: float, backend_cls: type,
@@ -134,9 +134,7 @@ class _WindowLabeller:
             from rayrg.storage import assert_shared
 
             assert_shared(cache_dir, shared_token)
-        self.cache = AnswerCache(cache_dir)
-        self.backend = backend_cls(self.config.backend, self.config.decoding,
-                                   max_parse_attempts=self.config.max_parse_attempts, share=share)
+        super().__init__(self.config, cache_dir, share, backend_cls)
         self.decoding_json = json.dumps(self.config.decoding.to_dict(), sort_keys=True)
         self.settings = key_settings(self.config, identity)  # resolved once, on the driver
 
@@ -200,13 +198,6 @@ class _WindowLabeller:
             if not cached:
                 a.backend_calls = 0  # a key repeated in this batch was paid for once
         return labels_table(out)
-
-    def __del__(self) -> None:
-        for close in (self.backend.close, self.cache.close):
-            try:
-                close()
-            except Exception:
-                pass
 
 
 class _AsyncWindowLabeller(_WindowLabeller):
@@ -344,7 +335,7 @@ def label_rgvlm(config: RGVLMConfig, dataset: Any, out: Any, *, address: str | N
         release_shared,
     )
     from rayrg.windows.build import make_windows
-    from rayrg.windows.staging import as_arg, checked_for_write, discard, publish, staging_for
+    from rayrg.windows.staging import as_arg, checked_for_write, staged
 
     start = time.perf_counter()
     backend_cls = backend_class(config.backend.type)
@@ -374,21 +365,16 @@ def label_rgvlm(config: RGVLMConfig, dataset: Any, out: Any, *, address: str | N
     ds = open_windows(windows, _WINDOW_INPUT)
     if config.max_windows:
         ds = ds.limit(config.max_windows)
-    cache_token, labels_token = claim_shared(cache_loc), claim_shared(labels_loc)
-    # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole
-    # (rayrg.windows.staging: rename on local disks, server-side copy on object stores).
-    staging = staging_for(labels_loc)
+    cache_token = claim_shared(cache_loc)
     try:
-        labelled = label_windows(ds, config, cache_loc, identity, shared_token=cache_token)
-        with stage_errors():
-            write_labels(checked_for_write(labelled, labels_loc, labels_token), as_arg(staging))
-        publish(staging, labels_loc)
-    except BaseException:
-        discard(staging)  # no half-written output left behind
-        raise
+        # Written beside ``labels_dir`` first, so a failed run leaves the previous labels whole
+        # (rayrg.windows.staging: rename on local disks, server-side copy on object stores).
+        with staged(labels_loc) as (staging, labels_token):
+            labelled = label_windows(ds, config, cache_loc, identity, shared_token=cache_token)
+            with stage_errors():
+                write_labels(checked_for_write(labelled, labels_loc, labels_token), as_arg(staging))
     finally:
         release_shared(cache_loc, cache_token)
-        release_shared(labels_loc, labels_token)
     labels = read_labels(labels_dir, missing_ok=True)
 
     summary = summarize(labels, time.perf_counter() - start)

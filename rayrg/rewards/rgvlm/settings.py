@@ -14,9 +14,9 @@ so a new field forces that decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -129,6 +129,43 @@ class RemoteBackendSettings(BackendSettings):
         if value is not None and (len(value) > 64 or not value.isupper()):
             raise ValueError("api_key_env must be an upper-case environment variable name, not a key")
         return value
+
+
+class LocalBackendSettings(BackendSettings):
+    """Shared by the backends that run the model in this process (transformers, vLLM): a local
+    checkpoint's own tokenizer and chat template count the text tokens where it has them."""
+
+    def text_counter(self) -> tuple[Callable[[str], int], str]:
+        return local_text_counter(self.model) or super().text_counter()
+
+    def template_tokens(self) -> tuple[int, int]:
+        return local_template_tokens(self.model) or super().template_tokens()
+
+
+class PromptedConfig(AnswerClassified):
+    """Base of the labellers that ask a backend (RG-VLM, GVL, TOPReward): ``prompt_version``
+    must name one of the method's ``PROMPTS``, and the nested ``backend`` and ``decoding``
+    configs contribute their own answer fields."""
+
+    PROMPTS: ClassVar[Mapping[str, Any]] = {}
+    if TYPE_CHECKING:  # declared by each subclass, in its own field order
+        backend: BackendSettings
+        decoding: Decoding
+
+    @field_validator("prompt_version", check_fields=False)
+    @classmethod
+    def _known_prompt(cls, version: str) -> str:
+        if version not in cls.PROMPTS:
+            raise ValueError(f"unknown prompt_version {version!r}; known: {sorted(cls.PROMPTS)}")
+        return version
+
+    def answer_settings(self) -> dict[str, Any]:
+        """Everything besides the query itself that can change an answer (the cache key's
+        settings part); every nested config contributes its own answer fields."""
+        settings = super().answer_settings()
+        settings["backend"] = self.backend.answer_settings()
+        settings["decoding"] = self.decoding.answer_settings()
+        return settings
 
 
 def local_text_counter(model: str) -> tuple[Callable[[str], int], str] | None:

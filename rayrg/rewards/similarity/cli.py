@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rayrg.cli_common import add_ray_args
+    from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("pr-report", help="precision-recall of reward columns vs goal / sub-task truth (PNG + JSON)")
     p.add_argument("--dataset", type=str, action="append", required=True,
@@ -20,36 +20,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=str, required=True, help="report directory")
     p.set_defaults(func=_pr)
 
-    p = sub.add_parser("scaling-report", help="PR-AUC per checkpoint of one model family, in one run")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
-    p.add_argument("--model", action="append", required=True,
-                   help="LABEL=MODEL or MODEL (hub id or directory); repeat per size")
-    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
-    p.add_argument("--out", type=str, required=True, help="report directory")
-    add_ray_args(p)
-    p.set_defaults(func=_scaling)
+    # The two sweeps of one similarity config differ only in what they vary.
+    for name, help_, (option, varied), func in (
+        ("scaling-report", "PR-AUC per checkpoint of one model family, in one run",
+         ("--model", {"required": True, "help": "LABEL=MODEL or MODEL (hub id or directory); repeat per size"}),
+         _scaling),
+        ("prompt-report", "PR-AUC per prompt template",
+         ("--template", {"default": None, "help": "LABEL::TEMPLATE or TEMPLATE with '{instruction}'; repeat "
+                                                  "(default: a built-in set)"}),
+         _prompts),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", type=Path, required=True,
+                       help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
+        p.add_argument(option, action="append", **varied)
+        p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
+        p.add_argument("--out", type=str, required=True, help="report directory")
+        add_stage_args(p, func)
 
-    p = sub.add_parser("prompt-report", help="PR-AUC per prompt template")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
-    p.add_argument("--template", action="append", default=None,
-                   help="LABEL::TEMPLATE or TEMPLATE with '{instruction}'; repeat (default: a built-in set)")
-    p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
-    p.add_argument("--out", type=str, required=True, help="report directory")
-    add_ray_args(p)
-    p.set_defaults(func=_prompts)
 
-
-def _load(path: Path) -> dict:
-    import yaml
-
-    from rayrg.config import ConfigError
-
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
-    return data
 
 
 def _init(args: argparse.Namespace) -> None:
@@ -79,16 +68,18 @@ def _pr(args: argparse.Namespace) -> int:
 
 
 def _scaling(args: argparse.Namespace) -> int:
+    from rayrg.config import read_yaml_mapping
     from rayrg.rewards.similarity.reports import scaling_report
 
     models = [tuple(m.split("=", 1)) if "=" in m else (Path(m).name or m, m) for m in args.model]
     _init(args)
-    report = scaling_report(_load(args.config), models, args.dataset, args.out, address=args.address)
+    report = scaling_report(read_yaml_mapping(args.config), models, args.dataset, args.out, address=args.address)
     _print(report, "models", args.out)
     return 0
 
 
 def _prompts(args: argparse.Namespace) -> int:
+    from rayrg.config import read_yaml_mapping
     from rayrg.rewards.similarity.reports import DEFAULT_TEMPLATES, prompt_report
 
     if args.template:
@@ -96,6 +87,6 @@ def _prompts(args: argparse.Namespace) -> int:
     else:
         templates = list(DEFAULT_TEMPLATES.items())
     _init(args)
-    report = prompt_report(_load(args.config), templates, args.dataset, args.out, address=args.address)
+    report = prompt_report(read_yaml_mapping(args.config), templates, args.dataset, args.out, address=args.address)
     _print(report, "templates", args.out)
     return 0

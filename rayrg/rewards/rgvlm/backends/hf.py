@@ -32,22 +32,17 @@ from rayrg.rewards.rgvlm.backends.base import (
     WindowQuery,
 )
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import (
-    BackendSettings,
-    Decoding,
-    local_template_tokens,
-    local_text_counter,
-)
+from rayrg.rewards.rgvlm.settings import Decoding, LocalBackendSettings
 
 
-class TransformersBackendConfig(BackendSettings):
+class TransformersBackendConfig(LocalBackendSettings):
     """A local Hugging Face VLM (hub id or directory) on CPU or GPU; xgrammar constrains turn 2."""
 
-    ANSWER_FIELDS = BackendSettings.ANSWER_FIELDS | {"dtype"}
+    ANSWER_FIELDS = LocalBackendSettings.ANSWER_FIELDS | {"dtype"}
     # Placement and parallelism: the same weights at the same dtype (kernel-level float
     # differences between devices are not counted as a different answer).
-    NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {"device", "num_actors", "num_cpus", "num_gpus",
-                                                    "batch_size"}
+    NEUTRAL_FIELDS = LocalBackendSettings.NEUTRAL_FIELDS | {"device", "num_actors", "num_cpus", "num_gpus",
+                                                         "batch_size"}
 
     type: Literal["transformers"] = "transformers"
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0', 'auto'.")
@@ -61,12 +56,6 @@ class TransformersBackendConfig(BackendSettings):
         # Qwen2-VL-family processors (the models this backend is used with), bounds from the
         # model directory's preprocessor_config.json
         return _qwen2vl.image_tokens(width, height, *_qwen2vl.pixel_bounds(self.model))
-
-    def text_counter(self) -> tuple[Callable[[str], int], str]:
-        return local_text_counter(self.model) or super().text_counter()
-
-    def template_tokens(self) -> tuple[int, int]:
-        return local_template_tokens(self.model) or super().template_tokens()
 
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:

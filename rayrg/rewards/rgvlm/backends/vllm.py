@@ -58,21 +58,16 @@ from rayrg.rewards.rgvlm.backends.base import (
     WindowQuery,
 )
 from rayrg.rewards.rgvlm.prompts import scores_schema
-from rayrg.rewards.rgvlm.settings import (
-    BackendSettings,
-    Decoding,
-    local_template_tokens,
-    local_text_counter,
-)
+from rayrg.rewards.rgvlm.settings import Decoding, LocalBackendSettings
 
 
-class VLLMBackendConfig(BackendSettings):
+class VLLMBackendConfig(LocalBackendSettings):
     """Self-hosted model on vLLM; ONE engine per actor runs both turns (prefix caching on)."""
 
-    ANSWER_FIELDS = BackendSettings.ANSWER_FIELDS | {"max_model_len", "max_pixels", "engine_kwargs"}
+    ANSWER_FIELDS = LocalBackendSettings.ANSWER_FIELDS | {"max_model_len", "max_pixels", "engine_kwargs"}
     # Placement, memory and scheduling: the same model answers the same (float-level batch
     # and kernel differences are not counted as a different answer).
-    NEUTRAL_FIELDS = BackendSettings.NEUTRAL_FIELDS | {
+    NEUTRAL_FIELDS = LocalBackendSettings.NEUTRAL_FIELDS | {
         "tensor_parallel_size", "enable_prefix_caching", "gpu_memory_utilization", "num_actors",
         "device", "batch_size", "num_cpus"}
     # engine_kwargs not in the key: the same classification, for the free-form dict. Any
@@ -99,12 +94,6 @@ class VLLMBackendConfig(BackendSettings):
 
     def image_tokens(self, width: int, height: int) -> int:
         return _qwen2vl.image_tokens(width, height, _qwen2vl.pixel_bounds(self.model)[0], self.max_pixels)
-
-    def text_counter(self) -> tuple[Callable[[str], int], str]:
-        return local_text_counter(self.model) or super().text_counter()
-
-    def template_tokens(self) -> tuple[int, int]:
-        return local_template_tokens(self.model) or super().template_tokens()
 
     def answer_settings(self) -> dict[str, Any]:
         settings = super().answer_settings()
