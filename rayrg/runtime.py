@@ -107,6 +107,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     runtime_env = {**runtime_env, "env_vars": env_vars}
     if address in (None, "", "local"):
         runtime_env.setdefault("worker_process_setup_hook", f"{__name__}.pin_ray_address")
+        # Ray Train 2.60 starts a node-preemption watcher per training run (spot instances on a
+        # cluster); on this one local node nothing is preempted, and its actor prints a core
+        # worker error line ("PreemptionWatcher ... constructor arguments in the object store")
+        # on every run's console. On a cluster the job's own environment decides.
+        runtime_env["env_vars"].setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(
             address="local",
             num_cpus=num_cpus,

@@ -540,11 +540,23 @@ def accuracy_slope(accuracy: Sequence[float], returns: Sequence[float], seeds: S
     if len(per_seed) >= 2:
         center, df = float(np.mean(per_seed)), len(per_seed) - 1
         se = float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
-        covers = f"training seeds ({len(per_seed)}) and tasks"
+        # Every point is measured on the same test tasks: their sampling shifts all points alike
+        # and is not in this interval (the paired comparisons carry it).
+        covers = f"training seeds ({len(per_seed)}); the test tasks are the same for every point"
     else:
         center, df, se = slope, n - 2, ols_se
-        covers = "tasks only (1 training seed)"
+        covers = "residuals around the line only (1 training seed: no seed-to-seed variance)"
     half = _t_ppf_scalar(q, float(df)) * se if df > 0 and np.isfinite(se) else float("nan")
     return {"slope": slope, "intercept": intercept, "r": r, "ols_stderr": ols_se, "points": n,
             "seeds": len(per_seed), "seed_slopes": per_seed, "df": df,
             "ci": (center - half, center + half), "covers": covers}
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The t-interval of the mean of independent ``values`` (e.g. one per training seed):
+    mean ± t_{n−1}·sd/√n; NaNs with fewer than two values."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = _t_ppf_scalar(0.5 + confidence / 2, float(len(x) - 1)) * float(x.std(ddof=1)) / np.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)

@@ -328,6 +328,8 @@ def _build(manifest: Manifest, report_dir: Path, manifest_name: str) -> None:
     # Right after the returns: which reward is best beside which policy is best.
     md, numbers["bench"] = report_sections.reward_bench(manifest, labels)
     sections.append(md)
+    md, numbers["accuracy_sweep"] = report_sections.accuracy_sweep(manifest, results, labels, report_dir)
+    sections.append(md)
     md, numbers["training_curves"] = report_sections.training_curves(manifest, labels, report_dir)
     sections.append(md)
     labelled = manifest.labelled

@@ -111,3 +111,28 @@ def training_curves(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def accuracy_sweep(series: Mapping[str, Sequence[tuple[float, float, float, float]]],
+                   reference: Mapping[str, float], out: Path) -> Path:
+    """Return against label accuracy: per series, points ``(accuracy, mean, lo, hi)`` (mean over
+    seeds, the seeds' 95 % t-interval as error bars); ``reference`` lines (e.g. sparse alone)."""
+    plt = agg_pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name, points in series.items():
+        points = sorted(points)
+        x = [p[0] for p in points]
+        mean = np.array([p[1] for p in points])
+        err = np.array([[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]])
+        ax.errorbar(x, mean, yerr=np.nan_to_num(err), marker="o", capsize=3, label=name)
+    for name, value in reference.items():
+        ax.axhline(value, linestyle="--", linewidth=1, color="grey")
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, va="bottom")
+    ax.set_xlabel("label accuracy (set by the labeller's config)")
+    ax.set_ylabel("mean return (test tasks)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -10,6 +10,8 @@
   steps), read through the manifest's train entries (:mod:`rayrg.contracts.curves`);
 * :func:`reward_bench` — the reward bench of the run's evaluation set, per reward column,
   beside the returns (read from the manifest's ``bench`` entry through the bench contract);
+* :func:`accuracy_sweep` — return against the accuracy a labeller was set to, with the
+  slope and its interval over training seeds (:func:`rayrg.evaluation.stats.accuracy_slope`);
 * :func:`paper_reading` — a comparison's MDE set beside the paper's effect
   (:data:`rayrg.evaluation.stats.PAPER_EFFECTS`), so "not significant" reads as "ruled out"
   or "could not have detected it".
@@ -324,3 +326,81 @@ def reward_bench(manifest: Manifest, labels: Mapping[str, str]) -> tuple[str, di
         md += [*skipped, ""]
     return "\n".join(md), {"path": str(manifest.bench.path), "columns": result["columns"],
                            "episodes": result.get("episodes", {})}
+
+
+def accuracy_sweep(manifest: Manifest, results: Sequence[Mapping[str, Any]], labels: Mapping[str, str],
+                   report_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Return against label accuracy, with the slope and its interval (issue: does a better
+    labeller buy a better policy?). A method is a point when its reward column's provenance
+    states the accuracy its labeller was set to (``accuracy``); columns fused with the sparse
+    reward (``fusion``) and dense-only ones are separate series. Learned methods without a
+    stated accuracy (sparse alone) and the random policy are reference lines. Empty where
+    no method's column states one."""
+    from rayrg.contracts.datasets import read_metadata
+    from rayrg.data.access import PROVENANCE_KEY
+    from rayrg.evaluation import stats
+    from rayrg.report import plots
+
+    if manifest.labelled is None or not results:
+        return "", {}
+    provenance = read_metadata(manifest.labelled).extra.get(PROVENANCE_KEY) or {}
+    modes = sorted({str(r["mode"]) for r in results}, key=lambda m: (m != "fixed", m))
+    mode = modes[0]
+    per_seed: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r["mode"] == mode:
+            per_seed[str(r["method"])][int(r["train_seed"])].append(float(r["return"]))
+    points: dict[str, list[tuple[float, int, float]]] = defaultdict(list)  # series -> (acc, seed, return)
+    reference: dict[str, float] = {}
+    for method, spec in manifest.methods.items():
+        seeds = per_seed.get(method)
+        if not seeds:
+            continue
+        means = {seed: sum(v) / len(v) for seed, v in seeds.items()}
+        column = provenance.get(spec.reward_column) or {}
+        accuracy = column.get("accuracy")
+        if isinstance(accuracy, int | float) and not isinstance(accuracy, bool):
+            series = "dense + sparse" if column.get("fusion") else "dense only"
+            points[series] += [(float(accuracy), seed, ret) for seed, ret in means.items()]
+        else:
+            reference[labels.get(method, method)] = sum(means.values()) / len(means)
+    if not points:
+        return "", {}
+    if "random" in per_seed:
+        floor = [x for v in per_seed["random"].values() for x in v]
+        reference["random policy"] = sum(floor) / len(floor)
+    numbers: dict[str, Any] = {"mode": mode, "series": {}, "reference": reference}
+    rows, plotted = [], {}
+    for series, pts in sorted(points.items()):
+        by_acc: dict[float, list[float]] = defaultdict(list)
+        for acc, _, ret in pts:
+            by_acc[acc].append(ret)
+        summary = []
+        for acc, rets in sorted(by_acc.items()):
+            mean = sum(rets) / len(rets)
+            lo, hi = stats.mean_interval(rets)
+            summary.append((acc, mean, lo, hi))
+        plotted[series] = summary
+        entry: dict[str, Any] = {"points": [{"accuracy": a, "return_mean": m, "ci95": [lo, hi],
+                                             "seeds": len(by_acc[a])} for a, m, lo, hi in summary]}
+        if len(by_acc) >= 2:
+            slope = stats.accuracy_slope([p[0] for p in pts], [p[2] for p in pts], [p[1] for p in pts])
+            entry["slope"] = slope
+            lo, hi = slope["ci"]
+            rows.append([series, ", ".join(f"{a:.1%}" for a in sorted(by_acc)), slope["points"],
+                         f"{slope['slope']:+.3f} [{lo:+.3f}, {hi:+.3f}]", slope["covers"]])
+        else:
+            rows.append([series, ", ".join(f"{a:.1%}" for a in sorted(by_acc)), len(pts),
+                         "— (a slope needs two accuracies)", ""])
+        numbers["series"][series] = entry
+    plots.accuracy_sweep(plotted, reference, report_dir / "accuracy_sweep.png")
+    md = ["## Return against label accuracy", "",
+          f"Does a better labeller buy a better policy? Each point is a policy trained on a reward whose "
+          f"labeller was set to that accuracy (mean return over the test tasks, {mode} starts; error "
+          f"bars: the training seeds' 95 % t-interval). The slope is return per unit of accuracy "
+          f"(+0.1 at slope 1.0 means 10 points more accuracy buy 0.1 more return): least squares over "
+          f"every (accuracy, seed) point; its interval is a t-interval over each seed's own slope. "
+          f"Dashed: " + (", ".join(f"{k} {v:.3f}" for k, v in reference.items()) or "none") + ".", "",
+          "![return against label accuracy](accuracy_sweep.png)", "",
+          _table(["series", "accuracies", "points", "slope [95 % CI]", "interval covers"], rows), ""]
+    return "\n".join(md), numbers

@@ -115,3 +115,56 @@ def test_html_report_renders_in_a_browser(tmp_path: Path) -> None:
     assert "b" not in dom.tags and "<b>x</b>" in "".join(dom.text)  # the name is text, not markup
     assert dom.images and all((page.parent / src).is_file() for src in dom.images)
     assert "|---|" not in shown  # no table left as raw markdown
+
+
+def _returns_episodes(directory: Path, returns: list[float]) -> None:
+    rows = [{"task_id": f"t{i}", "env_name": "babyai", "num_subtasks": 1, "mode": "fixed", "seed": 0,
+             "return": r, "subtasks_completed": int(r), "success": r == 1.0, "steps": 5, "budget": 10,
+             "start_pos": [1, 1], "start_dir": 0} for i, r in enumerate(returns)]
+    write_episodes(episodes_dir(directory), "a", rows)
+
+
+def test_accuracy_sweep_slope_from_the_columns_stated_accuracy(make_toy_dataset, tmp_path: Path) -> None:
+    """Points are the methods whose column provenance states an accuracy; the slope is the
+    least-squares slope of per-seed mean returns, its interval over the seeds' own slopes;
+    sparse (no accuracy) and random are reference lines, not points."""
+    from rayrg.contracts.datasets import DatasetMetadata
+
+    labelled = make_toy_dataset()  # a valid dataset; only its metadata's provenance matters here
+    provenance = {"reward_sparse": {"method": "sparse"},
+                  "reward_a70_sparse": {"method": "simulated", "accuracy": 0.7, "fusion": {"dense": 1, "sparse": 1}},
+                  "reward_a90_sparse": {"method": "simulated", "accuracy": 0.9, "fusion": {"dense": 1, "sparse": 1}}}
+    meta = DatasetMetadata.read(labelled)
+    meta.extra = {**meta.extra, "labels": provenance}
+    meta.write(labelled)
+    # seed s, accuracy a: mean return 0.05·s + 0.5·a·(1 + 0.5·(s − 1)) (the ±0.05 episodes cancel)
+    methods = {"sparse": ("reward_sparse", None), "a70": ("reward_a70_sparse", 0.7),
+               "a90": ("reward_a90_sparse", 0.9)}
+    evaluations = []
+    for method, (_, acc) in methods.items():
+        for seed in (0, 1, 2):
+            d = tmp_path / "eval" / method / f"seed{seed}"
+            base = 0.1 if acc is None else 0.05 * seed + 0.5 * acc * (1 + 0.5 * (seed - 1))
+            _returns_episodes(d, [base - 0.05, base + 0.05])
+            evaluations.append(_evaluation(method, d, seed, method))
+    d = tmp_path / "eval" / "_reference" / "random"
+    _returns_episodes(d, [0.0, 0.1])
+    evaluations.append(_evaluation("random", d, None, "random (reference)"))
+    manifest = Manifest.model_validate({
+        "name": "t", "labelled": labelled, "evaluations": evaluations,
+        "methods": {m: {"display_name": m, "reward_column": c} for m, (c, _) in methods.items()}})
+    write_manifest(tmp_path, manifest)
+    build_report(tmp_path)
+    sweep = json.loads((tmp_path / "report" / "report.json").read_text())["accuracy_sweep"]
+    series = sweep["series"]["dense + sparse"]
+    assert [p["accuracy"] for p in series["points"]] == [0.7, 0.9]
+    # seed s's slope is 0.5·(1 + 0.5·(s − 1)): 0.25, 0.5, 0.75; interval 0.5 ± t_2·sd/√3
+    assert series["slope"]["seed_slopes"] == pytest.approx([0.25, 0.5, 0.75])
+    assert series["slope"]["slope"] == pytest.approx(0.5)
+    half = 4.302653 * 0.25 / np.sqrt(3)
+    assert series["slope"]["ci"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-5)
+    assert set(sweep["reference"]) == {"sparse", "random policy"}
+    assert sweep["reference"]["sparse"] == pytest.approx(0.1)
+    assert "dense only" not in sweep["series"]
+    assert (tmp_path / "report" / "accuracy_sweep.png").is_file()
+    assert "## Return against label accuracy" in (tmp_path / "report" / "report.md").read_text()
