@@ -72,6 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--actors", type=int, default=2, help="N (default: 2, the cores here)")
     parser.add_argument("--seeds", type=int, default=8)
+    # The stand-in controller makes a THOR episode ~6 ms of actor work: with 12 tasks (192
+    # episodes, ~1 s) the actors' start-up inside the timer was the whole measurement (1.05x).
+    parser.add_argument("--thor-tasks", type=int, default=240, help="THOR tasks (x 2 modes x seeds episodes)")
     args = parser.parse_args()
     # local Ray workers inherit these: they import this module (the THOR stand-in's registration)
     root = str(Path(__file__).resolve().parents[1])
@@ -90,7 +93,7 @@ def main() -> None:
     print(f"evaluation scaling, {args.actors} actors vs 1: {many / one:.2f}x (goal >= {0.8 * args.actors:.1f}x)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        thor = thor_tasks(Path(tmp), 12)
+        thor = thor_tasks(Path(tmp), args.thor_tasks)
     episodes_per_second(thor[:2], 1, [0], THOR_SETTINGS)  # warm-up
     one = episodes_per_second(thor, 1, seeds, THOR_SETTINGS)
     many = episodes_per_second(thor, args.actors, seeds, THOR_SETTINGS)

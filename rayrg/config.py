@@ -141,18 +141,45 @@ def _redact_all(obj: Any) -> Any:
     return None if obj is None else REDACTED
 
 
-def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """The mapping at the top of the YAML file ``path``; one-line ConfigError when it is
-    absent, not valid YAML or not a mapping (``what`` names the file when it is absent)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _read_config_text(path: str | Path, what: str) -> tuple[str, str]:
+    """(text, name to show) of a config file: a local path, or a storage URI (``s3://…``, a
+    job's config kept beside its outputs) read with pyarrow's filesystem, as rayrg.storage
+    does (that module builds on this one, so the read is here)."""
+    text = os.fspath(path)
+    if not _URI.match(text) or text.lower().startswith("file://"):
+        local = Path(text[7:] if text.lower().startswith("file://") else text)
+        if not local.is_file():
+            raise ConfigError(f"{what} not found: {local}")
+        return local.read_text(), str(local)
+    shown = scrub_url(text)
+    import pyarrow.fs as pafs
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        fs, inner = pafs.FileSystem.from_uri(text)
+        if fs.get_file_info(inner).type != pafs.FileType.File:
+            raise ConfigError(f"{what} not found: {shown}")
+        with fs.open_input_stream(inner) as stream:
+            return stream.read().decode(), shown
+    except ConfigError:
+        raise
+    except Exception as exc:  # unknown scheme, credentials, network: one line, no secret
+        raise ConfigError(f"{what} {shown}: cannot be read: {scrub_url(str(exc).splitlines()[0])}") from exc
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping at the top of the YAML file ``path`` (a local path or a storage URI);
+    one-line ConfigError when it is absent, unreadable, not valid YAML or not a mapping
+    (``what`` names the file when it is absent)."""
+    text, shown = _read_config_text(path, what)
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{shown}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
+        raise ConfigError(f"{shown}: expected a mapping at top level, got {type(data).__name__}")
     return data
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--assume-success", action="store_true",
                    help="treat every episode as a successful demonstration (datasets that record no "
                         "success, e.g. most LeRobot sets): VOC is scored, success metrics are skipped")
-    p.add_argument("--config", type=Path, help="BenchConfig YAML: resamples, seed, validation_fraction, threshold")
+    p.add_argument("--config", help="BenchConfig YAML: resamples, seed, validation_fraction, threshold")
     add_stage_args(p, _bench, overwrite=True)
 
 

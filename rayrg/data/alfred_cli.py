@@ -8,7 +8,6 @@ that may also hold ``root``) are the format's typed options
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=str, required=True,
                    help="output directory (trajectories/, eval_tasks.json, import_report.json): "
                         "a local path or a storage URI")
-    p.add_argument("--config", type=Path, help="ALFRED import options YAML, may hold root (the flags override it)")
+    p.add_argument("--config", help="ALFRED import options YAML, may hold root (the flags override it)")
     p.add_argument("--instruction", choices=("task_desc", "high_descs"), help="instruction text")
     p.add_argument("--annotations", choices=("first", "all"), help="episodes per trial: first annotation or all")
     p.add_argument("--eval-split", help="split for eval_tasks.json (default: --split)")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("generate", help="generate a BabyAI offline dataset (+ held-out eval tasks)")
-    p.add_argument("--config", type=Path, help="GenerateConfig YAML (defaults if omitted)")
+    p.add_argument("--config", help="GenerateConfig YAML (defaults if omitted)")
     p.add_argument("--out", type=str, required=True, help="output directory")
     p.add_argument("--episodes-per-count", type=int, help="override: episodes per sub-task count")
     p.add_argument("--eval-tasks-per-count", type=int, help="override: test tasks per sub-task count")
@@ -31,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     # str, not Path: a storage URI (s3://…) stays one (Path would collapse it to s3:/…)
     p.add_argument("--dataset", required=True, help="trajectory dataset that marks success (a path or URI)")
     p.add_argument("--out", required=True, help="evaluation set (a trajectory dataset) to write (a path or URI)")
-    p.add_argument("--config", type=Path, help="EvalsetConfig YAML: seed, mix (defaults if omitted)")
+    p.add_argument("--config", help="EvalsetConfig YAML: seed, mix (defaults if omitted)")
     p.add_argument("--seed", type=int, help="override: seed of every draw")
     add_stage_args(p, _evalset, overwrite=True)
 

@@ -24,7 +24,7 @@ from rayrg.data.formats import FORMATS, export_options, get_format, import_optio
 __all__ = ["FORMATS", "add_commands", "parse_options"]
 
 
-def parse_options(items: list[str] | None, file: Path | None = None) -> dict[str, Any]:
+def parse_options(items: list[str] | None, file: str | Path | None = None) -> dict[str, Any]:
     """``--options FILE`` then ``--option KEY=VALUE`` items, as one mapping (not yet typed)."""
     import yaml
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +12,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a policy on held-out tasks (fixed and randomized starts)")
     p.add_argument("--policy", required=True, help="'expert', 'random' or an IQL checkpoint directory")
     p.add_argument("--tasks", type=str, help="evaluation tasks JSON (overrides the config's)")
-    p.add_argument("--config", type=Path, help="EvalConfig YAML")
+    p.add_argument("--config", help="EvalConfig YAML")
     p.add_argument("--out", type=str, required=True, help="output directory (resumes if it has results)")
     p.add_argument("--num-actors", type=int, help="override: evaluation actors")
     add_stage_args(p, _evaluate, overwrite=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("run", help="run an experiment config: data, labels, IQL, evaluation, report")
-    p.add_argument("config", type=Path, help="experiment YAML (see jobs/)")
+    p.add_argument("config", help="experiment YAML (see jobs/)")
     p.add_argument("--out", type=str, help="override the config's output directory")
     p.add_argument("--dry-run", action="store_true", help="check what the config needs and print the plan; run nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -28,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
     p = sub.add_parser("tune", help="Ray Tune sweep of expectile and beta (ASHA), ranked by evaluation return")
-    p.add_argument("--config", type=Path, help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
+    p.add_argument("--config", help="SweepConfig YAML (see jobs/tune_demo.yaml, jobs/tune_babyai_full.yaml)")
     p.add_argument("--dataset", type=str, required=True)
     p.add_argument("--val-tasks", "--eval-tasks", dest="eval_tasks", type=str,
                    help="override eval.tasks: the VALIDATION tasks, val_tasks.json of `rayrg generate` "

@@ -10,7 +10,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("label", help="label a trajectory dataset with rewards (method from the config)")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML; its 'method' picks the labeller")
+    p.add_argument("--config", required=True, help="label config YAML; its 'method' picks the labeller")
     p.add_argument("--dataset", type=str, required=True, help="trajectory or labelled dataset directory")
     p.add_argument("--out", type=str, required=True, help="labelled dataset to write")
     p.add_argument("--yes", action="store_true",
@@ -20,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_stage_args(p, _label, allow_unfinished="label on top of", overwrite=True)
 
     p = sub.add_parser("estimate", help="requests, tokens, cost and wall time of a label config, before any call")
-    p.add_argument("--config", type=Path, required=True, help="label config YAML (a method that declares an estimate)")
+    p.add_argument("--config", required=True, help="label config YAML (a method that declares an estimate)")
     p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
     p.add_argument("--latency-s", type=float, default=None,
                    help="seconds per request, for the wall time (else --measure, else rate limits only)")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from rayrg.cli_common import add_stage_args
 
     p = sub.add_parser("train", help="train discrete language-conditioned IQL on Ray Train")
-    p.add_argument("--config", type=Path, help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
+    p.add_argument("--config", help="TrainConfig YAML (see jobs/iql_demo.yaml, jobs/iql_babyai_full.yaml)")
     p.add_argument("--dataset", type=str, required=True, help="labelled trajectory dataset")
     p.add_argument("--out", type=str, required=True, help="run directory (resumes if it has checkpoints)")
     p.add_argument("--reward-column", help="override: reward_* column to learn from")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -12,7 +11,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("windows", help="cut a trajectory dataset into W-step windows (grid images)")
     p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
     p.add_argument("--out", type=str, required=True, help="windows output directory")
-    p.add_argument("--config", type=Path, help="WindowConfig YAML")
+    p.add_argument("--config", help="WindowConfig YAML")
     p.add_argument("--window-size", type=int, help="override: W")
     p.add_argument("--stride", type=int, help="override: stride")
     p.add_argument("--last-window", choices=["shorter", "drop"], help="override: partial last window")

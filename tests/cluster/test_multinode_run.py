@@ -5,12 +5,9 @@ CPUs and a worker node with its own disk) with a real S3-protocol server (moto) 
   bucket, none on a local disk (the worker's private disk, the driver's cwd);
 - the same run with a local ``--out`` is refused before any work, in one line;
 - ``ray job submit`` of a stage with a relative out and ``RAYRG_STORAGE=s3://…`` lands in the bucket;
+- a training job killed after its first checkpoint in the bucket resumes from it when resubmitted.
 
-Resume from the bucket's checkpoint after a kill is tested on one node
-(tests/rl/test_train_storage.py); the same as a killed `ray job` on this layout did not reach
-its first checkpoint in the time this session had, and is not here yet.
-
-The three tests share one cluster (module-scoped fixture): starting it costs ≈ 30 s on 2 cores.
+The four tests share one cluster (module-scoped fixture): starting it costs ≈ 30 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -171,3 +168,49 @@ def _checkpoint_steps(bucket: S3Bucket, prefix: str) -> list[int]:
         if re.fullmatch(rf"{re.escape(prefix)}/iql/checkpoint_[^/]+/step\.txt", key):
             steps.append(int(client.get_object(Bucket=bucket.name, Key=key)["Body"].read().decode().strip()))
     return sorted(steps)
+
+
+def test_job_killed_mid_training_resumes_from_the_buckets_checkpoint(two_node_cluster: TwoNodeCluster,  # noqa: F811
+                                                                     s3_bucket: S3Bucket,  # noqa: F811
+                                                                     tmp_path: Path) -> None:
+    num_steps = 400
+    config = tmp_path / "resume.yaml"
+    experiment = {**REDUCED_EXPERIMENT, "out": "runs/resume"}
+    experiment["train"] = {**REDUCED_EXPERIMENT["train"], "num_steps": num_steps, "checkpoint_every": 20}
+    config.write_text(yaml.safe_dump(experiment))
+    root = f"{s3_bucket.uri}/root"
+    # the experiment YAML goes with the job: into the bucket, read by the job through its URI
+    s3_bucket.client().put_object(Bucket=s3_bucket.name, Key="configs/resume.yaml", Body=config.read_bytes())
+    entry = [sys.executable, "-m", "rayrg.cli", "run", f"{s3_bucket.uri}/configs/resume.yaml", "--address", "auto"]
+    prefix = f"root/runs/resume/train/{METHOD}/seed0"
+
+    first = f"rayrg-resume-{secrets.token_hex(3)}"
+    submit = _job(two_node_cluster, "submit", "--no-wait", "--submission-id", first,
+                  "--runtime-env-json", _runtime_env(root), "--", *entry)
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    deadline = time.monotonic() + 600
+    while not _checkpoint_steps(s3_bucket, prefix):  # the first checkpoint reaches the bucket
+        done = _job(two_node_cluster, "status", first)
+        status = done.stdout + done.stderr  # Ray's CLI logger writes the status line to stderr
+        assert not re.search(r"\b(FAILED|SUCCEEDED|STOPPED)\b", status), (
+            status[-2000:] + _job(two_node_cluster, "logs", first).stdout[-4000:])
+        assert time.monotonic() < deadline, _job(two_node_cluster, "logs", first).stdout[-4000:]
+        time.sleep(2)
+    stop = _job(two_node_cluster, "stop", first)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    killed_at = max(_checkpoint_steps(s3_bucket, prefix))
+    assert killed_at < num_steps
+    assert f"{prefix}/final/step.txt" not in s3_bucket.keys()
+
+    second = f"rayrg-resume-{secrets.token_hex(3)}"
+    again = _job(two_node_cluster, "submit", "--submission-id", second,
+                 "--runtime-env-json", _runtime_env(root), "--", *entry)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    logs = _job(two_node_cluster, "logs", second).stdout
+    resumed = re.search(r"\[rayrg\] train: resuming from (\S+) \(step (\d+)\)", logs)
+    assert resumed, logs[-4000:]
+    assert resumed.group(1).startswith(f"{root}/runs/resume/train/") and int(resumed.group(2)) >= killed_at
+    final = s3_bucket.client().get_object(Bucket=s3_bucket.name, Key=f"{prefix}/final/step.txt")
+    assert int(final["Body"].read().decode().strip()) == num_steps
+    assert "root/runs/resume/report/report.md" in s3_bucket.keys()
+    assert _worker_disk(two_node_cluster) == []

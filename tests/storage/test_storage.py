@@ -221,3 +221,19 @@ def test_shared_mounts_are_accepted(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("RAYRG_SHARED_MOUNTS", f"/nonexistent{os.pathsep}{tmp_path}")
     assert storage.is_declared_shared(resolve(tmp_path / "run"))
     assert not storage.is_declared_shared(resolve("/elsewhere/run"))
+
+
+def test_config_files_read_from_a_uri(s3_bucket) -> None:
+    """A job's config kept beside its outputs: read through the URI (a Path would make it
+    's3:/…', not found); missing, or unreadable, is one ConfigError naming the URI."""
+    from rayrg.config import ConfigError, read_yaml_mapping
+    from rayrg.rl.config import TrainConfig
+
+    s3_bucket.client().put_object(Bucket=s3_bucket.name, Key="configs/train.yaml", Body=b"num_steps: 7\n")
+    assert read_yaml_mapping(f"{s3_bucket.uri}/configs/train.yaml") == {"num_steps": 7}
+    assert TrainConfig.from_yaml(f"{s3_bucket.uri}/configs/train.yaml").num_steps == 7
+    with pytest.raises(ConfigError, match=rf"^config file not found: {s3_bucket.uri}/configs/none.yaml$"):
+        read_yaml_mapping(f"{s3_bucket.uri}/configs/none.yaml")
+    with pytest.raises(ConfigError, match=r"cannot be read") as info:
+        read_yaml_mapping("nosuch://bucket/x.yaml")
+    assert "\n" not in str(info.value)

@@ -31,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
          _prompts),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", type=Path, required=True,
+        p.add_argument("--config", required=True,
                        help="label config YAML of a similarity method (clip, vlmrm, blip2, roboclip, ...)")
         p.add_argument(option, action="append", **varied)
         p.add_argument("--dataset", type=str, required=True, help="trajectory dataset directory")
