@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,24 +71,31 @@ def _cpu(pid: int) -> float:
     return total
 
 
-def _upload(local: Path, uri: str, env: dict[str, str]) -> None:
-    """Copy a local dataset folder into the bucket (pyarrow, as rayrg reaches S3)."""
-    import pyarrow.fs as pafs
-
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this process for the block (the S3 endpoint and keys), then restored."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        from rayrg.storage import resolve
-
-        target = resolve(uri)
-        pafs.copy_files(str(local), target.path, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=target.fs)
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _upload(local: Path, uri: str, env: dict[str, str]) -> None:
+    """Copy a local dataset folder into the bucket (pyarrow, as rayrg reaches S3)."""
+    import pyarrow.fs as pafs
+
+    with _environment(env):
+        from rayrg.storage import resolve
+
+        target = resolve(uri)
+        pafs.copy_files(str(local), target.path, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=target.fs)
 
 
 def _raw_transfer(uris: list[str], scratch: Path, env: dict[str, str]) -> tuple[float, float, int, int]:
@@ -97,9 +106,7 @@ def _raw_transfer(uris: list[str], scratch: Path, env: dict[str, str]) -> tuple[
 
     import pyarrow.fs as pafs
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with _environment(env):
         from rayrg.storage import resolve
 
         s3_time = local_time = 0.0
@@ -129,12 +136,6 @@ def _raw_transfer(uris: list[str], scratch: Path, env: dict[str, str]) -> tuple[
             size += sum(p.stat().st_size for p in found)
             files += len(found)
         return s3_time, local_time, size, files
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _arm(root: str, data: str, tmp: Path, env: dict[str, str], server_pid: int) -> tuple[float, float, float, float]:
