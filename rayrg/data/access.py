@@ -329,3 +329,13 @@ def iter_episodes(table: pa.Table) -> Iterator[pa.Table]:
     for end in (int(i) + 1 for i in episode_ends(table.column("episode_id")).nonzero()[0]):
         yield table.slice(start, end - start)
         start = end
+
+
+def episode_frames(episode: pa.Table) -> list[bytes]:
+    """One episode's PNG frames in order, its ``final_frame`` (the observation after the last
+    action, where the table has that column and it is set) appended."""
+    frames = episode.column("frame").to_pylist()
+    final = episode.column("final_frame")[-1].as_py() if "final_frame" in episode.column_names else None
+    if final:
+        frames.append(final)
+    return frames

@@ -100,7 +100,7 @@ def _episode_card(method: str, episode_id: str, instruction: str, frames: list[b
 
 def browser_section(method: str, labelled: str | Path, options: BrowseOptions) -> HtmlSection:
     from rayrg.contracts.progress_answers import read_answers
-    from rayrg.data.access import Dataset, iter_episodes
+    from rayrg.data.access import Dataset, episode_frames, iter_episodes
 
     labelled = Path(labelled)
     by_episode: dict[str, list[dict[str, Any]]] = {}
@@ -119,10 +119,7 @@ def browser_section(method: str, labelled: str | Path, options: BrowseOptions) -
             if shown >= options.max_windows:
                 break
             shown += 1
-            frames = ep.column("frame").to_pylist()
-            final = ep.column("final_frame")[-1].as_py() if "final_frame" in columns else None
-            if final:
-                frames.append(final)
+            frames = episode_frames(ep)
             progress = np.asarray(ep.column(column).to_numpy(zero_copy_only=False), dtype=float)
             cards.append(_episode_card(method, episode_id, ep.column("instruction")[0].as_py(), frames, progress,
                                        by_episode[episode_id], options.image_side))

@@ -83,7 +83,7 @@ def image_digest(images: list[bytes]) -> bytes:
 
 def episode_frames(dataset: Path, max_episodes: int | None, max_side: int | None):
     """(episode_id, instruction, frames, num_transitions) per episode, shard by shard."""
-    from rayrg.data.access import Dataset, iter_episodes
+    from rayrg.data.access import Dataset, episode_frames, iter_episodes
     from rayrg.rewards.rgvlm.pipeline import cap_image
 
     data = Dataset.open(dataset)
@@ -94,12 +94,8 @@ def episode_frames(dataset: Path, max_episodes: int | None, max_side: int | None
             if max_episodes is not None and seen >= max_episodes:
                 return
             seen += 1
-            frames = ep.column("frame").to_pylist()
-            final = ep.column("final_frame")[-1].as_py() if "final_frame" in columns else None
-            if final:
-                frames.append(final)
             yield (ep.column("episode_id")[0].as_py(), ep.column("instruction")[0].as_py(),
-                   [cap_image(f, max_side) for f in frames], ep.num_rows)
+                   [cap_image(f, max_side) for f in episode_frames(ep)], ep.num_rows)
 
 
 class _ProgressLabeller(CachedBackendActor):
