@@ -141,7 +141,8 @@ def _redact_all(obj: Any) -> Any:
     return None if obj is None else REDACTED
 
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# A storage URI (``s3://bucket/x``); rayrg.storage parses URIs with this same pattern.
+URI_PATTERN = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 
 
 def _read_config_text(path: str | Path, what: str) -> tuple[str, str]:
@@ -149,7 +150,7 @@ def _read_config_text(path: str | Path, what: str) -> tuple[str, str]:
     job's config kept beside its outputs) read with pyarrow's filesystem, as rayrg.storage
     does (that module builds on this one, so the read is here)."""
     text = os.fspath(path)
-    if not _URI.match(text) or text.lower().startswith("file://"):
+    if not URI_PATTERN.match(text) or text.lower().startswith("file://"):
         local = Path(text[7:] if text.lower().startswith("file://") else text)
         if not local.is_file():
             raise ConfigError(f"{what} not found: {local}")

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from rayrg.config import scrub_url
+from rayrg.config import URI_PATTERN, scrub_url
 from rayrg.errors import UserError
 
 STORAGE_ENV = "RAYRG_STORAGE"
@@ -38,7 +38,7 @@ SHARED_MOUNTS_ENV = "RAYRG_SHARED_MOUNTS"
 MARKER_PREFIX = ".rayrg-shared-"
 SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
-_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+_URI = URI_PATTERN
 # ``s3:/bucket``, ``s3:bucket``, ``gs:x``: a scheme without ``//``. Two letters at least, so
 # a Windows drive (``C:``) is not one; ``file:/abs`` is a valid file URI.
 _TYPO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?!//)")
