@@ -536,20 +536,20 @@ def accuracy_slope(accuracy: Sequence[float], returns: Sequence[float], seeds: S
         xs, ys = x[s == seed], y[s == seed]
         if len(np.unique(xs)) >= 2:
             per_seed.append(float(np.polyfit(xs, ys, 1)[0]))
-    q = 0.5 + confidence / 2
     if len(per_seed) >= 2:
-        center, df = float(np.mean(per_seed)), len(per_seed) - 1
-        se = float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
+        df = len(per_seed) - 1
+        ci = mean_interval(per_seed, confidence)
         # Every point is measured on the same test tasks: their sampling shifts all points alike
         # and is not in this interval (the paired comparisons carry it).
         covers = f"training seeds ({len(per_seed)}); the test tasks are the same for every point"
     else:
-        center, df, se = slope, n - 2, ols_se
+        df = n - 2
+        half = (_t_ppf_scalar(0.5 + confidence / 2, float(df)) * ols_se if df > 0 and np.isfinite(ols_se)
+                else float("nan"))
+        ci = (slope - half, slope + half)
         covers = "residuals around the line only (1 training seed: no seed-to-seed variance)"
-    half = _t_ppf_scalar(q, float(df)) * se if df > 0 and np.isfinite(se) else float("nan")
     return {"slope": slope, "intercept": intercept, "r": r, "ols_stderr": ols_se, "points": n,
-            "seeds": len(per_seed), "seed_slopes": per_seed, "df": df,
-            "ci": (center - half, center + half), "covers": covers}
+            "seeds": len(per_seed), "seed_slopes": per_seed, "df": df, "ci": ci, "covers": covers}
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
