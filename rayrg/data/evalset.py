@@ -405,7 +405,8 @@ def build_evalset(dataset: str | Path | Location, out: str | Path | Location, co
         gen = meta.extra.get("config") or {}
         # A skill episode (data.generate.protocol: skills) starts mid-session, not at its seed's
         # reset, so no replay from the seed re-creates it: swaps are left unchecked there.
-        if meta.env_name == "babyai-chain" and gen.get("protocol", "missions") == "missions":
+        skills = gen.get("protocol") == "skills"
+        if meta.env_name == "babyai-chain" and not skills:
             babyai_cfg = {k: gen[k] for k in ("room_size", "num_rows", "num_cols", "num_distractors",
                                               "tile_size") if k in gen}
         plan = {"config": config.to_dict(), "index": index, "has_subtasks": "subtasks" not in missing,
@@ -424,8 +425,7 @@ def build_evalset(dataset: str | Path | Location, out: str | Path | Location, co
             totals[key] = totals.get(key, 0) + int(value)
     by_kind = {kind: dict(TRUTH_LACKING[kind]) for kind in TRUTH_LACKING}
     if babyai_cfg is None:
-        why = ("skill episodes start mid-session" if gen.get("protocol") == "skills"
-               else "no simulator replays the swapped mission")
+        why = "skill episodes start mid-session" if skills else "no simulator replays the swapped mission"
         by_kind.setdefault("swapped", {})["subtasks"] = f"{why}: its sub-tasks are taken as 0 (not checked)"
     DatasetMetadata(
         generator=GENERATOR, env_name=meta.env_name, fingerprint=claimed.fingerprint,
