@@ -40,8 +40,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 # Ray's C++ core worker logs to the driver's stderr on its own (e.g. that an actor pool's
-# constructor arguments live in the object store): not an error report, not Python's logging.
-_CORE_LOG = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] \w+\.cc:\d+: ")
+# constructor arguments live in the object store), and so does the GCS server it started, whose
+# lines name it (e.g. "(gcs_server) gcs_actor_scheduler.cc:538: Failed to kill actor NIL_ID" as
+# the cluster shuts down after an error): not an error report, not Python's logging.
+_CORE_LOG = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] (\(\w+\) )?\w+\.cc:\d+: ")
 
 
 def _lines(text: str) -> list[str]:
