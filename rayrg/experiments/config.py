@@ -212,6 +212,35 @@ class ExperimentConfig(StageConfig):
         None, description="Score every reward column of the labelled evaluation set (`rayrg reward-bench`); "
                           "the report shows the table beside the returns. Needs `evalset` (`{}` for its defaults).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shaping_gamma_from_train(cls, data: Any) -> Any:
+        """A label step that shapes with a discount (``gamma``: the progress methods, ``shape``)
+        and does not set one takes the run's ``train.gamma``: potential-based shaping keeps the
+        optimal policy only with the learner's own γ, so one number sets both."""
+        if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+            return data
+        from rayrg.rewards.registry import get_method
+
+        train = data.get("train")
+        if isinstance(train, TrainConfig):
+            gamma = train.gamma
+        elif train is None or isinstance(train, dict):
+            gamma = (train or {}).get("gamma", _default_train().gamma)
+        else:
+            return data  # not a train section: its own validation says so
+        labels = []
+        for label in data["labels"]:
+            if isinstance(label, dict) and "gamma" not in label and "method" in label:
+                try:
+                    fields = get_method(str(label["method"])).config_cls.model_fields
+                except ConfigError:
+                    fields = {}  # unknown method: _typed_labels says so in one line
+                if "gamma" in fields:
+                    label = {**label, "gamma": gamma}
+            labels.append(label)
+        return {**data, "labels": labels}
+
     @field_validator("labels", mode="before")
     @classmethod
     def _typed_labels(cls, labels: Any) -> list[Any]:
@@ -258,10 +287,30 @@ class ExperimentConfig(StageConfig):
             raise ValueError(f"comparisons/claims name unknown methods {unknown}; methods: {sorted(self.methods)}")
         for name in self.methods:
             self.train_config(name, self.seeds[0] if self.seeds else 0)
+        self._check_shaping_gamma()
         if (self.evalset is None) != (self.bench is None):
             raise ValueError("evalset and bench go together: the bench scores the labelled evaluation set "
                              "(give both; `{}` takes a section's defaults)")
         return self
+
+    def _check_shaping_gamma(self) -> None:
+        """Refuse, before anything is labelled, a method trained with another γ than its reward
+        column was shaped with (training would refuse it after the labels were paid for)."""
+        from rayrg.rewards.registry import get_method
+
+        for i, label in enumerate(self.labels):
+            gamma = getattr(label, "gamma", None)
+            method = get_method(label.method) if isinstance(label, StageConfig) and gamma is not None else None
+            if method is None or method.outputs is None:
+                continue
+            made = {c.name for c in method.outputs(label)}
+            for name, spec in self.methods.items():
+                trained = self.train_config(name, 0).gamma
+                if spec.reward_column in made and abs(trained - gamma) > 1e-9:
+                    raise ValueError(f"methods.{name} trains on {spec.reward_column} with gamma {trained}, but "
+                                     f"labels[{i}] ({label.method}) shapes it with gamma {gamma}; potential-based "
+                                     "shaping keeps the optimal policy only with the learner's own gamma: "
+                                     "set one gamma for both (unset in the label step, it follows train.gamma)")
 
     @property
     def out_dir(self) -> Path:

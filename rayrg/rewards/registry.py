@@ -31,6 +31,7 @@ from rayrg.rewards.declarations import (
 LABEL_METHODS: Registry[LabelMethod] = Registry("label method", plugins=True, entries={
     "sparse": "rayrg.rewards.simple:SPARSE",
     "simulated": "rayrg.rewards.simple:SIMULATED",
+    "shape": "rayrg.rewards.shaped:SHAPE",
     "rgvlm": "rayrg.rewards.rgvlm:RGVLM",
     "clip": "rayrg.rewards.similarity.clip:CLIP",
     "vlmrm": "rayrg.rewards.similarity.vlmrm:VLMRM",

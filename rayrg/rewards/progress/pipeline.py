@@ -55,7 +55,9 @@ class ProgressConfig(PromptedConfig):
     max_image_side: int | None = Field(256, ge=28, description="Downscale frames whose longer side exceeds this.")
     max_tokens: int = Field(256, ge=1, description="Answer budget per query.")
     max_parse_attempts: int = Field(3, ge=1, description="Asks per query before it is marked failed.")
-    gamma: float = Field(0.99, gt=0, le=1, description="Discount of the shaping γ·Φ(s′) − Φ(s): the learner's.")
+    # 0.97: the learner's default discount (rayrg.rl.config.TrainConfig.gamma), so a column labelled
+    # with the defaults trains with the defaults; `rayrg run` sets it from train.gamma when unset.
+    gamma: float = Field(0.97, gt=0, le=1, description="Discount of the shaping γ·Φ(s′) − Φ(s): the learner's.")
     cache_dir: Path | None = Field(None, description="Answer cache (default <out>/_cache).")
     max_episodes: int | None = Field(None, ge=1, description="Label only the first N episodes (smoke tests).")
 
