@@ -208,13 +208,19 @@ def plan(config: ExperimentConfig, address: str | None = None) -> str:
     data = config.data
     if data.source == "babyai":
         g = data.generate
-        made = (f"missions of {g.subtask_counts} sub-tasks, {g.episodes_per_count * len(g.subtask_counts)} "
-                f"episodes" if g.protocol == "missions" else
-                f"skills cut from {g.episodes_per_count * len(g.subtask_counts)} sessions of "
-                f"{g.subtask_counts} sub-tasks, + relabelled chains")
+        sessions = g.episodes_per_count * len(g.subtask_counts)
+        if g.protocol == "missions":
+            made, episodes = f"missions of {g.subtask_counts} sub-tasks, {sessions} episodes", sessions
+        else:
+            # A session of k sub-tasks gives k skill episodes and min(chains, k(k-1)/2) relabelled
+            # chains (rayrg.data.generate.chain_windows); at most: a cut session keeps fewer.
+            skills = g.episodes_per_count * sum(g.subtask_counts)
+            chains = g.episodes_per_count * sum(min(g.chains_per_session, k * (k - 1) // 2) for k in g.subtask_counts)
+            made = (f"skills cut from {sessions} sessions of {g.subtask_counts} sub-tasks: ≤ {skills} skill "
+                    f"episodes + ≤ {chains} relabelled chains")
+            episodes = skills + chains
         lines.append(f"  generate: BabyAI, {made} (ε={g.noise}), "
                      f"{g.eval_tasks_per_count * len(g.subtask_counts)} held-out tasks")
-        episodes = g.episodes_per_count * len(g.subtask_counts)
     elif data.source == "path":
         lines.append(f"  data: {data.trajectories} (tasks {data.eval_tasks})")
         episodes = None

@@ -195,3 +195,18 @@ def test_skill_knobs_refused_under_missions() -> None:
         GenerateConfig.from_dict({"abandon_prob": 0.3})
     with pytest.raises(ConfigError, match="no kind for the evaluation targets"):
         GenerateConfig.from_dict({"protocol": "skills", "off_target_kinds": ["goto", "pickup", "open", "putnext"]})
+
+
+def test_the_plan_counts_skill_episodes_and_chains_not_sessions(noisy_sessions) -> None:
+    from rayrg.experiments.config import ExperimentConfig
+    from rayrg.experiments.preflight import plan
+
+    generate = {**NOISY.to_dict(), "subtask_counts": [1, 2, 4, 6], "episodes_per_count": 3}
+    text = plan(ExperimentConfig.from_dict({"data": {"source": "babyai", "generate": generate}}))
+    # 3 sessions per count: skills 3 x (1+2+4+6) = 39; chains 3 x (0+1+3+3) = 21 (3 per session at most)
+    assert "12 sessions" in text and "≤ 39 skill episodes + ≤ 21 relabelled chains" in text, text
+    assert "60 episodes" in text  # the windows estimate counts both
+    made = [(n, len(_episodes(rows))) for n, _, rows, _ in noisy_sessions]
+    assert len(made) == 12 and sum(e for _, e in made) <= 60
+    # An uncut session makes exactly its bound: k skills + min(3, k(k-1)/2) chains.
+    assert any(e == n + min(3, n * (n - 1) // 2) for n, e in made if n > 1)
