@@ -12,7 +12,14 @@ The model (pure numpy):
   ``q`` is also shifted by a task-specific effect ``N(delta, delta_sd)``, so the paired
   difference has seed, task and residual variance. A cell is the mean return of
   ``eval_episodes`` episodes. Mission lengths cycle 1..``max_subtasks`` over the tasks.
+* **Return against label accuracy** (:func:`slope_points`, for ``accuracy_slope``): one
+  point per trained policy, its mean return over the fixed test tasks, modelled at that
+  level: ``y[s, a] = α + β·a + w_s·(a − ā) + κ·(a − ā)² + u_s + e[s, a]`` with a seed effect
+  ``u_s ~ N(0, seed_sd)``, a seed-specific sensitivity to label accuracy
+  ``w_s ~ N(0, slope_sd)`` (a seed whose data order makes labels matter more) and the run's
+  own noise ``e ~ N(0, run_sd)`` (or Student-t with 3 df, scaled to that sd: heavy tails).
 """
+
 
 from __future__ import annotations
 
@@ -92,3 +99,25 @@ def _cells(rng: np.random.Generator, q: np.ndarray, m: np.ndarray, seeds: int, e
         sub = np.broadcast_to(q[:, :, cols, None], (experiments, seeds, len(cols), eval_episodes))
         out[:, :, cols] = chain_returns(rng, sub, int(length)).mean(axis=-1)
     return out
+
+
+def slope_points(rng: np.random.Generator, experiments: int, accuracies: tuple[float, ...], seeds: int, *,
+                 slope: float, seed_sd: float, slope_sd: float, run_sd: float, curvature: float = 0.0,
+                 heavy_tails: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ``y[e, s, a]`` (each seed trained at every accuracy) and the true slope per experiment.
+
+    The truth is the least-squares slope of the mean curve over the design's accuracies
+    (``β`` when ``curvature`` is 0); with one seed it is that seed's own (``β + w_s``: what a
+    one-seed interval can cover, as for the paired differences)."""
+    acc = np.asarray(accuracies, dtype=float)
+    centred = acc - acc.mean()
+    u = rng.normal(0, seed_sd, (experiments, seeds, 1))
+    w = rng.normal(0, slope_sd, (experiments, seeds, 1))
+    if heavy_tails:  # Student-t(3) has variance 3: scaled to sd run_sd
+        e = rng.standard_t(3, (experiments, seeds, len(acc))) * run_sd / np.sqrt(3)
+    else:
+        e = rng.normal(0, run_sd, (experiments, seeds, len(acc)))
+    y = 0.2 + slope * acc + w * centred + curvature * centred ** 2 + u + e
+    curve_slope = slope + curvature * float(centred @ centred ** 2) / float(centred @ centred)
+    truth = curve_slope + (w[:, 0, 0] if seeds == 1 else np.zeros(experiments))
+    return y, truth

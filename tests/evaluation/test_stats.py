@@ -280,3 +280,23 @@ def test_accuracy_slope_matches_linregress_and_seed_t_interval() -> None:
     assert one["covers"].startswith("residuals around the line only (1 training seed")
     with pytest.raises(ValueError, match="two label accuracies"):
         accuracy_slope([0.9, 0.9], [0.1, 0.2], [0, 1])
+
+
+def test_accuracy_slope_covers_when_seeds_differ_in_how_much_labels_matter() -> None:
+    """The regime where counting a seed's points as independent runs fails (seed-specific
+    sensitivity to label accuracy; benchmarks/bench_coverage.py runs every regime)."""
+    from rayrg.evaluation.simulate import slope_points
+    from rayrg.evaluation.stats import accuracy_slope, t_ppf
+
+    acc, seeds, sims = (0.742, 0.862, 0.934, 1.0), 3, 600
+    y, truth = slope_points(np.random.default_rng(11), sims, acc, seeds, slope=-0.1, seed_sd=0.05, slope_sd=0.5,
+                            run_sd=0.03, curvature=0.3)
+    x, s = np.tile(acc, seeds), np.repeat(np.arange(seeds), len(acc))
+    t_pooled = float(t_ppf(0.975, len(x) - 2))  # the pooled OLS interval: every point independent
+    ours = pooled = 0
+    for i in range(sims):
+        fit = accuracy_slope(x, y[i].ravel(), s)
+        ours += fit["ci"][0] <= truth[i] <= fit["ci"][1]
+        pooled += abs(fit["slope"] - truth[i]) <= t_pooled * fit["ols_stderr"]
+    assert ours / sims >= 0.93, ours / sims
+    assert pooled / sims < 0.88, pooled / sims  # the regime is one that a naive interval fails
