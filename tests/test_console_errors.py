@@ -100,3 +100,44 @@ def test_ctrl_c_is_one_line_that_says_the_command_resumes(make_toy_dataset, tmp_
     assert len(lines) == 1, stderr[-4000:]
     assert lines[0].startswith("rayrg label: interrupted") and "same command" in lines[0] and "resume" in lines[0]
     assert proc.returncode == 130
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_during_training_is_one_line_and_the_run_resumes(make_toy_dataset, tmp_path: Path) -> None:
+    # Ray Train replaces the SIGINT handler of a fit() called from the main thread: Ctrl-C then
+    # exited with code 1 and no line of rayrg's (rl/train.py: fit_interruptibly).
+    from rayrg.rewards.registry import load_label_config
+
+    method, label = load_label_config({"method": "sparse"})
+    labelled = method.run(label, make_toy_dataset(num_episodes=2, steps=(5, 6), frame_size=16), tmp_path / "sparse")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"observation": "frame", "channels": [4, 8, 8], "batch_size": 8, "hidden": 32,
+                                      "text_dim": 8, "report_every": 5, "checkpoint_every": 10,
+                                      "reward_column": "reward_sparse", "num_steps": 1_000_000}))
+    args = [sys.executable, "-m", "rayrg.cli", "train", "--config", str(config), "--dataset", str(labelled),
+            "--out", str(tmp_path / "iql")]
+
+    def interrupt_after_a_checkpoint() -> tuple[int, str, str]:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env=_env(tmp_path), start_new_session=True)
+        try:
+            seen = []
+            for line in proc.stdout:  # type: ignore[union-attr]
+                seen.append(line)
+                if "checkpoint saved" in line:
+                    break
+            os.killpg(proc.pid, signal.SIGINT)
+            rest, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode, "".join(seen) + rest, stderr
+
+    code, _, stderr = interrupt_after_a_checkpoint()
+    lines = _lines(stderr)
+    assert code == 130, stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("rayrg train: interrupted") and "resume" in lines[0], stderr
+    code, stdout, stderr = interrupt_after_a_checkpoint()
+    assert code == 130 and re.search(r"resuming from \S+ \(step [1-9]\d*\)", stdout), stdout[-2000:]

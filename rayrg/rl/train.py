@@ -331,6 +331,38 @@ def check_fits(config: TrainConfig) -> None:
                           f"{have:g}: lower torch_threads or num_workers")
 
 
+def fit_interruptibly(trainer: Any) -> Any:
+    """``trainer.fit()``, with Ctrl-C as every rayrg command has it: one line, exit code 130.
+
+    Called from the main thread, Ray Train 2.x replaces the process's SIGINT handler for the
+    run: Ctrl-C aborts the run and the process exits with code 1 and nothing of rayrg's on the
+    console (measured: `rayrg train` interrupted printed one Ray warning, rc 1; `rayrg run`
+    the same mid-experiment). From another thread — as Ray Tune calls it — Ray leaves the
+    handler alone, so fit runs in a helper thread and Ctrl-C raises ``KeyboardInterrupt``
+    here, which the CLI reports (the run resumes from its newest checkpoint). The helper is a
+    daemon: the interpreter does not wait for an abandoned fit when the command exits.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="rayrg-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # a timed join: Ctrl-C's KeyboardInterrupt is raised between waits
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def _fit(config: TrainConfig, dataset: str, out: Location, resume: Where | None, address: str | None) -> Any:
     from rayrg.runtime import init_ray
     from rayrg.storage import refuse_local_on_cluster
@@ -338,8 +370,8 @@ def _fit(config: TrainConfig, dataset: str, out: Location, resume: Where | None,
     init_ray(address)
     refuse_local_on_cluster(out)  # again, now that the cluster is known: every node must see `out`
     check_fits(config)
-    result = build_trainer(config, dataset, out, resume_from=resume,
-                           callbacks=[progress_callback(config.num_steps)]).fit()
+    result = fit_interruptibly(build_trainer(config, dataset, out, resume_from=resume,
+                                             callbacks=[progress_callback(config.num_steps)]))
     if result.checkpoint is None:
         raise RuntimeError(f"training in {out} ended without a checkpoint")
     return result
