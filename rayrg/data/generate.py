@@ -50,8 +50,9 @@ runs of ≥ 2 consecutive skills) are added as episodes by relabelling (SPRINT, 
 expert actions), under the instruction ``", then ".join(their instructions)`` — exactly
 the surface BabyAI gives that chain — with ``subtasks_completed`` counted over the chain.
 Evaluation is unchanged: held-out test chains of ``subtask_counts`` sub-tasks (validation
-chains for selection), of the target kinds. Feeding sub-instructions one at a time is
-*not* implemented as an evaluation mode.
+chains for selection), of the target kinds. Feeding sub-instructions one at a time is a
+separate evaluation mode (``evaluation.instruction: one_at_a_time``; rayrg.evaluation), which
+every report labels as such.
 """
 
 from __future__ import annotations

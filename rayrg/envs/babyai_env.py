@@ -9,6 +9,7 @@ import numpy as np
 from rayrg.envs.babyai import (
     ACTION_NAMES,
     BabyAIEnvConfig,
+    chain_leaves,
     make_env,
     mission_succeeded,
     randomize_agent,
@@ -48,11 +49,15 @@ class BabyAITaskEnv(TaskEnv):
         if instruction != task.instruction:
             raise ValueError(f"task {task.task_id}: seed {task.seed} gives mission {instruction!r}, "
                              f"the task says {task.instruction!r} (different env settings?)")
+        # As the skill episodes' instructions are made (rayrg.data.generate), at reset: BabyAI's
+        # "a"/"the" depend on the grid, and the mission is exactly these joined by ", then ".
+        subtask_instructions = tuple(leaf.surface(self.env.unwrapped) for leaf in chain_leaves(self.env))
         if mode == "randomized":
             frame = randomize_agent(self.env, np.random.default_rng([task.seed, rng_seed, 0x5EED]))
         elif mode != "fixed":
             raise ValueError(f"unknown initial-state mode {mode!r}")
-        return Observation(frame=frame, instruction=instruction, info=self.agent_state())
+        return Observation(frame=frame, instruction=instruction, info=self.agent_state(),
+                           subtask_instructions=subtask_instructions)
 
     def step(self, action: int) -> Observation:
         frame, completed, terminal, _ = step_env(self.env, int(action))

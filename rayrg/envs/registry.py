@@ -42,6 +42,9 @@ class Environment:
     version: str = "1"
     reference_policies: tuple[str, ...] = ("random",)  # uniform actions need nothing of the env
     needs: tuple[str | NeedCheck, ...] = ()  # "module:attr" or the callable
+    # Whether reset() gives each sub-task's own instruction (Observation.subtask_instructions),
+    # which evaluation's instruction: one_at_a_time feeds a policy one by one.
+    subtask_instructions: bool = False
 
 
 _ENVIRONMENTS: Registry[Environment] = Registry("environment", unknown="no environment named {name!r}",
@@ -51,13 +54,13 @@ _ENVIRONMENTS: Registry[Environment] = Registry("environment", unknown="no envir
 def register_environment(name: str, *, actions: str | Sequence[str], factory: str | Factory | None = None,
                          packages: Sequence[str] = (), version: str = "1",
                          reference_policies: Sequence[str] = ("random",),
-                         needs: Sequence[str | NeedCheck] = ()) -> None:
+                         needs: Sequence[str | NeedCheck] = (), subtask_instructions: bool = False) -> None:
     unknown = sorted(set(reference_policies) - set(REFERENCE_POLICIES))
     if unknown:
         raise ValueError(f"environment {name!r}: unknown reference policies {unknown}; "
                          f"known: {list(REFERENCE_POLICIES)}")
     _ENVIRONMENTS[name] = Environment(actions, factory, tuple(packages), version,
-                                      tuple(reference_policies), tuple(needs))
+                                      tuple(reference_policies), tuple(needs), subtask_instructions)
 
 
 def package_version(name: str) -> str:
@@ -97,6 +100,11 @@ def reference_policies(env_name: str) -> tuple[str, ...]:
     return _entry(env_name).reference_policies
 
 
+def has_subtask_instructions(env_name: str) -> bool:
+    """Whether ``env_name`` gives each sub-task's own instruction at reset (declared)."""
+    return _entry(env_name).subtask_instructions
+
+
 def missing_needs(env_name: str, settings: dict[str, Any] | None = None) -> list[str]:
     """What this machine lacks to run ``env_name`` with ``settings``, one line each (empty:
     nothing). Imports only the light modules the needs name, never the simulator."""
@@ -124,7 +132,7 @@ def make_task_env(env_name: str, settings: dict[str, Any] | None = None) -> Task
 # Controller, by rayrg.envs.thor_build).
 register_environment("babyai-chain", actions="rayrg.envs.babyai:ACTION_NAMES",
                      factory="rayrg.envs.babyai_env:BabyAITaskEnv", packages=("minigrid", "gymnasium"),
-                     reference_policies=("expert", "random"))
+                     reference_policies=("expert", "random"), subtask_instructions=True)
 register_environment("alfred-thor", actions="rayrg.envs.thor_config:ACTION_NAMES",
                      factory="rayrg.envs.thor:make_thor_env", packages=("ai2thor",),
                      reference_policies=("random",), needs=("rayrg.envs.thor_build:missing_build",))

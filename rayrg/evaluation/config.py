@@ -14,6 +14,11 @@ class EvalConfig(StageConfig):
 
     tasks: str | None = Field(None, description="Evaluation tasks JSON (from `rayrg generate`).")
     modes: list[Literal["fixed", "randomized"]] = Field(default_factory=lambda: ["fixed", "randomized"])
+    instruction: Literal["full", "one_at_a_time"] = Field(
+        "full", description="What a learned policy is conditioned on: the chained mission's full instruction "
+                            "(default), or one_at_a_time: the current sub-task's own instruction, the next one once "
+                            "it is done (as skill episodes are labelled; environments that declare "
+                            "subtask_instructions). A separate evaluation mode: every report says which ran.")
     seeds: list[int] = Field(default_factory=lambda: [0], description="Evaluation seeds (randomized start, policy sampling).")
     max_tasks_per_count: int | None = Field(None, ge=1, description="Use only the first N tasks per sub-task count.")
     budget_multiplier: float = Field(2.0, gt=0, description="Step budget = multiplier × the expert's steps.")

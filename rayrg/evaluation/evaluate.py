@@ -55,9 +55,13 @@ def run_items(envs: list[Any], policy: Any, items: list[tuple[EvalTask, str, int
     import numpy as np
 
     envs = envs[:len(items)]
-    obs, budgets, results = [], [], []
+    obs, budgets, results, subtask_instructions = [], [], [], []
     for slot, (env, (task, mode, seed)) in enumerate(zip(envs, items, strict=True)):
         o = env.reset(task, mode, rng_seed=seed)
+        if config.instruction == "one_at_a_time" and len(o.subtask_instructions) != task.num_subtasks:
+            raise ValueError(f"task {task.task_id}: instruction one_at_a_time needs its {task.num_subtasks} "
+                             f"sub-tasks' own instructions; {task.env_name} gave {len(o.subtask_instructions)}")
+        subtask_instructions.append(o.subtask_instructions)
         policy.reset(slot, env, seed)
         obs.append(o)
         budgets.append(task.step_budget(config.budget_multiplier, config.min_budget))
@@ -65,11 +69,18 @@ def run_items(envs: list[Any], policy: Any, items: list[tuple[EvalTask, str, int
                         "mode": mode, "seed": seed, "subtasks_completed": 0, "success": False, "steps": 0,
                         "budget": budgets[-1], "start_pos": list(o.info.get("agent_pos", ())),
                         "start_dir": int(o.info.get("agent_dir", -1))})
+    def shown(i: int) -> str:
+        """The instruction the policy sees: the mission's, or (one_at_a_time) the current sub-task's."""
+        if config.instruction == "full":
+            return obs[i].instruction
+        subs = subtask_instructions[i]
+        return subs[min(results[i]["subtasks_completed"], len(subs) - 1)]
+
     active = list(range(len(items)))
     prev: list[int | None] = [None] * len(items)
     while active:
         frames = np.stack([obs[i].frame for i in active])
-        actions = policy.act(active, [envs[i] for i in active], frames, [obs[i].instruction for i in active],
+        actions = policy.act(active, [envs[i] for i in active], frames, [shown(i) for i in active],
                              [prev[i] for i in active])
         still = []
         for i, action in zip(active, actions, strict=True):
@@ -164,7 +175,10 @@ def eval_inputs(config: EvalConfig, policy_spec: str, tasks: list[EvalTask]) -> 
 
     return {"policy": policy_fingerprint(policy_spec),
             "tasks": fingerprint({"tasks": [asdict(t) for t in tasks]}),
-            "config": {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS},
+            # "instruction" enters only when not the default, so evaluations made before the
+            # field existed keep their key (they were all "full").
+            "config": {k: v for k, v in config.to_dict().items()
+                       if k not in RUNTIME_FIELDS and not (k == "instruction" and v == "full")},
             "versions": {name: env_versions(name) for name in sorted({t.env_name for t in tasks})}}
 
 
@@ -202,6 +216,12 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
         tasks = load_eval_tasks(config.tasks)
     check_policy(policy_spec)
     check_reference_policy(policy_spec, {t.env_name for t in tasks})
+    from rayrg.envs.registry import has_subtask_instructions
+
+    lacking = sorted({t.env_name for t in tasks if not has_subtask_instructions(t.env_name)})
+    if config.instruction == "one_at_a_time" and lacking:
+        raise ConfigError(f"evaluation.instruction: one_at_a_time feeds each sub-task's own instruction, which "
+                          f"{', '.join(lacking)} does not give (no subtask_instructions declared); use full")
     inputs = eval_inputs(config, policy_spec, tasks)
     claimed = claim(out, "evaluate", inputs, on_change=on_change, quiet=True)
     episodes_dir = episodes_path(out)
@@ -255,7 +275,8 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
             ray.kill(actor)
     wanted = {item_key(t.task_id, m, s) for t in tasks for m in config.modes for s in config.seeds}
     results = [r for r in done_rows if item_key(r["task_id"], r["mode"], r["seed"]) in wanted]
-    summary = {"policy": policy_spec, "episodes": len(results), "modes": aggregate(results),
+    summary = {"policy": policy_spec, "instruction": config.instruction, "episodes": len(results),
+               "modes": aggregate(results),
                "tasks": [asdict(t)["task_id"] for t in tasks]}
     (location / "summary.json").write_text(json.dumps(summary, indent=2))
     claimed.finish(episodes=len(results))

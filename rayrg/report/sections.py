@@ -76,6 +76,7 @@ def design(manifest: Manifest, results: Sequence[Mapping[str, Any]]) -> tuple[st
         "test_tasks": sum(per_length.values()), "training_seeds": seeds,
         "updates": train.get("num_steps"), "batch_size": train.get("batch_size"),
         "eval_modes": evaluation.get("modes"), "eval_seeds": evaluation.get("seeds"),
+        "instruction": evaluation.get("instruction") or "full",
         "reward_variant": reward_variant(config)}
     if gen:
         numbers.update({"training_episodes_per_length": gen.get("episodes_per_count"),
@@ -106,6 +107,10 @@ def design(manifest: Manifest, results: Sequence[Mapping[str, Any]]) -> tuple[st
             f"{100 * float(numbers['random_action_fraction']):.0f} % random actions)"
             if numbers.get("training_episodes_per_length") is not None else "")],
         ["evaluation starts × evaluation seeds", f"{numbers['eval_modes']} × {numbers['eval_seeds']}"],
+        ["instruction a learned policy sees", "the chained mission's full instruction (`evaluation.instruction: "
+                                              "full`)" if numbers["instruction"] == "full" else
+         "**one sub-instruction at a time** (`evaluation.instruction: one_at_a_time`: the current sub-task's "
+         "own instruction, the next once it is done) — a separate evaluation mode, not the full-instruction one"],
         ["reward variant", f"{numbers['reward_variant']} (raw: each reward column as labelled, no centring "
                            "or potential-based shaping)" if numbers["reward_variant"] == "raw"
          else numbers["reward_variant"]],

@@ -67,6 +67,13 @@ def test_report_from_manifest(tmp_path: Path) -> None:
         "claim", "finding", "difference", "ci95", "significant", "covers", "mde80", "paper_effect", "paper"}
     report = (tmp_path / "report" / "report.md").read_text()
     assert "expert (reference)" in report and "The paper's claims" in report
+    assert numbers["design"]["instruction"] == "full" and "the chained mission's full instruction" in report
+    # The one-at-a-time evaluation mode is labelled as such: in the design and in the returns' heading.
+    write_manifest(tmp_path, manifest.model_copy(update={"config": {"evaluation": {"instruction": "one_at_a_time"}}}))
+    build_report(tmp_path)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "**one sub-instruction at a time**" in report
+    assert "(Figure-4 analogue; test split; policies fed one sub-instruction at a time)" in report
 
 
 def test_report_needs_the_manifest(tmp_path: Path) -> None:
