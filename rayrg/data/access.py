@@ -306,8 +306,9 @@ class Dataset:
         locations = [resolve(s) for s in self.shards]
         filesystem = None if locations[0].is_local else locations[0].fs
         paths = [loc.path if filesystem is not None else str(s) for loc, s in zip(locations, self.shards, strict=True)]
-        return ray.data.read_parquet(paths, columns=list(columns), include_paths=include_paths,
-                                     filesystem=filesystem)
+        # select_columns is pushed down into the Parquet reader (Ray 2.60 deprecates columns=).
+        selected = [*columns, *(["path"] if include_paths and "path" not in columns else [])]
+        return ray.data.read_parquet(paths, include_paths=include_paths, filesystem=filesystem).select_columns(selected)
 
 
 def read_trajectories(
