@@ -178,6 +178,8 @@ def test_a_uri_with_credentials_is_one_line_without_them_and_writes_nothing(
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert "\n" not in err and "<redacted>@bucket/run" in err, err
+    if argv[-1] == "rooted.yaml":  # names the setting that holds the URI, not the relative out
+        assert "storage (out: runs/x): " in err and " out: " not in err, err
     for part in ("AKIAEXAMPLE", "wJalr", "XUtn"):
         assert part not in captured.err + captured.out
     assert sorted(p.name for p in tmp_path.iterdir()) == before
