@@ -33,14 +33,17 @@ sub-task's instruction alone (``num_subtasks`` 1), ending on the step that compl
   ``abandon_prob``, the agent first heads for a random other object (BabyAI's bot on "go to
   <it>") for 1..``abandon_max_steps`` steps, then abandons it and does its skill (the
   expert's action is still recorded, so ``good(t)`` is 0 on the abandoned steps);
+* ``detour_prob`` / ``detour_max_steps``: a detour mid-skill: at each of the agent's own
+  steps, with probability ``detour_prob``, it heads for a random object for
+  1..``detour_max_steps`` steps, then resumes its skill (the bot replans from where the
+  detour left it; ``good(t)`` is 0 on the detour's steps that leave the expert's plan);
 * ``off_target_fraction`` / ``off_target_kinds``: each sub-task is of an off-target kind
   (default ``putnext``) with this probability. Evaluation tasks are chains of the other
   kinds only, so off-target skills are tasks outside the evaluation targets.
 
 A skill that does not finish (bot failure, step limit) is dropped, and so is the rest of
 its session; when one step completes two sub-tasks at once (the second skill would have no
-transitions) the session ends at the first. Detours other than abandoned attempts are not
-modelled.
+transitions) the session ends at the first.
 
 **How a skill-trained policy meets a chain.** The policy is conditioned on the chained
 mission's *full instruction* ("a, then b, then c"), as evaluation gives it. For that,
@@ -112,7 +115,11 @@ VAL_OFFSET = 750_000
 # Fields that only the skills protocol reads: left out of a missions dataset's fingerprint,
 # so datasets generated before the protocol existed keep theirs.
 SKILL_FIELDS = ("off_target_fraction", "off_target_kinds", "abandon_prob", "abandon_max_steps",
-                "chains_per_session")
+                "chains_per_session", "detour_prob", "detour_max_steps")
+# Added after the skills protocol: left out of its fingerprint while detours are off, so skills
+# datasets generated before them keep theirs (with detour_prob 0 no random number is drawn for
+# them: the data are the same).
+DETOUR_FIELDS = ("detour_prob", "detour_max_steps")
 
 
 class GenerateConfig(StageConfig):
@@ -146,6 +153,9 @@ class GenerateConfig(StageConfig):
     abandon_max_steps: int = Field(8, ge=1, description="skills: longest abandoned attempt (steps).")
     chains_per_session: int = Field(
         1, ge=0, description="skills: chains relabelled per session (whole session first; 0: skills only).")
+    detour_prob: float = Field(0.0, ge=0.0, le=1.0, description="skills: per own step, probability of a detour "
+                               "mid-skill (heading for a random object, then resuming).")
+    detour_max_steps: int = Field(4, ge=1, description="skills: longest detour (steps).")
     room_size: int = 6
     num_rows: int = 2
     num_cols: int = 2
@@ -322,24 +332,31 @@ def rollout_session(num_subtasks: int, seed: int,
     bot = make_bot(env)
     state = symbolic_state(env)
     info: dict[str, Any] = {"kinds": [instruction_kind(leaf) for leaf in leaves], "instructions": instructions,
-                            "bot_failed": False, "cut": False, "abandoned": [], "random_actions": []}
+                            "bot_failed": False, "cut": False, "abandoned": [], "random_actions": [],
+                            "detoured": []}
     segments: list[tuple[list[dict[str, Any]], tuple[bytes, bytes]]] = []
     current: list[dict[str, Any]] = []
     done = 0  # sub-tasks of the session completed so far
     prev_action: int | None = None
 
+    def head_for_an_object(max_steps: int) -> tuple[Any, int]:
+        """(decoy bot heading for a random object, its steps), or (None, 0) on an empty grid."""
+        objects = grid_objects(env)
+        if not objects:
+            return None, 0
+        target = objects[int(rng.integers(len(objects)))]
+        return make_goto_bot(env, target), int(rng.integers(1, max_steps + 1))
+
     def start_skill() -> tuple[Any, int]:
         """(decoy bot, its steps) of an abandoned attempt at this skill's start, or (None, 0)."""
         if config.abandon_prob > 0 and rng.random() < config.abandon_prob:
-            objects = grid_objects(env)
-            if objects:
-                target = objects[int(rng.integers(len(objects)))]
-                return make_goto_bot(env, target), int(rng.integers(1, config.abandon_max_steps + 1))
+            return head_for_an_object(config.abandon_max_steps)
         return None, 0
 
     decoy, decoy_left = start_skill()
     decoy_prev: int | None = None
-    abandoned = 0
+    abandoned = detoured = 0
+    on_detour = False  # the current decoy is a mid-skill detour (else an abandoned attempt)
     for t in range(config.max_steps):
         try:
             expert = int(bot.replan(prev_action))
@@ -358,9 +375,16 @@ def rollout_session(num_subtasks: int, seed: int,
                 suggestion = NUM_ACTIONS
             if suggestion < NUM_ACTIONS:
                 action, decoy_prev, decoy_step = suggestion, suggestion, True
-                decoy_left, abandoned = decoy_left - 1, abandoned + 1
+                decoy_left -= 1
+                if on_detour:
+                    detoured += 1
+                else:
+                    abandoned += 1
             else:
                 decoy_left = 0
+        if not decoy_step and config.detour_prob > 0 and rng.random() < config.detour_prob:
+            decoy, decoy_left = head_for_an_object(config.detour_max_steps)  # from the next step
+            decoy_prev, on_detour = None, True
         if not decoy_step:  # ε applies to the agent's own steps
             is_random = bool(rng.random() < config.noise)
             action = int(rng.integers(NUM_ACTIONS)) if is_random else expert
@@ -370,6 +394,7 @@ def rollout_session(num_subtasks: int, seed: int,
         if completed > done:
             segments.append((current, (encode_png(frame), state.tobytes())))
             info["abandoned"].append(abandoned)
+            info["detoured"].append(detoured)
             info["random_actions"].append(sum(s["is_random_action"] for s in current))
             current, done = [], done + 1
             if completed > done:  # the same step completed the next sub-task: it has no transitions
@@ -377,7 +402,7 @@ def rollout_session(num_subtasks: int, seed: int,
                 break
             if done == len(leaves):
                 break
-            (decoy, decoy_left), decoy_prev, abandoned = start_skill(), None, 0
+            (decoy, decoy_left), decoy_prev, abandoned, detoured, on_detour = start_skill(), None, 0, 0, False
         if terminal or truncated:
             break
     env.close()
@@ -416,7 +441,7 @@ def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], pat
              "random_actions": 0, "dropped_empty": 0}
     if config.protocol == "skills":
         stats.update({"sessions": 0, "skill_episodes": 0, "chain_episodes": 0, "off_target_skills": 0,
-                      "abandoned_attempts": 0, "abandoned_steps": 0, "sessions_cut": 0})
+                      "abandoned_attempts": 0, "abandoned_steps": 0, "detour_steps": 0, "sessions_cut": 0})
     for num_subtasks, seed in jobs:
         if config.protocol == "skills":
             session, info = rollout_session(num_subtasks, seed, config)
@@ -434,6 +459,7 @@ def generate_shard(jobs: list[tuple[int, int]], config_dict: dict[str, Any], pat
             stats["off_target_skills"] += sum(k in config.off_target_kinds for k in info["kinds"][:kept])
             stats["abandoned_attempts"] += sum(a > 0 for a in info["abandoned"])
             stats["abandoned_steps"] += sum(info["abandoned"])
+            stats["detour_steps"] += sum(info["detoured"])
             stats["random_actions"] += sum(info["random_actions"])  # in skills; chains repeat them
             continue
         episode, bot_failed = rollout_episode(
@@ -475,6 +501,8 @@ def generate_inputs(config: GenerateConfig) -> dict[str, Any]:
     settings = config.to_dict()
     if config.protocol == "missions":  # as before the skills protocol existed (SKILL_FIELDS)
         settings = {k: v for k, v in settings.items() if k not in (*SKILL_FIELDS, "protocol")}
+    elif config.detour_prob == 0:  # as before detours existed (DETOUR_FIELDS)
+        settings = {k: v for k, v in settings.items() if k not in DETOUR_FIELDS}
     return {"generator": GENERATOR, "config": settings, "versions": env_versions(ENV_NAME)}
 
 

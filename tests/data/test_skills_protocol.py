@@ -159,6 +159,28 @@ def test_noise_and_abandon_counts() -> None:
     assert not any(r["is_random_action"] for r in rows)
     assert 0 < off_expert <= sum(abandoned)  # only abandoned steps leave the expert's plan
 
+    rows, infos = run(noise=0.0, detour_prob=0.1, detour_max_steps=3)
+    detoured = [d for info in infos for d in info["detoured"]]
+    assert all(a == 0 for info in infos for a in info["abandoned"])
+    assert sum(d > 0 for d in detoured) >= 2 and max(detoured) > 1
+    off_expert = sum(r["action"] != r["expert_action"] for r in rows)
+    assert 0 < off_expert <= sum(detoured)  # only detour steps leave the expert's plan
+    # Every skill still completes its own instruction, after its detours.
+    assert all(info["skills"] == len(info["detoured"]) for info in infos)
+
+
+def test_detours_off_keep_the_data_and_the_fingerprint_of_before() -> None:
+    from rayrg.data.generate import DETOUR_FIELDS, generate_inputs
+
+    base = GenerateConfig(protocol="skills", noise=0.1, abandon_prob=0.5)
+    settings = generate_inputs(base)["config"]
+    assert not set(DETOUR_FIELDS) & set(settings)  # as the fingerprint was before detours existed
+    assert set(DETOUR_FIELDS) <= set(generate_inputs(base.model_copy(update={"detour_prob": 0.1}))["config"])
+    # No random number is drawn for detours that are off: the episodes are unchanged.
+    seed = base.train_seed(3, 0)
+    again = GenerateConfig(protocol="skills", noise=0.1, abandon_prob=0.5, detour_max_steps=9)
+    assert rollout_session(3, seed, base)[0] == rollout_session(3, seed, again)[0]
+
 
 def test_no_evaluation_task_leaks_into_training(tmp_path) -> None:
     config = GenerateConfig(protocol="skills", subtask_counts=[1, 3, 6], episodes_per_count=2,
