@@ -112,6 +112,8 @@ def label_shape(config: ShapeConfig, dataset: Path, out: Path, *, address: str |
 
     made: dict[str, Any] = {"method": "shape", "variant": config.variant, "source_column": config.column,
                             "source": origin}
+    if "skipped_kinds" in origin:  # the source's NaN rows stay NaN here, for the same reason
+        made["skipped_kinds"] = origin["skipped_kinds"]
     if baseline is not None:
         made["baseline"] = baseline
     else:
