@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not _CORE_LOG.match(line)]
 
 
+def _ctrl_c(args: list[str], tmp_path: Path, ready: Callable[[subprocess.Popen], str]) -> tuple[int, str, str]:
+    """Run ``args`` in its own session until ``ready(proc)`` returns (what it read of stdout), then
+    send Ctrl-C as a terminal sends it, to the whole process group: (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=_env(tmp_path), start_new_session=True)
+    try:
+        seen = ready(proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, seen + rest, stderr
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_an_unexpected_error_in_a_ray_actor_is_one_line_and_a_log(make_toy_dataset, tmp_path: Path) -> None:
@@ -82,24 +99,19 @@ def test_an_unexpected_error_in_a_ray_actor_is_one_line_and_a_log(make_toy_datas
 def test_ctrl_c_is_one_line_that_says_the_command_resumes(make_toy_dataset, tmp_path: Path) -> None:
     dataset = make_toy_dataset(num_episodes=2, steps=(5, 6), frame_size=16)
     marker = tmp_path / "stalled"
-    # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, *_label_args(tmp_path, dataset, "stall")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=_env(tmp_path), start_new_session=True)
-    try:
+
+    def labelling(proc: subprocess.Popen) -> str:
         while not marker.exists():  # the stage is labelling inside a Ray actor
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        return ""
+
+    code, _, stderr = _ctrl_c([sys.executable, "-c", DRIVER, *_label_args(tmp_path, dataset, "stall")], tmp_path,
+                              labelling)
     lines = _lines(stderr)
     assert len(lines) == 1, stderr[-4000:]
     assert lines[0].startswith("rayrg label: interrupted") and "same command" in lines[0] and "resume" in lines[0]
-    assert proc.returncode == 130
+    assert code == 130
 
 
 @pytest.mark.slow
@@ -118,26 +130,17 @@ def test_ctrl_c_during_training_is_one_line_and_the_run_resumes(make_toy_dataset
     args = [sys.executable, "-m", "rayrg.cli", "train", "--config", str(config), "--dataset", str(labelled),
             "--out", str(tmp_path / "iql")]
 
-    def interrupt_after_a_checkpoint() -> tuple[int, str, str]:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                env=_env(tmp_path), start_new_session=True)
-        try:
-            seen = []
-            for line in proc.stdout:  # type: ignore[union-attr]
-                seen.append(line)
-                if "checkpoint saved" in line:
-                    break
-            os.killpg(proc.pid, signal.SIGINT)
-            rest, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode, "".join(seen) + rest, stderr
+    def checkpointed(proc: subprocess.Popen) -> str:
+        seen = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if "checkpoint saved" in line:
+                break
+        return "".join(seen)
 
-    code, _, stderr = interrupt_after_a_checkpoint()
+    code, _, stderr = _ctrl_c(args, tmp_path, checkpointed)
     lines = _lines(stderr)
     assert code == 130, stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith("rayrg train: interrupted") and "resume" in lines[0], stderr
-    code, stdout, stderr = interrupt_after_a_checkpoint()
+    code, stdout, stderr = _ctrl_c(args, tmp_path, checkpointed)
     assert code == 130 and re.search(r"resuming from \S+ \(step [1-9]\d*\)", stdout), stdout[-2000:]
