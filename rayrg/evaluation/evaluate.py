@@ -218,8 +218,9 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
     check_reference_policy(policy_spec, {t.env_name for t in tasks})
     from rayrg.envs.registry import has_subtask_instructions
 
-    lacking = sorted({t.env_name for t in tasks if not has_subtask_instructions(t.env_name)})
-    if config.instruction == "one_at_a_time" and lacking:
+    lacking = sorted({t.env_name for t in tasks if config.instruction == "one_at_a_time"
+                      and not has_subtask_instructions(t.env_name)})
+    if lacking:
         raise ConfigError(f"evaluation.instruction: one_at_a_time feeds each sub-task's own instruction, which "
                           f"{', '.join(lacking)} does not give (no subtask_instructions declared); use full")
     inputs = eval_inputs(config, policy_spec, tasks)
