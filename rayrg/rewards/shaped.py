@@ -12,9 +12,11 @@ about +1 per step, which can pay a policy for long episodes rather than for fini
   baseline is recorded in the column's provenance). It removes the constant per-step offset.
 * ``potential``: ``γ·Φ(s′) − Φ(s)`` with Φ the episode's running sum of ``r`` rescaled to
   [0, 1] (:func:`~rayrg.rewards.shaping.potential_from_rewards`). An episode's shaped sum
-  telescopes to about ``γ^T·Φ_T − Φ_0``, whatever its length; added to the sparse reward it
-  leaves the sparse reward's optimal policy unchanged (Ng et al. 1999) when γ is the
-  learner's own (recorded, and checked by training: :func:`~rayrg.rewards.shaping.check_gamma`).
+  telescopes to about ``γ^T·Φ_T − Φ_0``, whatever its length. It has the form of Ng et al.'s
+  (1999) policy-invariant shaping, which needs γ to be the learner's own (recorded, and checked
+  by training: :func:`~rayrg.rewards.shaping.check_gamma`); but Φ is rescaled per episode, so it
+  is not a function of the state alone and the invariance is not guaranteed — what the variant
+  does to a policy is measured (README, the label-accuracy sweep), not assumed.
   An episode with a NaN label anywhere is NaN throughout (its running sum is unknown).
 """
 
