@@ -45,10 +45,11 @@ class Observation:
     instruction: str
     subtasks_completed: int = 0
     done: bool = False  # mission finished (success) or failed for good
+    info: dict[str, Any] = field(default_factory=dict)
     # The sub-tasks' own instructions in order, set at reset by an environment that declares
     # subtask_instructions (rayrg.envs.registry): what the one-at-a-time evaluation mode feeds.
+    # Last, so environments that build an Observation positionally keep working.
     subtask_instructions: tuple[str, ...] = ()
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskEnv(abc.ABC):
