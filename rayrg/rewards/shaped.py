@@ -31,7 +31,7 @@ from pydantic import Field
 
 from rayrg.config import StageConfig
 from rayrg.contracts.versions import DatasetError
-from rayrg.data.access import Dataset
+from rayrg.data.access import Dataset, episode_ends
 from rayrg.rewards.base import REWARD_PREFIX, fuse_rewards, sparse_rewards, write_labelled_dataset
 from rayrg.rewards.declarations import OutputColumn
 from rayrg.rewards.registry import LabelMethod
@@ -58,13 +58,6 @@ class ShapeConfig(StageConfig):
     @property
     def out_column(self) -> str:
         return f"{self.column}_{self.variant}"
-
-
-def _episodes(episode_id: np.ndarray) -> list[np.ndarray]:
-    """Row indices of each episode (rows are in step order within an episode)."""
-    _, inverse = np.unique(episode_id, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
 
 
 def potential_variant(reward: np.ndarray, gamma: float) -> np.ndarray:
@@ -102,9 +95,9 @@ def label_shape(config: ShapeConfig, dataset: Path, out: Path, *, address: str |
         if config.variant == "centred":
             shaped = centred(dense, baseline)
         else:
-            shaped = np.empty(dense.size, dtype=np.float32)
-            for rows in _episodes(shard.column("episode_id").to_numpy(zero_copy_only=False)):
-                shaped[rows] = potential_variant(dense[rows], config.gamma)
+            # Rows are grouped by episode in step order, as datasets are written (episode_ends).
+            ends = episode_ends(shard.column("episode_id")).nonzero()[0] + 1
+            shaped = np.concatenate([potential_variant(r, config.gamma) for r in np.split(dense, ends[:-1])])
         columns = {config.out_column: shaped}
         if needs_sparse:
             sparse = sparse_rewards(shard.column("episode_id"), shard.column("success"))
