@@ -296,16 +296,17 @@ class ExperimentConfig(StageConfig):
     def _check_shaping_gamma(self) -> None:
         """Refuse, before anything is labelled, a method trained with another γ than its reward
         column was shaped with (training would refuse it after the labels were paid for)."""
-        from rayrg.rewards.registry import get_method
+        from rayrg.rewards.registry import method_of
 
+        trained_gamma = {name: self.train_config(name, 0).gamma for name in self.methods}
         for i, label in enumerate(self.labels):
             gamma = getattr(label, "gamma", None)
-            method = get_method(label.method) if isinstance(label, StageConfig) and gamma is not None else None
+            method = method_of(label) if isinstance(label, StageConfig) and gamma is not None else None
             if method is None or method.outputs is None:
                 continue
             made = {c.name for c in method.outputs(label)}
             for name, spec in self.methods.items():
-                trained = self.train_config(name, 0).gamma
+                trained = trained_gamma[name]
                 if spec.reward_column in made and abs(trained - gamma) > 1e-9:
                     raise ValueError(f"methods.{name} trains on {spec.reward_column} with gamma {trained}, but "
                                      f"labels[{i}] ({label.method}) shapes it with gamma {gamma}; potential-based "
