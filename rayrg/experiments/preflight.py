@@ -135,21 +135,13 @@ def _out_problem(config: ExperimentConfig, problems: list[str]) -> None:
     """A URI ``out`` is written to and deleted from once (:func:`rayrg.storage.check_writable`):
     a typo, missing credentials, a missing bucket or no permission is one line here, before
     any work. A local ``out`` is made by the run itself, as before."""
-    import os
-
-    from rayrg.config import URI_PATTERN
     from rayrg.experiments.runner import out_location
-    from rayrg.storage import STORAGE_ENV, StorageError, check_writable
+    from rayrg.storage import STORAGE_ENV, StorageError, check_writable, is_uri, storage_root
 
     # Name the setting the user gave: a relative out lands under storage: (or $RAYRG_STORAGE).
-    if URI_PATTERN.match(config.out) or Path(config.out).is_absolute():
-        key = "out"
-    elif config.storage:
-        key = f"storage (out: {config.out})"
-    elif os.environ.get(STORAGE_ENV):
-        key = f"{STORAGE_ENV} (out: {config.out})"
-    else:
-        key = "out"
+    key = "out"
+    if not is_uri(config.out) and not Path(config.out).is_absolute() and storage_root(config.storage):
+        key = f"{'storage' if config.storage else STORAGE_ENV} (out: {config.out})"
     try:
         location = out_location(config)
         if not location.is_local:
