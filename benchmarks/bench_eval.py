@@ -71,10 +71,11 @@ def episodes_per_second(tasks, num_actors: int, seeds: list[int], env_settings: 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--actors", type=int, default=2, help="N (default: 2, the cores here)")
-    parser.add_argument("--seeds", type=int, default=8)
-    # The stand-in controller makes a THOR episode ~6 ms of actor work: with 12 tasks (192
-    # episodes, ~1 s) the actors' start-up inside the timer was the whole measurement (1.05x).
-    parser.add_argument("--thor-tasks", type=int, default=240, help="THOR tasks (x 2 modes x seeds episodes)")
+    parser.add_argument("--seeds", type=int, default=16, help="BabyAI: 12 tasks x 2 modes x seeds episodes")
+    # The stand-in controller makes a THOR episode ~1 ms of actor work: with 12 tasks (192
+    # episodes) the actors' start-up inside the timer was the whole measurement (1.05x), and with
+    # 240 (3,840 episodes, ~3 s) still a quarter of it; 480 tasks x 16 seeds run ~15 s on one actor.
+    parser.add_argument("--thor-tasks", type=int, default=480, help="THOR tasks (x 2 modes x seeds episodes)")
     args = parser.parse_args()
     # local Ray workers inherit these: they import this module (the THOR stand-in's registration)
     root = str(Path(__file__).resolve().parents[1])

@@ -2,9 +2,11 @@
 
 Work items are (task, mode, seed). An actor runs up to ``envs_per_actor`` items in lockstep
 so a learned policy is called once per step for all of them (batched; on GPU when the actor
-has one). Results are written per finished chunk as small Parquet files under
-``<out>/episodes/`` (:mod:`rayrg.contracts.episodes`); a re-run reads them and runs only the missing items (an interrupted
-evaluation resumes). ``<out>/summary.json`` holds the aggregate with 95 % CIs.
+has one). Each actor holds two chunks, so it starts the next while the driver takes the last
+one's rows; a chunk grows to about a second of work when episodes are short. Finished rows are written as Parquet files under ``<out>/episodes/``
+(:mod:`rayrg.contracts.episodes`) every few seconds, and when the stage ends or fails; a re-run
+reads them and runs only the missing items (an interrupted evaluation resumes).
+``<out>/summary.json`` holds the aggregate with 95 % CIs.
 
 ``out``, the policy checkpoint and the tasks file may each be a storage URI (``s3://…``).
 The actors only return rows; the driver writes every file, so no actor writes to its
@@ -17,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -108,18 +112,87 @@ class EvalActor:
         self.policy = load_episode_policy(policy_spec, num_actions, self.config.policy_device)
         # Environments live as long as the actor: a simulator such as THOR starts once per env.
         self.envs: list[Any] = []
+        self.finished: list[dict[str, Any]] = []  # rows of a chunk that failed part-way
 
-    def run(self, items: list[tuple[EvalTask, str, int]]) -> list[dict[str, Any]]:
+    def run(self, items: list[tuple[EvalTask, str, int]]) -> tuple[list[dict[str, Any]], float]:
+        """Rows of ``items``, run ``envs_per_actor`` at a time in lockstep, and the seconds taken.
+        If a group fails, the rows of the groups before it wait in ``finished`` for the driver."""
         from rayrg.envs.registry import make_task_env
 
-        while len(self.envs) < len(items):
+        start, group, rows = time.perf_counter(), self.config.envs_per_actor, []
+        while len(self.envs) < min(group, len(items)):
             self.envs.append(make_task_env(items[0][0].env_name, self.config.env_settings))
-        return run_items(self.envs, self.policy, items, self.config)
+        try:
+            for i in range(0, len(items), group):
+                rows.extend(run_items(self.envs, self.policy, items[i:i + group], self.config))
+        except BaseException:
+            self.finished = rows
+            raise
+        return rows, time.perf_counter() - start
+
+    def take_finished(self) -> list[dict[str, Any]]:
+        rows, self.finished = self.finished, []
+        return rows
 
     def close(self) -> None:
         for env in self.envs:
             env.close()  # simulator subprocesses must not outlive the actor
         self.envs = []
+
+
+# Finished episodes reach <out>/episodes/ within this many seconds (or rows) of finishing.
+FLUSH_SECONDS = 5.0
+FLUSH_ROWS = 512
+# Chunks queued on each actor: it starts the next while the driver takes the last one's rows
+# (ray.util.ActorPool holds one per actor, which left the actors idle on every hand-off).
+CHUNKS_IN_FLIGHT = 2
+# A chunk grows (in lockstep groups of envs_per_actor items, up to MAX_GROUPS) until it takes
+# about CHUNK_SECONDS: with episodes of a millisecond (a cheap simulator), Ray's cost per call
+# and per result was what two actors shared, not the episodes; long episodes keep chunks of one
+# group, so a progress bar and a crash never wait on more than one group per actor.
+CHUNK_SECONDS = 1.0
+MAX_GROUPS = 16
+
+
+def _chunk_results(actors: list[Any], todo: list[tuple[EvalTask, str, int]],
+                   group: int) -> Iterator[list[dict[str, Any]]]:
+    """Rows of every item of ``todo``, a chunk at a time in the order chunks finish, with
+    CHUNKS_IN_FLIGHT chunks per actor. A chunk that fails yields the rows its actor finished
+    before the failure, then raises it."""
+    import ray
+
+    position, groups = 0, 1
+    pending: dict[Any, Any] = {}
+
+    def submit(actor: Any) -> None:
+        nonlocal position
+        if position < len(todo):
+            # never so big that one actor still runs the tail while the others are idle
+            share = -(-(len(todo) - position) // (4 * len(actors)))
+            size = group * max(1, min(groups, -(-share // group)))
+            pending[actor.run.remote(todo[position:position + size])] = actor
+            position += size
+
+    for _ in range(CHUNKS_IN_FLIGHT):
+        for actor in actors:
+            submit(actor)
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        actor = pending.pop(ref)
+        try:
+            rows, seconds = ray.get(ref)
+        except Exception:
+            try:
+                finished = ray.get(actor.take_finished.remote())
+            except Exception:  # the actor itself is gone: nothing of that chunk survives
+                finished = []
+            if finished:
+                yield finished
+            raise
+        per_group = seconds / max(1, -(-len(rows) // group))
+        groups = max(1, min(MAX_GROUPS, int(CHUNK_SECONDS / max(per_group, 1e-6))))
+        submit(actor)
+        yield rows
 
 
 def check_policy(policy_spec: str) -> None:
@@ -199,7 +272,6 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
     (task, mode, seed) items run; episodes of another policy or other tasks are never reused.
     """
     import ray
-    from ray.util import ActorPool
     from tqdm import tqdm
 
     from rayrg.envs.registry import action_names
@@ -249,7 +321,6 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
         print(f"[rayrg] evaluate: {len(done)} episodes done earlier in {out}; {len(todo)} to run", flush=True)
     if todo:
         init_ray(address)
-        chunks = [todo[i:i + config.envs_per_actor] for i in range(0, len(todo), config.envs_per_actor)]
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         # placement_group=None: never inherit a caller's placement group (a Tune trial or a Train
@@ -258,18 +329,33 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
             scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
         num_actions = len(action_names(next(iter(env_names))))
         actors = [actor_cls.remote(policy_spec, config.to_dict(), num_actions)
-                  for _ in range(min(config.num_actors, len(chunks)))]
-        pool = ActorPool(actors)
+                  for _ in range(min(config.num_actors, -(-len(todo) // config.envs_per_actor)))]
         bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="evaluate", unit="episode",
                    disable=not progress)
+        unwritten: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            if unwritten:
+                name = hashlib.sha256("".join(item_key(r["task_id"], r["mode"], r["seed"]) for r in unwritten)
+                                      .encode()).hexdigest()[:16]
+                write_episodes(episodes_dir, name, unwritten)
+                unwritten.clear()
+
         # An actor that fails (its policy, env or tasks) fails the stage as one user line;
-        # chunks finished before it stay written.
-        for rows in stage_errors_iter(pool.map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)):
-            name = hashlib.sha256("".join(item_key(r["task_id"], r["mode"], r["seed"]) for r in rows)
-                                  .encode()).hexdigest()[:16]
-            write_episodes(episodes_dir, name, rows)
-            done_rows.extend(rows)
-            bar.update(len(rows))
+        # episodes finished before it are written first.
+        last_flush = time.monotonic()
+        try:
+            for rows in stage_errors_iter(_chunk_results(actors, todo, config.envs_per_actor)):
+                unwritten.extend(rows)
+                done_rows.extend(rows)
+                bar.update(len(rows))
+                # One file per chunk cost the driver more than a short episode (a Parquet write
+                # each, many small objects on S3): write every FLUSH_SECONDS or FLUSH_ROWS.
+                if len(unwritten) >= FLUSH_ROWS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    flush()
+                    last_flush = time.monotonic()
+        finally:
+            flush()
         bar.close()
         ray.get([actor.close.remote() for actor in actors])
         for actor in actors:

@@ -2,10 +2,13 @@
 
 ``tests/conftest.py`` imports this module and names it in ``RAYRG_PLUGINS``, so Ray workers
 and ``rayrg`` subprocesses that meet ``env_name: toy`` in a synthetic dataset register it too.
-The simulator is a counter: every ``forward`` completes the next sub-task.
+The simulator is a counter: every ``forward`` completes the next sub-task. Settings
+``fail_task`` and ``fail_while`` (a file): reset raises on that task while the file exists.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +24,7 @@ class ToyTaskEnv(TaskEnv):
 
     def __init__(self, settings: dict) -> None:
         self.frame_size = int(settings.get("frame_size", 8))
+        self.fail_task, self.fail_while = settings.get("fail_task"), settings.get("fail_while")
         self.task: EvalTask | None = None
         self.completed = 0
 
@@ -31,6 +35,8 @@ class ToyTaskEnv(TaskEnv):
         return Observation(frame, self.task.instruction, self.completed, done, {"success": done})
 
     def reset(self, task: EvalTask, mode: InitMode = "fixed", rng_seed: int = 0) -> Observation:
+        if task.task_id == self.fail_task and self.fail_while and Path(self.fail_while).exists():
+            raise ValueError(f"toy simulator failed on {task.task_id}")
         self.task, self.completed = task, 0
         return self._observation()
 

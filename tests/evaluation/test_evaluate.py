@@ -44,6 +44,40 @@ def test_resume_runs_only_missing_items(tasks, tmp_path: Path, ray_local) -> Non
     assert json.loads((out / "summary.json").read_text())["episodes"] == 6
 
 
+def test_a_failing_actor_keeps_the_episodes_finished_before_it(tmp_path: Path, ray_local) -> None:
+    """Rows are written in batches: a failure must still write every episode finished before it,
+    and the re-run runs only the rest."""
+    from rayrg.envs.base import EvalTask
+
+    tasks = [EvalTask(task_id=f"t{i}", env_name="toy", instruction="go", num_subtasks=1, seed=i, expert_steps=1)
+             for i in range(8)]
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    config = EvalConfig(modes=["fixed"], seeds=[0], num_actors=1, envs_per_actor=1,
+                        env_settings={"fail_task": "t5", "fail_while": str(marker)})
+    out = tmp_path / "ev"
+    with pytest.raises(ValueError, match="toy simulator failed on t5"):
+        evaluate(config, "random", out, tasks=tasks, progress=False)
+    from rayrg.contracts.episodes import read_episodes
+
+    # one actor runs its chunks in order: t0..t4 finished before t5 failed (t6, queued, may have)
+    kept = {r["task_id"] for r in read_episodes(out / "episodes")}
+    assert {"t0", "t1", "t2", "t3", "t4"} <= kept and "t5" not in kept
+    files = set((out / "episodes").glob("*.parquet"))
+    marker.unlink()
+    summary = evaluate(config, "random", out, tasks=tasks, progress=False)
+    assert summary["episodes"] == 8
+    new = [f for f in (out / "episodes").glob("*.parquet") if f not in files]
+    rerun = {r["task_id"] for f in new for r in read_episodes_file(f)}
+    assert rerun == {f"t{i}" for i in range(8)} - kept
+
+
+def read_episodes_file(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def test_return_and_aggregation_with_ci() -> None:
     assert episode_return(2, 4) == 0.5 and episode_return(5, 4) == 1.0
     rows = [{"mode": "fixed", "num_subtasks": 2, "return": v} for v in (0.0, 0.5, 1.0)]
