@@ -146,14 +146,17 @@ def main() -> None:
         runs = {}
         for name, directory in (("small", small_dir), ("big", big_dir)):
             server.stats.first_request_at = None
+            area = server.stats.occupancy()
             with RSSSampler() as rss:
                 elapsed, ok, calls = label_once(config, directory, tmp / f"cache_{name}", tmp / f"out_{name}")
+            occupancy = (server.stats.occupancy() - area) / elapsed
             runs[name] = (elapsed, ok, calls, rss.driver_peak, rss.workers_peak)
             n = small if name == "small" else args.windows
             print(f"{n} windows: {elapsed:.1f}s labelled={ok} calls={calls} windows/s={n / elapsed:.1f} "
                   f"bound={bound:.1f} driver peak RSS={rss.driver_peak / 2**20:.0f} MiB "
                   f"workers peak RSS={rss.workers_peak / 2**20:.0f} MiB "
-                  f"load={psutil.getloadavg()[0]:.2f}", flush=True)
+                  f"load={psutil.getloadavg()[0]:.2f} mean requests in flight at the server={occupancy:.0f} "
+                  f"of C={args.concurrency}", flush=True)
         calls_before = server.stats.requests
         with RSSSampler() as rss:
             rerun_s, rerun_ok, rerun_calls = label_once(config, big_dir, tmp / "cache_big", tmp / "out_rerun")

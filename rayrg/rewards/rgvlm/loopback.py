@@ -53,6 +53,21 @@ class Stats:
     auth_headers: set = field(default_factory=set)
     first_request_at: float | None = None  # time.monotonic()
     last_answer_at: float | None = None
+    # Requests being handled now, and its integral over time (request-seconds): the mean number
+    # in flight over a span is the change of the integral over the span's length.
+    in_flight: int = 0
+    in_flight_seconds: float = 0.0
+    _since: float = 0.0
+
+    def _count(self, delta: int) -> None:
+        now = time.monotonic()
+        self.in_flight_seconds += self.in_flight * (now - self._since) if self._since else 0.0
+        self.in_flight, self._since = self.in_flight + delta, now
+
+    def occupancy(self) -> float:
+        """The integral up to now (request-seconds), for mean in-flight figures."""
+        self._count(0)
+        return self.in_flight_seconds
 
 
 def _window_digest(messages: list[dict[str, Any]]) -> str:
@@ -143,6 +158,13 @@ class LoopbackServer:
         self._loop.call_soon_threadsafe(self._release.set)
 
     async def _handle(self, request):
+        self.stats._count(+1)
+        try:
+            return await self._answer(request)
+        finally:
+            self.stats._count(-1)
+
+    async def _answer(self, request):
         from aiohttp import web
 
         stats, faults = self.stats, self.faults
