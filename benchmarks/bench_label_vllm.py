@@ -27,7 +27,10 @@ warm-up seconds are printed separately and are in no ratio.
     requests (rayrg's request bodies, turn 2 right after each window's turn 1, all windows in
     flight) to the same server, after a warm-up pass on the warm-up windows. (d) vs (a) is
     what ``vllm serve``'s own HTTP/API layer costs; (c) vs (d) is what rayrg's client and Ray
-    Data cost on top. That is where the OpenAI path's time goes.
+    Data cost on top. That is where the OpenAI path's time goes. Beside (c) and (d), the CPU
+    seconds each group of processes used (vllm serve's API process and engine, this process,
+    Ray's processes): on a machine where client and server share the cores, client CPU is
+    server time lost.
 
 Needs ``.venv-vllm`` (``make vllm-venv``)::
 
@@ -192,14 +195,43 @@ def through_ray_data_vllm(model: Path, table: pa.Table, warmup: pa.Table) -> dic
             "engine_s": engine_s, "delivery_s": back - me}
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by: vllm serve's API process, its engine (the rest of
+    its session), this process, Ray's processes (GCS, raylet, dashboard, workers), the rest."""
+    import psutil
+
+    procs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            times, sid = proc.cpu_times(), os.getsid(proc.pid)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+        procs.append((proc.pid, sid, " ".join(proc.info["cmdline"] or []), times.user + times.system))
+    server_sessions = {sid for _, sid, cmd, _ in procs if "vllm.entrypoints" in cmd}
+    out = {"vllm API process": 0.0, "vllm engine": 0.0, "this process": 0.0, "Ray": 0.0, "other": 0.0}
+    for pid, sid, cmd, seconds in procs:
+        group = (("vllm API process" if "vllm.entrypoints" in cmd else "vllm engine") if sid in server_sessions
+                 else "this process" if pid == os.getpid()
+                 else "Ray" if cmd.startswith("ray::") or "/ray/" in cmd else "other")
+        out[group] += seconds
+    return out
+
+
+def cpu_used(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per group since ``before`` (a :func:`cpu_seconds`)."""
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in cpu_seconds().items()}
+
+
 def through_openai(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
     """(c): a warm-up pipeline, then the measured one (its own light actor)."""
     s0, b0, _ = timed_pipeline(cfg, warmup)
+    cpu = cpu_seconds()
     submitted, back, labels = timed_pipeline(cfg, table)
+    cpu = cpu_used(cpu)
     start, end, rows = calls_of(labels, set(table.column("window_id").to_pylist()))
     return {"warm_s": b0 - s0, "pipeline_start_s": start - submitted, "run_s": end - start,
             "wall_s": back - submitted, "delivery_s": back - end, "labels": rows,
-            "calls": len(set(rows.column("call_start").to_pylist()))}
+            "calls": len(set(rows.column("call_start").to_pylist())), "cpu": cpu}
 
 
 def raw_client(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
@@ -232,7 +264,9 @@ def raw_client(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
             return time.perf_counter() - t0
 
     try:
-        return {"warm_s": asyncio.run(run(warmup)), "run_s": asyncio.run(run(table))}
+        warm_s = asyncio.run(run(warmup))
+        cpu = cpu_seconds()
+        return {"warm_s": warm_s, "run_s": asyncio.run(run(table)), "cpu": cpu_used(cpu)}
     finally:
         backend.close()
 
@@ -301,9 +335,11 @@ def main() -> None:
           f"pipeline + actor start {c['pipeline_start_s']:.2f} s, results to the driver {c['delivery_s']:.3f} s "
           f"(submit to last answer {c['wall_s']:.2f} s = {n / c['wall_s']:.2f} windows/s); "
           f"prefix-cache hit rate {sc['prefix_cache_hit_rate']:.2f}", flush=True)
+    print(f"    CPU seconds from submit to last answer ({c['wall_s']:.2f} s wall, 2 cores): {c['cpu']}", flush=True)
     wps_d = n / d["run_s"]
     print(f"(d) raw aiohttp client over vllm serve (plain process): warm-up {d['warm_s']:.2f} s, "
           f"run {d['run_s']:.2f} s, {wps_d:.2f} windows/s", flush=True)
+    print(f"    CPU seconds in the run: {d['cpu']}", flush=True)
     print(json.dumps({"windows": n, "bare_wps": round(wps_a, 3), "rayrg_vllm_wps": round(wps_b, 3),
                       "openai_serve_wps": round(wps_c, 3), "raw_client_serve_wps": round(wps_d, 3)}))
     print(f"vllm backend vs bare engine: {wps_b / wps_a:.2f}x")
