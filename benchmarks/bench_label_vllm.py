@@ -113,9 +113,9 @@ def bare_engine(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any
     t0 = time.perf_counter()
     both_turns(warmup)
     warm_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), cpu_seconds()
     first, second = both_turns(table)
-    run_s = time.perf_counter() - t0
+    run_s, cpu = time.perf_counter() - t0, cpu_used(cpu)
     block = getattr(getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None), "block_size", None)
     vision_start = llm.get_tokenizer().convert_tokens_to_ids("<|vision_start|>")
     llm.llm_engine.engine_core.shutdown()
@@ -124,7 +124,7 @@ def bare_engine(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any
         return sum(len(o.prompt_token_ids) for o in outs), sum(o.num_cached_tokens or 0 for o in outs)
 
     (p1_tok, c1), (p2_tok, c2) = tokens(first), tokens(second)
-    return {"start_s": start_s, "warm_s": warm_s, "run_s": run_s, "block": block,
+    return {"start_s": start_s, "warm_s": warm_s, "run_s": run_s, "block": block, "cpu": cpu,
             "turn1_prompt": p1_tok / len(first), "turn1_generated": sum(len(o.outputs[0].token_ids) for o in first) / len(first),
             "turn2_prompt": p2_tok / len(second), "turn1_cached": c1 / len(first), "turn2_cached": c2 / len(second),
             "before_image": first[0].prompt_token_ids.index(vision_start),
@@ -294,6 +294,7 @@ def main() -> None:
     wps_a = n / a["run_s"]
     print(f"(a) bare LLM.chat, both turns batched: engine start {a['start_s']:.1f} s, warm-up {a['warm_s']:.2f} s, "
           f"run {a['run_s']:.2f} s, {wps_a:.2f} windows/s", flush=True)
+    print(f"    CPU seconds in the run (the engine core process is 'other'): {a['cpu']}", flush=True)
     print(f"    prefix cache (block {a['block']} tokens): turn 1 prompt {a['turn1_prompt']:.0f} tokens "
           f"({a['before_image']} before the image), {a['turn1_generated']:.0f} generated, "
           f"cached {a['turn1_cached']:.0f}; turn 2 prompt {a['turn2_prompt']:.0f}, cached {a['turn2_cached']:.0f} "

@@ -3,9 +3,10 @@
 Work items are (task, mode, seed). An actor runs up to ``envs_per_actor`` items in lockstep
 so a learned policy is called once per step for all of them (batched; on GPU when the actor
 has one). Each actor holds two chunks, so it starts the next while the driver takes the last
-one's rows; a chunk grows to about a second of work when episodes are short. Finished rows are written as Parquet files under ``<out>/episodes/``
-(:mod:`rayrg.contracts.episodes`) every few seconds, and when the stage ends or fails; a re-run
-reads them and runs only the missing items (an interrupted evaluation resumes).
+one's rows; a chunk grows to about a second of work when episodes are short. Finished rows are
+written as Parquet files under ``<out>/episodes/`` (:mod:`rayrg.contracts.episodes`) every few
+seconds, and when the stage ends or fails; a re-run reads them and runs only the missing items
+(an interrupted evaluation resumes).
 ``<out>/summary.json`` holds the aggregate with 95 % CIs.
 
 ``out``, the policy checkpoint and the tasks file may each be a storage URI (``s3://…``).

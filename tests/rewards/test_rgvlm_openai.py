@@ -53,6 +53,19 @@ def test_two_turns_structured_output_and_key_header() -> None:
         assert a.input_tokens > 0 and a.output_tokens > 0
 
 
+def test_loopback_counts_requests_in_flight() -> None:
+    """bench_label_scale reads the server's mean concurrency from this integral: 8 windows at
+    once, 2 requests each held >= 0.2 s, is >= 3.2 request-seconds, at most 8 in flight over
+    the span, and nothing stays counted."""
+    with LoopbackServer(Faults(latency_s=0.2)) as server:
+        before, start = server.stats.occupancy(), time.monotonic()
+        answers = _label(server, [window_row(i) for i in range(8)], max_in_flight=8)
+        area, span = server.stats.occupancy() - before, time.monotonic() - start
+    assert all(a.scores is not None for a in answers)
+    assert server.stats.in_flight == 0
+    assert 8 * 2 * 0.2 <= area <= 8 * span
+
+
 def test_faults_end_labelled_or_failed_with_reason() -> None:
     """20 % injected 429/500 and 5 % malformed answers: nothing crashes, every window ends somewhere."""
     rows = [window_row(i) for i in range(60)]

@@ -59,15 +59,16 @@ class Stats:
     in_flight_seconds: float = 0.0
     _since: float = 0.0
 
-    def _count(self, delta: int) -> None:
+    def _count(self, delta: int) -> None:  # on the server's event loop only
         now = time.monotonic()
         self.in_flight_seconds += self.in_flight * (now - self._since) if self._since else 0.0
         self.in_flight, self._since = self.in_flight + delta, now
 
     def occupancy(self) -> float:
-        """The integral up to now (request-seconds), for mean in-flight figures."""
-        self._count(0)
-        return self.in_flight_seconds
+        """The integral up to now (request-seconds), for mean in-flight figures. Read-only: the
+        server's thread is the only writer (a write from here could lose its increment)."""
+        in_flight, since, area = self.in_flight, self._since, self.in_flight_seconds
+        return area + in_flight * (time.monotonic() - since) if since else area
 
 
 def _window_digest(messages: list[dict[str, Any]]) -> str:
