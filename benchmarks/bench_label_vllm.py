@@ -144,8 +144,9 @@ class TimedLabeller(_pipeline._WindowLabeller):
     made the earlier first-batch timer report 40x)."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.time()
-        return _stamp(super().__call__(batch), started)
+        started, cpu = time.time(), cpu_seconds()
+        out = _stamp(super().__call__(batch), started)
+        return out.append_column("call_cpu", pa.array([json.dumps(cpu_used(cpu))] * out.num_rows))
 
 
 class TimedAsyncLabeller(_pipeline._AsyncWindowLabeller):
@@ -192,14 +193,23 @@ def through_ray_data_vllm(model: Path, table: pa.Table, warmup: pa.Table) -> dic
         raise SystemExit("(b): warm-up and measured windows overlapped in one call; no run figure")
     engine_s = float(pc.sum(rows.column("latency_s")).as_py())  # label_batch: engine time / window
     return {"start_s": we - submitted, "run_s": me - we, "handoff_s": ms - we, "call_s": me - ms,
-            "engine_s": engine_s, "delivery_s": back - me}
+            "engine_s": engine_s, "delivery_s": back - me, "cpu": json.loads(rows.column("call_cpu")[0].as_py())}
+
+
+# The benchmark's own process: Ray actors find it here (they inherit the environment).
+DRIVER_PID_ENV = "RAYRG_BENCH_DRIVER_PID"
 
 
 def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by: vllm serve's API process, its engine (the rest of
-    its session), this process, Ray's processes (GCS, raylet, dashboard, workers), the rest."""
+    """CPU seconds (user + system) used so far, by group: vllm serve's API process and its
+    engine (the rest of its session); the calling process and its child processes (an
+    in-process engine's core process); the benchmark's driver (when called from an actor);
+    Ray's processes (GCS, raylet, dashboard, other workers); the rest."""
     import psutil
 
+    me = os.getpid()
+    driver = int(os.environ.get(DRIVER_PID_ENV, me))
+    children = {c.pid for c in psutil.Process(me).children(recursive=True)}
     procs = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -208,13 +218,15 @@ def cpu_seconds() -> dict[str, float]:
             continue
         procs.append((proc.pid, sid, " ".join(proc.info["cmdline"] or []), times.user + times.system))
     server_sessions = {sid for _, sid, cmd, _ in procs if "vllm.entrypoints" in cmd}
-    out = {"vllm API process": 0.0, "vllm engine": 0.0, "this process": 0.0, "Ray": 0.0, "other": 0.0}
+    out = {"vllm API process": 0.0, "vllm engine": 0.0, "this process": 0.0, "its child processes": 0.0,
+           "driver": 0.0, "Ray": 0.0, "other": 0.0}
     for pid, sid, cmd, seconds in procs:
         group = (("vllm API process" if "vllm.entrypoints" in cmd else "vllm engine") if sid in server_sessions
-                 else "this process" if pid == os.getpid()
+                 else "this process" if pid == me else "its child processes" if pid in children
+                 else "driver" if pid == driver
                  else "Ray" if cmd.startswith("ray::") or "/ray/" in cmd else "other")
         out[group] += seconds
-    return out
+    return {k: v for k, v in out.items() if k != "driver" or driver != me}
 
 
 def cpu_used(before: dict[str, float]) -> dict[str, float]:
@@ -294,12 +306,13 @@ def main() -> None:
     wps_a = n / a["run_s"]
     print(f"(a) bare LLM.chat, both turns batched: engine start {a['start_s']:.1f} s, warm-up {a['warm_s']:.2f} s, "
           f"run {a['run_s']:.2f} s, {wps_a:.2f} windows/s", flush=True)
-    print(f"    CPU seconds in the run (the engine core process is 'other'): {a['cpu']}", flush=True)
+    print(f"    CPU seconds in the run: {a['cpu']}", flush=True)
     print(f"    prefix cache (block {a['block']} tokens): turn 1 prompt {a['turn1_prompt']:.0f} tokens "
           f"({a['before_image']} before the image), {a['turn1_generated']:.0f} generated, "
           f"cached {a['turn1_cached']:.0f}; turn 2 prompt {a['turn2_prompt']:.0f}, cached {a['turn2_cached']:.0f} "
           f"({a['turn2_cached'] / a['turn2_prompt']:.2f}); both turns {a['hit_rate']:.2f}", flush=True)
 
+    os.environ[DRIVER_PID_ENV] = str(os.getpid())
     init_ray(num_cpus=2)
     quiet_ray_data()
     wps_b = float("nan")
@@ -311,6 +324,7 @@ def main() -> None:
         print(f"    run = Ray Data hand-off {b['handoff_s']:.3f} s + labeller call {b['call_s']:.2f} s, of which "
               f"engine (both LLM.chat) {b['engine_s']:.2f} s; results to the driver {b['delivery_s']:.3f} s after",
               flush=True)
+        print(f"    CPU seconds in the labeller call ('this process' is the actor): {b['cpu']}", flush=True)
 
     serve_args = ["--max-model-len", "4096", "--enable-prefix-caching", "--enable-prompt-tokens-details",
                   "--gpu-memory-utilization", str(MEM), "--limit-mm-per-prompt", '{"image": 1}',

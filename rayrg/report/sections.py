@@ -81,7 +81,10 @@ def design(manifest: Manifest, results: Sequence[Mapping[str, Any]]) -> tuple[st
     if gen:
         numbers.update({"training_episodes_per_length": gen.get("episodes_per_count"),
                         "validation_tasks_per_length": gen.get("val_tasks_per_count"),
-                        "random_action_fraction": gen.get("noise")})
+                        "random_action_fraction": gen.get("noise"),
+                        "protocol": gen.get("protocol") or "missions"})
+        if numbers["protocol"] == "skills":  # how suboptimal the skills are, beside ε
+            numbers.update({k: gen.get(k) for k in ("abandon_prob", "detour_prob") if gen.get(k) is not None})
     if manifest.data is not None:
         try:
             from rayrg.contracts.datasets import read_metadata
@@ -104,8 +107,11 @@ def design(manifest: Manifest, results: Sequence[Mapping[str, Any]]) -> tuple[st
         ["training data", (f"{numbers['training_episodes']} episodes, {numbers['training_transitions']} "
                            "transitions" if numbers.get("training_episodes") is not None else "—")
          + (f" ({numbers['training_episodes_per_length']} per mission length, "
-            f"{100 * float(numbers['random_action_fraction']):.0f} % random actions)"
-            if numbers.get("training_episodes_per_length") is not None else "")],
+            f"{100 * float(numbers['random_action_fraction']):.0f} % random actions"
+            + "".join(f", {label} {float(numbers[key]):g}" for key, label in
+                      (("abandon_prob", "skills abandoned first with p"), ("detour_prob", "detours with p per step"))
+                      if key in numbers)
+            + ")" if numbers.get("training_episodes_per_length") is not None else "")],
         ["evaluation starts × evaluation seeds", f"{numbers['eval_modes']} × {numbers['eval_seeds']}"],
         ["instruction a learned policy sees", "the chained mission's full instruction (`evaluation.instruction: "
                                               "full`)" if numbers["instruction"] == "full" else

@@ -34,7 +34,7 @@ def _episodes(directory: Path, p: float, seed: int, eval_seeds: int = 1, determi
     write_episodes(episodes_dir(directory), "a", rows)
 
 
-def _report(tmp_path: Path, variant: str | None = None) -> tuple[str, dict]:
+def _report(tmp_path: Path, variant: str | None = None, generate: dict | None = None) -> tuple[str, dict]:
     evaluations, train = [], []
     for method, p in METHODS:
         for seed in (0, 1, 2):
@@ -56,7 +56,7 @@ def _report(tmp_path: Path, variant: str | None = None) -> tuple[str, dict]:
     manifest = Manifest.model_validate({
         "name": "t", "methods": {m: {"display_name": m} for m, _ in METHODS}, "train": train,
         "config": {"data": {"source": "babyai", "generate": {"episodes_per_count": 64, "val_tasks_per_count": 8,
-                                                             "noise": 0.2}},
+                                                             "noise": 0.2, **(generate or {})}},
                    "seeds": [0, 1, 2], "train": train_config,
                    "evaluation": {"modes": ["fixed", "randomized"], "seeds": [0, 1, 2]}},
         "evaluations": evaluations, "comparisons": [["dense+sparse", "dense"], ["dense+sparse", "sparse"]],
@@ -81,6 +81,11 @@ def test_design_split_and_reward_variant_with_numbers(tmp_path: Path) -> None:
     assert "(Figure-4 analogue; test split)" in md and numbers["evaluation"]["split"] == "test"
     md2, numbers2 = _report(tmp_path / "centred", variant="centred")
     assert numbers2["design"]["reward_variant"] == "centred" and "| reward variant | centred |" in md2
+    assert "20 % random actions)" in md and "abandoned" not in md
+    md3, numbers3 = _report(tmp_path / "skills", generate={"protocol": "skills", "abandon_prob": 0.5,
+                                                           "detour_prob": 0.05})
+    assert numbers3["design"]["abandon_prob"] == 0.5 and numbers3["design"]["protocol"] == "skills"
+    assert "20 % random actions, skills abandoned first with p 0.5, detours with p per step 0.05)" in md3
 
 
 def test_every_term_is_defined_with_the_random_drop_explained(tmp_path: Path) -> None:
