@@ -186,9 +186,10 @@ def calls_of(labels: pa.Table, ids: set[str]) -> tuple[float, float, pa.Table]:
 def through_ray_data_vllm(model: Path, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
     """(b): one dataset of two blocks (warm-up, measured), batch_size one block, one actor."""
     submitted, back, labels = timed_pipeline(vllm_cfg(model, table.num_rows), [warmup, table])
-    (ws, we, _), (ms, me, rows) = (calls_of(labels, set(t.column("window_id").to_pylist())) for t in (warmup, table))
+    (ws, we, first), (ms, me, rows) = (calls_of(labels, set(t.column("window_id").to_pylist()))
+                                       for t in (warmup, table))
     if (ws, we) > (ms, me):  # both blocks are alike; whichever the actor ran first is the warm-up
-        (ws, we), (ms, me) = (ms, me), (ws, we)
+        (ws, we, first), (ms, me, rows) = (ms, me, rows), (ws, we, first)
     if ms < we:
         raise SystemExit("(b): warm-up and measured windows overlapped in one call; no run figure")
     engine_s = float(pc.sum(rows.column("latency_s")).as_py())  # label_batch: engine time / window
@@ -222,9 +223,10 @@ def cpu_seconds() -> dict[str, float]:
            "driver": 0.0, "Ray": 0.0, "other": 0.0}
     for pid, sid, cmd, seconds in procs:
         group = (("vllm API process" if "vllm.entrypoints" in cmd else "vllm engine") if sid in server_sessions
-                 else "this process" if pid == me else "its child processes" if pid in children
-                 else "driver" if pid == driver
-                 else "Ray" if cmd.startswith("ray::") or "/ray/" in cmd else "other")
+                 else "this process" if pid == me else "driver" if pid == driver
+                 # Ray's processes before children: the driver started the local cluster
+                 else "Ray" if cmd.startswith("ray::") or "/ray/" in cmd
+                 else "its child processes" if pid in children else "other")
         out[group] += seconds
     return {k: v for k, v in out.items() if k != "driver" or driver != me}
 
