@@ -25,7 +25,8 @@ warm-up seconds are printed separately and are in no ratio.
     actor start is printed beside it.
 (d) a raw aiohttp client in this plain process (no Ray, no rayrg backend) sending the same
     requests (rayrg's request bodies, turn 2 right after each window's turn 1, all windows in
-    flight) to the same server, after a warm-up pass on the warm-up windows. (d) vs (a) is
+    flight) to the same server, after a warm-up pass on the warm-up windows, on as many windows
+    the server has not seen (its prefix cache holds (c)'s). (d) vs (a) is
     what ``vllm serve``'s own HTTP/API layer costs; (c) vs (d) is what rayrg's client and Ray
     Data cost on top. That is where the OpenAI path's time goes. Beside (c) and (d), the CPU
     seconds each group of processes used (vllm serve's API process and engine, this process,
@@ -201,11 +202,11 @@ def through_ray_data_vllm(model: Path, table: pa.Table, warmup: pa.Table) -> dic
 DRIVER_PID_ENV = "RAYRG_BENCH_DRIVER_PID"
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far, by group: vllm serve's API process and its
-    engine (the rest of its session); the calling process and its child processes (an
-    in-process engine's core process); the benchmark's driver (when called from an actor);
-    Ray's processes (GCS, raylet, dashboard, other workers); the rest."""
+def cpu_seconds() -> dict[tuple[str, int], float]:
+    """CPU seconds (user + system) used so far by each process, keyed (group, pid). Groups:
+    vllm serve's API process and its engine (the rest of its session); the calling process and
+    its child processes (an in-process engine's core process); the benchmark's driver (when
+    called from an actor); Ray's processes (GCS, raylet, dashboard, other workers); the rest."""
     import psutil
 
     me = os.getpid()
@@ -219,21 +220,24 @@ def cpu_seconds() -> dict[str, float]:
             continue
         procs.append((proc.pid, sid, " ".join(proc.info["cmdline"] or []), times.user + times.system))
     server_sessions = {sid for _, sid, cmd, _ in procs if "vllm.entrypoints" in cmd}
-    out = {"vllm API process": 0.0, "vllm engine": 0.0, "this process": 0.0, "its child processes": 0.0,
-           "driver": 0.0, "Ray": 0.0, "other": 0.0}
+    out = {}
     for pid, sid, cmd, seconds in procs:
         group = (("vllm API process" if "vllm.entrypoints" in cmd else "vllm engine") if sid in server_sessions
                  else "this process" if pid == me else "driver" if pid == driver
                  # Ray's processes before children: the driver started the local cluster
                  else "Ray" if cmd.startswith("ray::") or "/ray/" in cmd
                  else "its child processes" if pid in children else "other")
-        out[group] += seconds
-    return {k: v for k, v in out.items() if k != "driver" or driver != me}
+        out[(group, pid)] = seconds
+    return out
 
 
-def cpu_used(before: dict[str, float]) -> dict[str, float]:
-    """CPU seconds per group since ``before`` (a :func:`cpu_seconds`)."""
-    return {k: round(v - before.get(k, 0.0), 2) for k, v in cpu_seconds().items()}
+def cpu_used(before: dict[tuple[str, int], float]) -> dict[str, float]:
+    """CPU seconds per group since ``before`` (a :func:`cpu_seconds`), per process: a process
+    that exited in between drops out (what it used since is lost, never counted negative)."""
+    used: dict[str, float] = {}
+    for (group, pid), seconds in cpu_seconds().items():
+        used[group] = used.get(group, 0.0) + seconds - before.get((group, pid), 0.0)
+    return {group: round(seconds, 2) for group, seconds in sorted(used.items())}
 
 
 def through_openai(cfg, table: pa.Table, warmup: pa.Table) -> dict[str, Any]:
@@ -303,6 +307,10 @@ def main() -> None:
     n = args.windows
     # warm-up windows: as many as measured ones, different images (no prefix-cache help)
     table, warmup = windows(n), windows(2 * n).slice(n)
+    # (d) runs on the server (c) just ran on: its measured windows must be ones that server has
+    # not seen, or vLLM's prefix cache serves their images from (c)'s run (that made (d) look
+    # faster and rayrg's client slower than they are)
+    unseen = windows(3 * n).slice(2 * n)
 
     a = bare_engine(model, table, warmup)
     wps_a = n / a["run_s"]
@@ -336,19 +344,20 @@ def main() -> None:
         with vllm_server(model, "tiny", work / "serve-default.log", serve_args, lean=False) as plain:
             cfg_p = config({"type": "openai", "base_url": f"{plain.base}/v1", "model": "tiny",
                             "max_in_flight": n, "max_retries": 1})
-            c0, d0 = through_openai(cfg_p, table, warmup), raw_client(cfg_p, table, warmup)
+            c0, d0 = through_openai(cfg_p, table, warmup), raw_client(cfg_p, unseen, warmup)
     with vllm_server(model, "tiny", work / "serve.log", serve_args) as server:
         # all n windows in flight at once, like (a)'s one batch
         cfg_c = config({"type": "openai", "base_url": f"{server.base}/v1", "model": "tiny",
                         "max_in_flight": n, "max_retries": 1})
         c = through_openai(cfg_c, table, warmup)
-        d = raw_client(cfg_c, table, warmup)
+        d = raw_client(cfg_c, unseen, warmup)
     wps_c = n / c["run_s"]
     sc = summarize(c["labels"], c["run_s"])
     print(f"(c) rayrg openai backend over vllm serve: server start {server.start_s:.1f} s, warm-up pipeline "
           f"{c['warm_s']:.1f} s, run {c['run_s']:.2f} s, {wps_c:.2f} windows/s", flush=True)
     print(f"    run = {c['calls']} labeller call(s), {2 * n} HTTP requests, {n} windows in flight; mean window "
-          f"latency {float(pc.mean(c['labels'].column('latency_s')).as_py()):.2f} s; outside the run: "
+          f"latency {float(pc.mean(c['labels'].column('latency_s')).as_py()):.2f} s "
+          f"(longest {float(pc.max(c['labels'].column('latency_s')).as_py()):.2f} s); outside the run: "
           f"pipeline + actor start {c['pipeline_start_s']:.2f} s, results to the driver {c['delivery_s']:.3f} s "
           f"(submit to last answer {c['wall_s']:.2f} s = {n / c['wall_s']:.2f} windows/s); "
           f"prefix-cache hit rate {sc['prefix_cache_hit_rate']:.2f}", flush=True)
