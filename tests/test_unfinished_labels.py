@@ -64,7 +64,21 @@ def test_unfinished_labels_are_refused_used_on_opt_in_and_redone_after_the_retry
         assert f"{unfinished['failed']} of {unfinished['windows']} rgvlm windows failed" in err
         assert f"`{retry}`" in err and "nan_policy: zero" in err
         assert not run.exists()
-        # ... and so does every other consumer, before it reads or writes anything
+        # ... and so does every other consumer, before it reads or writes anything: the
+        # commands in one line each (tune, both exports, the reward bench) ...
+        for command, opt_in in (
+                (["tune", "--dataset", str(labelled), "--out", str(tmp_path / "tune")], "train.nan_policy: zero"),
+                (["export", "minari", str(labelled), "--out", str(tmp_path / "minari")], "--allow-unfinished"),
+                (["export", "lerobot", str(labelled), "--out", str(tmp_path / "lerobot")], "--allow-unfinished"),
+                (["reward-bench", "--dataset", str(labelled), "--out", str(tmp_path / "bench")],
+                 "--allow-unfinished")):
+            assert main(command) == 2, command
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1, err
+            assert f"{unfinished['failed']} of {unfinished['windows']} rgvlm windows failed" in err, err
+            assert f"`{retry}`" in err and opt_in in err, err
+            assert not Path(command[command.index("--out") + 1]).exists(), command
+        # ... and the functions behind label, encode and export
         with pytest.raises(UnfinishedLabelsError, match="retry them with"):
             run_label(get_method("sparse"), load_label_config({"method": "sparse"})[1], labelled, tmp_path / "l2")
         from rayrg.data.lerobot import export_lerobot
@@ -143,3 +157,32 @@ def test_runtime_settings_of_clip_are_in_no_fingerprint(make_toy_dataset, tmp_pa
     run_label(method, clip(max_actors=2, batch_size=4, num_cpus=0.25)[1], source, out)
     assert "up to date" in capsys.readouterr().out
     assert read_record(out)["fingerprint"] == fingerprint
+
+
+def test_rayrg_run_refuses_unfinished_labels_before_its_later_stages(
+        make_toy_dataset, tmp_path: Path, ray_local, capsys: pytest.CaptureFixture) -> None:
+    from rayrg.contracts.tasks import write_eval_tasks
+    from rayrg.evaluation.evaluate import EvalTask
+
+    source = make_toy_dataset(num_episodes=2, steps=(5, 9))
+    tasks = write_eval_tasks(tmp_path / "eval_tasks.json",
+                             [EvalTask("b0", "babyai-chain", "go to the red ball", 1, 0, 5)])
+    out = tmp_path / "run"
+    with LoopbackServer(Faults(error_rate=1.0, retry_after_s=None)) as server:
+        config = tmp_path / "exp.yaml"
+        config.write_text(yaml.safe_dump({
+            "out": str(out), "data": {"source": "path", "trajectories": str(source), "eval_tasks": str(tasks)},
+            "labels": [{"method": "rgvlm", "backend": {"type": "openai", "base_url": server.base_url,
+                                                       "model": "loopback-vlm", "max_retries": 0}}],
+            "methods": {"rgvlm": {"reward_column": "reward_rgvlm_sparse"}},
+            "evalset": {}, "bench": {}, "seeds": [0],
+            "train": {k: v for k, v in TRAIN.items() if k != "reward_column"}}))
+        assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    unfinished = json.loads((out / "labels" / "0-rgvlm" / "metadata.json").read_text())["extra"][UNFINISHED_KEY]
+    assert f"{unfinished['failed']} of {unfinished['windows']} rgvlm windows failed" in err
+    # the command that retries is the run itself (its label stage resumes the failed windows)
+    assert f"`rayrg run {config}`" in err and "train.nan_policy: zero" in err
+    # refused right after the label stage: no evaluation set labelled, no bench, no training
+    assert not any((out / name).exists() for name in ("evalset", "evalset_labels", "bench", "train"))

@@ -192,16 +192,22 @@ def bench_inputs(dataset: Path | Location, columns: Sequence[str], assume_succes
 
 def reward_bench(dataset: str | Path | Location, out: str | Path | Location, columns: Sequence[str] | None = None,
                  assume_success: bool = False, config: BenchConfig | None = None,
-                 address: str | None = None, on_change: OnChange = "refuse") -> dict[str, Any]:
-    """Score ``columns`` (default: every reward/progress column) of ``dataset``; write ``out``."""
+                 address: str | None = None, on_change: OnChange = "refuse",
+                 allow_unfinished: bool = False) -> dict[str, Any]:
+    """Score ``columns`` (default: every reward/progress column) of ``dataset``; write ``out``.
+
+    Unfinished labels (failed windows) are refused unless ``allow_unfinished``: their NaN
+    rows would pass as windows the method cannot label and lower its coverage."""
     import ray
 
+    from rayrg.data.access import require_finished
     from rayrg.errors import stage_errors
     from rayrg.runtime import init_ray
 
     config = config or BenchConfig()
     # Paths or storage URIs (rayrg.storage): a local one stays a Path, a URI its Location.
     dataset, out = native(resolve(dataset)), native(resolve(out))
+    require_finished(dataset, "reward-bench", allow=allow_unfinished)
     source = Dataset.open(dataset)
     present = scoreable_columns(source)
     if columns:

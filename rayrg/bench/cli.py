@@ -18,7 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="treat every episode as a successful demonstration (datasets that record no "
                         "success, e.g. most LeRobot sets): VOC is scored, success metrics are skipped")
     p.add_argument("--config", help="BenchConfig YAML: resamples, seed, validation_fraction, threshold")
-    add_stage_args(p, _bench, overwrite=True)
+    add_stage_args(p, _bench, allow_unfinished="score", overwrite=True)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     config = BenchConfig.from_yaml(args.config) if args.config else BenchConfig()
     reward_bench(args.dataset, args.out, args.columns, args.assume_success, config, address=args.address,
-                 on_change="redo" if args.overwrite else "refuse")
+                 on_change="redo" if args.overwrite else "refuse", allow_unfinished=args.allow_unfinished)
     out = resolve(args.out)
     print((out / "bench.md").read_text(), end="")
     print(f"bench: {out / 'bench.json'}")

@@ -168,6 +168,12 @@ class ExperimentRunner:
     def labels(self, trajectories: Path) -> Path:
         current = self._label_chain(trajectories, self.out / "labels", "label", self.manifest.labels)
         self.manifest.labelled = as_recorded(current)
+        if self.config.train.nan_policy != "zero":
+            from rayrg.data.access import require_finished
+
+            # Refused here, not at the train stage: the bench's evaluation set and its labels
+            # (paid requests, maybe) would otherwise be made first for a run that cannot train.
+            require_finished(current, "train", opt_in="set train.nan_policy: zero")
         return current
 
     def _label_chain(self, source: Any, root: Any, stage: str, record: list[LabelStep]) -> Any:
@@ -226,7 +232,8 @@ class ExperimentRunner:
         # A label method that cannot label an evaluation-set kind leaves its rows NaN with the
         # reason in its provenance; the bench states the coverage and the skip.
         self._stage("reward-bench", out, lambda: reward_bench(
-            labelled, out, section.columns, config=section.bench_config(), address=self.address, on_change=REDO))
+            labelled, out, section.columns, config=section.bench_config(), address=self.address, on_change=REDO,
+            allow_unfinished=self.config.train.nan_policy == "zero"))
         self.manifest.bench = BenchEntry(dataset=as_recorded(labelled), path=as_recorded(out),
                                          fingerprint=(read_record(out) or {}).get("fingerprint"))
 

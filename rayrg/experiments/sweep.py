@@ -150,13 +150,12 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from rayrg.runtime import init_ray
-
-    selection_tasks(config)  # a bad or test tasks file fails here, not inside every trial
     from rayrg.data.access import require_finished
+    from rayrg.runtime import init_ray
 
     require_finished(dataset, "tune", allow=config.train.nan_policy == "zero",
                      opt_in="set train.nan_policy: zero")
+    selection_tasks(config)  # a bad or test tasks file fails here, not inside every trial
     from rayrg.storage import prepare_output, refuse_local_on_cluster, train_storage
 
     location = prepare_output(out)
