@@ -115,3 +115,65 @@ def test_train_and_evaluate_runtime_fields_stay_out(make_toy_dataset) -> None:
     base = eval_inputs(EvalConfig(), "random", tasks)
     assert eval_inputs(EvalConfig(num_actors=5, envs_per_actor=1), "random", tasks) == base
     assert eval_inputs(EvalConfig(budget_multiplier=3.0), "random", tasks) != base
+
+
+# Parallelism, actor counts and inference batch sizes: how fast or where a labeller runs.
+PARALLELISM = {"num_actors": 3, "max_actors": 3, "max_in_flight": 7, "batch_size": 5, "concurrency": 3,
+               "num_cpus": 0.5, "num_gpus": 0.5, "tensor_parallel_size": 2}
+
+
+def test_runtime_settings_of_every_label_method_and_backend_are_in_no_fingerprint(
+        tmp_path: Path, make_toy_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import pkgutil
+
+    import rayrg.rewards.rgvlm.backends as backends
+    from rayrg.rewards.registry import LABEL_METHODS, label_inputs, load_label_config
+    from rayrg.rewards.rgvlm.settings import BackendSettings
+
+    monkeypatch.setenv("RAYRG_CACHE_DIR", str(tmp_path / "identity"))
+    dataset = make_toy_dataset(num_episodes=1, steps=(3,), frame_size=16)
+    model = tmp_path / "weights"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    local = {"type": "transformers", "model": str(model)}
+    minimal = {"shape": {"column": "reward_sparse", "variant": "potential"}, "simulated": {"accuracy": 0.9},
+               "rgvlm": {"backend": local}, "gvl": {"backend": local}, "topreward": {"backend": local},
+               "clip": {"model": str(model)}, "vlmrm": {"model": str(model), "baseline": "a"},
+               "blip2": {"model": str(model)}, "roboclip": {"model": str(model)}}
+    varied: set[str] = set()
+    for name in sorted(LABEL_METHODS):
+        raw = {"method": name, **minimal.get(name, {})}
+        method, config = load_label_config(raw)
+        base = label_inputs(method, config, dataset)
+        for field in PARALLELISM.keys() & set(type(config).model_fields):
+            changed = load_label_config({**raw, field: PARALLELISM[field]})[1]
+            assert label_inputs(method, changed, dataset) == base, (name, field)
+            varied.add(f"{name}.{field}")
+        backend = getattr(config, "backend", None)
+        for field in PARALLELISM.keys() & set(type(backend).model_fields if backend is not None else ()):
+            changed = load_label_config({**raw, "backend": {**raw["backend"], field: PARALLELISM[field]}})[1]
+            assert label_inputs(method, changed, dataset) == base, (name, f"backend.{field}")
+            varied.add(f"{name}.backend.{field}")
+    # not vacuous: every similarity labeller's parallelism and batch size, and a local backend's
+    assert {f"{m}.{f}" for m in ("clip", "vlmrm", "blip2", "roboclip") for f in ("max_actors", "batch_size")} <= varied
+    assert {"rgvlm.backend.num_actors", "rgvlm.backend.batch_size", "gvl.backend.num_actors"} <= varied
+
+    # every backend type (HTTP ones included): parallelism stays out of the answer settings
+    for info in pkgutil.iter_modules(backends.__path__):
+        importlib.import_module(f"{backends.__name__}.{info.name}")
+    classes, seen = list(BackendSettings.__subclasses__()), []
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        kind = cls.model_fields.get("type")
+        if kind is None or kind.default is None:
+            continue  # a shared base, not a backend
+        required = {"model": str(model), **({"base_url": "http://127.0.0.1:9/v1"}
+                                            if cls.model_fields.get("base_url") else {})}
+        config = cls.model_validate(required)
+        for field in PARALLELISM.keys() & set(cls.model_fields):
+            assert cls.model_validate({**required, field: PARALLELISM[field]}).answer_settings() \
+                == config.answer_settings(), (cls.__name__, field)
+            seen.append(f"{kind.default}.{field}")
+    assert {"openai.num_actors", "openai.max_in_flight", "vllm.tensor_parallel_size", "vllm.batch_size"} <= set(seen)
