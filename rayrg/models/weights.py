@@ -23,7 +23,7 @@ from pathlib import Path
 
 # Files one of which every snapshot we load has: transformers models, diffusers pipelines,
 # processor-only repos.
-_MARKERS = ("config.json", "model_index.json", "preprocessor_config.json")
+SNAPSHOT_MARKERS = ("config.json", "model_index.json", "preprocessor_config.json")
 
 
 def hub_cached(repo_id: str) -> bool:
@@ -32,7 +32,7 @@ def hub_cached(repo_id: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # transformers depends on it; be safe anyway
         return False
-    for filename in _MARKERS:
+    for filename in SNAPSHOT_MARKERS:
         try:
             found = try_to_load_from_cache(repo_id, filename)
         except Exception:  # not a valid repo id

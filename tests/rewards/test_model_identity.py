@@ -73,6 +73,13 @@ def test_hub_id_is_keyed_to_the_cached_snapshot_revision(tmp_path: Path, monkeyp
     (refs / "main").write_text("bbb222")  # a new snapshot of the same id
     assert model_identity("org/tiny") == "hub:org/tiny@bbb222"
     assert model_identity("org/absent") == "hub:org/absent@not-in-local-cache"
+    # a snapshot without config.json that the weights check accepts (a diffusers pipeline)
+    snap = hub / "models--org--pipe" / "snapshots" / "ccc333"
+    snap.mkdir(parents=True)
+    (snap / "model_index.json").write_text("{}")
+    (hub / "models--org--pipe" / "refs").mkdir()
+    (hub / "models--org--pipe" / "refs" / "main").write_text("ccc333")
+    assert model_identity("org/pipe") == "hub:org/pipe@ccc333"
 
 
 def test_served_identity_reads_root_not_the_served_name() -> None:
@@ -124,6 +131,55 @@ def test_rgvlm_local_weights_swapped_miss_the_cache_and_change_the_fingerprint(t
         _swap_weights(model, build_tiny_qwen2vl, seed=len(backend))
         assert build_query(row, config, key_settings(config, cls.model_identity(config.backend))).key != key
         assert label_inputs(RGVLM, config, dataset)["model_identity"] != inputs["model_identity"]
+
+
+
+def _model_configs(name: str, model: Path, script: Path) -> list[dict]:
+    """Every way ``name`` is pointed at a local checkpoint: a similarity method's ``model``
+    (RoboCLIP's TorchScript encoder: one file), a backend labeller's ``backend.model`` on
+    each in-process backend."""
+    if name == "roboclip":
+        return [{"method": name, "model": str(model)},
+                {"method": name, "model": str(script), "encoder": "torchscript", "num_frames": 4}]
+    return [{"method": name, "model": str(model)},
+            *({"method": name, "backend": {"type": kind, "model": str(model)}} for kind in ("transformers", "vllm"))]
+
+
+def test_every_model_labeller_refuses_after_weights_swapped_in_place(tmp_path: Path, make_toy_dataset) -> None:
+    """Each registered label method that declares weights (a ``weights`` or ``file`` need, on
+    ``model`` or ``backend.model``), over each in-process backend, keys its labels to the
+    weights: bytes rewritten under the same names make a finished output refuse."""
+    from rayrg.config import ConfigError
+    from rayrg.rewards.registry import LABEL_METHODS, get_method, load_label_config
+
+    dataset = make_toy_dataset(num_episodes=1, steps=(3,), frame_size=16)
+    model, script = tmp_path / "weights", tmp_path / "encoder.pt"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    covered: set[tuple[str, str]] = set()
+    for name in sorted(LABEL_METHODS):
+        method = get_method(name)
+        for raw in _model_configs(name, model, script):
+            (model / "model.safetensors").write_bytes(b"old weights")
+            script.write_bytes(b"old encoder")
+            try:
+                _, config = load_label_config(raw)
+            except ConfigError:
+                continue  # this method is not pointed at a model this way
+            keys = [n.key for n in (method.needs(config) if method.needs else []) if n.kind in ("weights", "file")]
+            if not keys:
+                continue
+            out = tmp_path / "labelled" / f"{name}-{len(covered)}"
+            claim(out, f"label {name}", label_inputs(method, config, dataset), quiet=True).finish()
+            (model / "model.safetensors").write_bytes(b"new weights")  # same names, other bytes
+            script.write_bytes(b"new encoder")
+            with pytest.raises(StaleOutputError, match="model_identity"):
+                claim(out, f"label {name}", label_inputs(method, config, dataset))
+            covered.add((name, raw.get("backend", {}).get("type") or raw.get("encoder", "model")))
+    assert covered >= {("rgvlm", "transformers"), ("rgvlm", "vllm"), ("gvl", "transformers"), ("gvl", "vllm"),
+                       ("topreward", "transformers"), ("topreward", "vllm"), ("clip", "model"),
+                       ("vlmrm", "model"), ("blip2", "model"), ("roboclip", "model"),
+                       ("roboclip", "torchscript")}, covered
 
 
 def _config(path: Path, server: LoopbackServer) -> Path:
@@ -200,3 +256,32 @@ def test_gemini_identity_is_the_version_the_api_reports(monkeypatch: pytest.Monk
     assert first == "gemini:models/gemini-3-flash@001" and seen[-1].endswith("models/gemini-3-flash")
     version["v"] = "002"  # the alias moved to a new model version
     assert identity() != first
+
+
+@pytest.mark.integration
+def test_gvl_same_served_name_on_another_server_asks_every_chunk_again(make_toy_dataset, tmp_path: Path,
+                                                                        ray_local) -> None:
+    """The progress labellers' answer cache is kept across a redo (``keep_on_redo``) and may
+    be shared (``cache_dir``): another server's weights behind the same served name must
+    miss it, chunk by chunk."""
+    from rayrg.rewards.registry import load_label_config
+
+    source = make_toy_dataset(num_episodes=2, steps=(5, 7), frame_size=16)
+    out, cache = tmp_path / "gvl", tmp_path / "shared-cache"
+
+    def raw(server: LoopbackServer) -> dict:
+        return {"method": "gvl", "frames": 4, "cache_dir": str(cache), "backend": {
+            "type": "openai", "base_url": server.base_url, "model": "loopback-vlm", "backoff_initial_s": 0.01}}
+
+    with LoopbackServer(root="/weights/a") as a:
+        method, config = load_label_config(raw(a))
+        run_label(method, config, source, out)
+        asked = a.stats.requests
+        assert asked > 0 and json.loads((out / "_gvl_summary.json").read_text())["backend_calls"] == asked
+    with LoopbackServer(root="/weights/b") as b:
+        method, config = load_label_config(raw(b))
+        with pytest.raises(StaleOutputError, match="model_identity"):
+            run_label(method, config, source, out)
+        run_label(method, config, source, tmp_path / "gvl-b")  # a new output, the same cache
+        assert b.stats.requests == asked  # every chunk asked of B, none served from A's answers
+        assert json.loads((tmp_path / "gvl-b" / "_gvl_summary.json").read_text())["backend_calls"] == asked

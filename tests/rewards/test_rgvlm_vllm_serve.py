@@ -109,3 +109,17 @@ def test_server_rejection_fails_those_windows_only(vllm_server, make_toy_dataset
     assert all(r["status"] == "failed" and r["error"].startswith("HTTP 400") for r in bad), bad[0]["error"]
     assert all(r["status"] == "ok" for r in good)
     assert summary["failed"] == len(bad)
+
+
+def test_identity_is_the_weights_vllm_serve_reports(vllm_server, capsys) -> None:
+    """``vllm serve``'s own ``GET /v1/models`` names the weights it loaded (``root``), not only
+    the served name: the OpenAI backend keys labels and answers to them, not to the host."""
+    from rayrg.rewards.rgvlm.backends.openai_http import OpenAIBackend
+    from rayrg.rewards.rgvlm.config import RGVLMConfig
+
+    base, model = vllm_server
+    config = RGVLMConfig.from_dict({"backend": {"type": "openai", "base_url": f"{base}/v1",
+                                                "model": "tiny-qwen2vl"}})
+    identity = OpenAIBackend.model_identity(config.backend)
+    assert identity.startswith("served:") and str(model) in identity, identity
+    assert "reports nothing" not in capsys.readouterr().out
