@@ -18,7 +18,10 @@ without a checkpoint are not forwarded (Tune refuses results that lack the metri
 writes ``progress.csv``, ``result.json`` and TensorBoard events per trial under
 ``<out>/sweep``; each trial's evaluations are under ``<trial>/eval/<checkpoint>``. The table
 of each trial's best evaluated checkpoint is ``<out>/sweep_results.csv`` and ``.md``, and the
-best trial is ``<out>/best.json``.
+best trial is ``<out>/best.json``. Each trial trains into ``<out>/sweep/<trial>/train`` (the
+sweep's storage, not the Ray session's staging folder), so an interrupted sweep (Ctrl-C: rayrg's
+one line, exit 130) is restored by the same command, each unfinished trial from its newest
+checkpoint; ``<out>/sweep_inputs.json`` records the param space, and another one is refused.
 
 An experiment, not part of the rl stage: it drives training and evaluation together (the
 layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
