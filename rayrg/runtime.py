@@ -167,3 +167,22 @@ def agg_pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def cancel_pending(refs: list[Any]) -> None:
+    """Cancel the tasks behind ``refs`` and read their outcome, as a stage leaves early (Ctrl-C).
+
+    Otherwise queued tasks start after the stage has released its output's shared-storage
+    marker, each fails with a misleading ``NotSharedError``, and Ray prints every such failure
+    as an "Unhandled error" traceback while the command exits (measured: `rayrg generate`
+    interrupted printed dozens). Reading a cancelled task's error marks it handled.
+    """
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref, force=True)
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=30)
+        except Exception:  # cancelled, or killed by the Ctrl-C every process of the group got
+            pass

@@ -144,3 +144,27 @@ def test_ctrl_c_during_training_is_one_line_and_the_run_resumes(make_toy_dataset
     assert len(lines) == 1 and lines[0].startswith("rayrg train: interrupted") and "resume" in lines[0], stderr
     code, stdout, stderr = _ctrl_c(args, tmp_path, checkpointed)
     assert code == 130 and re.search(r"resuming from \S+ \(step [1-9]\d*\)", stdout), stdout[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_during_generate_is_one_line_not_a_failure_per_queued_task(tmp_path: Path) -> None:
+    # The shard loop released the output's shared-storage marker as Ctrl-C unwound it; the queued
+    # shard tasks then started, each failed with NotSharedError, and Ray printed every failure as
+    # an "Unhandled error" traceback as the command exited.
+    out = tmp_path / "generated"
+    args = [sys.executable, "-m", "rayrg.cli", "generate", "--out", str(out), "--episodes-per-count", "400",
+            "--num-cpus", "2"]
+
+    def writing(proc: subprocess.Popen) -> str:
+        while len(list(out.glob("trajectories/part-*.parquet"))) < 2:  # shards written, more queued
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        return ""
+
+    code, _, stderr = _ctrl_c(args, tmp_path, writing)
+    # tqdm's bar redraws in place (one line on a terminal); rayrg's line may follow it directly.
+    lines = _lines(re.sub(r"generate shards:[^\r\n]*?(?=rayrg generate:|[\r\n]|$)", "", stderr).replace("\r", "\n"))
+    assert code == 130, stderr[-3000:]
+    assert "Unhandled error" not in stderr and "NotSharedError" not in stderr, stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("rayrg generate: interrupted"), stderr[-3000:]

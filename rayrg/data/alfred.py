@@ -491,7 +491,7 @@ def import_alfred(config: AlfredImportConfig, out: str | Path | Location, addres
     if config.use_ray and todo:
         import ray
 
-        from rayrg.runtime import init_ray
+        from rayrg.runtime import cancel_pending, init_ray
 
         init_ray(address)
         task = ray.remote(num_cpus=0.5)(import_shard)
@@ -503,10 +503,14 @@ def import_alfred(config: AlfredImportConfig, out: str | Path | Location, addres
             pending = {task.remote(chunk, config.to_dict(), path, shared): stats_path
                        for chunk, path, stats_path in todo}
             remaining = list(pending)
-            while remaining:
-                done, remaining = ray.wait(remaining, num_returns=1)
-                pending[done[0]].write_text(json.dumps(ray.get(done[0])))
-                bar.update(1)
+            try:
+                while remaining:
+                    done, remaining = ray.wait(remaining, num_returns=1)
+                    pending[done[0]].write_text(json.dumps(ray.get(done[0])))
+                    bar.update(1)
+            except KeyboardInterrupt:
+                cancel_pending(remaining)  # before the marker goes (finally)
+                raise
         finally:
             if token is not None:
                 release_shared(data_dir, token)

@@ -519,7 +519,7 @@ def generate(config: GenerateConfig, out: str | Path | Location, address: str | 
     import ray
     from tqdm import tqdm
 
-    from rayrg.runtime import init_ray
+    from rayrg.runtime import cancel_pending, init_ray
 
     if address not in (None, "", "local"):
         init_ray(address)  # joined first, so prepare_output sees the cluster's shape
@@ -560,11 +560,15 @@ def generate(config: GenerateConfig, out: str | Path | Location, address: str | 
         bar = tqdm(total=len(chunks), initial=len(chunks) - len(pending), desc="generate shards",
                    unit="shard", disable=not progress)
         remaining = list(pending)
-        while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1)
-            stats = ray.get(done[0])
-            pending[done[0]].write_text(json.dumps(stats))
-            bar.update(1)
+        try:
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1)
+                stats = ray.get(done[0])
+                pending[done[0]].write_text(json.dumps(stats))
+                bar.update(1)
+        except KeyboardInterrupt:
+            cancel_pending([*remaining, *eval_refs, *val_refs])  # before the marker goes (finally)
+            raise
         bar.close()
     finally:
         if token is not None:

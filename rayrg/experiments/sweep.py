@@ -18,7 +18,10 @@ without a checkpoint are not forwarded (Tune refuses results that lack the metri
 writes ``progress.csv``, ``result.json`` and TensorBoard events per trial under
 ``<out>/sweep``; each trial's evaluations are under ``<trial>/eval/<checkpoint>``. The table
 of each trial's best evaluated checkpoint is ``<out>/sweep_results.csv`` and ``.md``, and the
-best trial is ``<out>/best.json``.
+best trial is ``<out>/best.json``. Each trial trains into ``<out>/sweep/<trial>/train`` (the
+sweep's storage, not the Ray session's staging folder), so an interrupted sweep (Ctrl-C: rayrg's
+one line, exit 130) is restored by the same command, each unfinished trial from its newest
+checkpoint; ``<out>/sweep_inputs.json`` records the param space, and another one is refused.
 
 An experiment, not part of the rl stage: it drives training and evaluation together (the
 layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
@@ -27,6 +30,9 @@ layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +42,12 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from rayrg.config import ConfigError, StageConfig
 from rayrg.evaluation.config import EvalConfig
 from rayrg.rl.config import TrainConfig
+
+# The Train run of each trial (under the trial's folder) and the record of a sweep's inputs
+# (its param space), compared when an interrupted sweep is restored.
+TRIAL_RUN_NAME = "train"
+SWEEP_INPUTS = "sweep_inputs.json"
+TUNE_NO_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"  # read by tune.run as it starts
 
 
 def _sweep_eval_default() -> EvalConfig:
@@ -124,20 +136,25 @@ class EvalReportCallback(TuneReportCallback):
 def _trial(trial_config: dict[str, Any]) -> None:
     import ray.tune
 
-    from rayrg.rl.train import build_trainer, use_granted_cpus
+    from rayrg.rl.checkpoint import checkpoint_step
+    from rayrg.rl.train import build_trainer, latest_checkpoint, use_granted_cpus
+    from rayrg.storage import resolve
 
     use_granted_cpus()  # the trial's own process: threads = its with_resources grant (≥ 1)
     config = TrainConfig.from_dict({**trial_config["train"], "expectile": trial_config["expectile"],
                                     "beta": trial_config["beta"]})
-    trial_dir = ray.tune.get_context().get_trial_dir()
-    storage = trial_config.get("storage")  # a URI sweep: the trial's checkpoints and evaluations go there
-    if storage:
-        from rayrg.storage import resolve
-
-        trial_dir = (resolve(storage) / "sweep" / Path(trial_dir).name).uri
-    scheme = trial_dir.split("://", 1)[0] if storage else None
+    # The trial's folder in the sweep's storage, not Tune's trial dir (a staging folder of this
+    # Ray session, copied to storage now and then): a restored sweep runs in a new session and
+    # finds the trial's checkpoints only there, and the results table's checkpoint paths stay valid.
+    name = Path(ray.tune.get_context().get_trial_dir()).name
+    where = resolve(trial_config["storage"]) / "sweep" / name
+    trial_dir = where.path if where.is_local else where.uri
+    scheme = None if where.is_local else where.uri.split("://", 1)[0]
     callback = EvalReportCallback(trial_config["eval"], f"{trial_dir.rstrip('/')}/eval", scheme)
-    build_trainer(config, trial_config["dataset"], trial_dir, name="train",
+    resume = latest_checkpoint(where, name=TRIAL_RUN_NAME)  # an interrupted sweep, restored
+    if resume is not None:
+        print(f"[rayrg] tune: trial {name} resuming from {resume} (step {checkpoint_step(resume)})", flush=True)
+    build_trainer(config, trial_config["dataset"], trial_dir, name=TRIAL_RUN_NAME, resume_from=resume,
                   callbacks=[callback], keep_checkpoints=None).fit()
 
 
@@ -162,11 +179,6 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     out = Path(location.path) if location.is_local else location
     if location.is_local:
         out.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(out / "sweep_config.yaml")
-    else:
-        import yaml
-
-        (location / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
     init_ray(address)
     refuse_local_on_cluster(location)
     _check_fits(config, float(ray.cluster_resources().get("CPU", 0.0)))
@@ -174,19 +186,38 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     for swept in ("expectile", "beta"):  # each hyperparameter appears once, as used
         train.pop(swept)
     storage_path, filesystem = train_storage(location)
-    tuner = tune.Tuner(
-        tune.with_resources(_trial, {"cpu": config.trial_cpus}),
-        param_space={"train": train, "dataset": _arg(dataset), "storage": None if location.is_local else location.uri,
-                     "eval": {**config.eval.to_dict(), "tasks": _arg(config.eval.tasks)},
-                     "expectile": tune.grid_search(config.expectiles), "beta": tune.grid_search(config.betas)},
-        tune_config=tune.TuneConfig(
-            metric=config.metric, mode=config.mode, max_concurrent_trials=config.max_concurrent_trials,
-            # one Tune result per evaluated checkpoint, so rungs are counted in checkpoints
-            scheduler=ASHAScheduler(time_attr="step", max_t=config.train.num_steps,
-                                    grace_period=config.grace_period * config.train.checkpoint_every)),
-        run_config=tune.RunConfig(name="sweep", storage_path=storage_path, storage_filesystem=filesystem),
-    )
-    results = tuner.fit()
+    trainable = tune.with_resources(_trial, {"cpu": config.trial_cpus})
+    param_space = {"train": train, "dataset": _arg(dataset), "storage": _arg(location),
+                   "eval": {**config.eval.to_dict(), "tasks": _arg(config.eval.tasks)},
+                   "expectile": tune.grid_search(config.expectiles), "beta": tune.grid_search(config.betas)}
+    experiment = f"{storage_path.rstrip('/')}/sweep"
+    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+        # An interrupted sweep (Ctrl-C, a lost driver): run the same command, and Tune restores
+        # it; each unfinished trial resumes from its newest checkpoint (_trial).
+        _check_same_sweep(location, param_space)
+        print(f"[rayrg] tune: resuming the sweep in {out / 'sweep'}", flush=True)
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space, storage_filesystem=filesystem)
+    else:
+        _write_config(config, location)
+        (location / SWEEP_INPUTS).write_text(json.dumps(param_space, indent=2, sort_keys=True))
+        tuner = tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=config.metric, mode=config.mode, max_concurrent_trials=config.max_concurrent_trials,
+                # one Tune result per evaluated checkpoint, so rungs are counted in checkpoints
+                scheduler=ASHAScheduler(time_attr="step", max_t=config.train.num_steps,
+                                        grace_period=config.grace_period * config.train.checkpoint_every)),
+            run_config=tune.RunConfig(name="sweep", storage_path=storage_path, storage_filesystem=filesystem),
+        )
+    # Tune takes over SIGINT for a fit() called from the main thread: Ctrl-C then ended the sweep
+    # "gracefully", with Ray's lines, and the partial grid was ranked and written as the result
+    # (rc 0, no line of rayrg's). Without its handler, Ctrl-C is a KeyboardInterrupt that leaves
+    # the loop: rayrg's one line, and the same command restores the sweep from the experiment
+    # state Tune saves as it runs (above). Not fit in a helper thread (as `rayrg train` does):
+    # Tune's loop would go on there while the interpreter shuts Ray down, and print its failures.
+    with _env(TUNE_NO_SIGINT, "1"):
+        results = tuner.fit()
     errors = [str(e).strip().splitlines()[-1] for e in results.errors]
     if errors:
         raise RuntimeError(f"{len(errors)} trial(s) failed; first: {errors[0]} (logs under {out / 'sweep'})")
@@ -201,6 +232,42 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     return (markdown + f"\n\nBest: expectile {best['expectile']}, beta {best['beta']} "
             f"({config.metric} {best[config.metric]:.3f} at step {best['step']})"
             f"\nTensorBoard: tensorboard --logdir {out / 'sweep'}")
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block, then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def _write_config(config: SweepConfig, location: Any) -> None:
+    if location.is_local:
+        config.to_yaml(Path(location.path) / "sweep_config.yaml")
+    else:
+        import yaml
+
+        (location / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
+
+
+def _check_same_sweep(location: Any, param_space: dict[str, Any]) -> None:
+    """Refuse to restore a sweep of other inputs into ``location`` (one line naming them)."""
+    record = location / SWEEP_INPUTS
+    saved = json.loads(record.read_text()) if record.exists() else None
+    current = json.loads(json.dumps(param_space))  # as written: tuples become lists
+    if saved == current:
+        return
+    changed = "no record of its inputs" if saved is None else "other " + ", ".join(
+        sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)))
+    raise ConfigError(f"tune: {location} holds a sweep of other inputs ({changed}); "
+                      "pass another --out, or delete it to start over")
 
 
 def selection_tasks(config: SweepConfig) -> list[Any]:

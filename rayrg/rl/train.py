@@ -210,9 +210,9 @@ def progress_callback(num_steps: int) -> Any:
     return TrainProgress()
 
 
-def latest_checkpoint(out: str | os.PathLike[str] | Location) -> Where | None:
-    """The newest complete Ray Train checkpoint under ``out`` (a local path or a URI)."""
-    found = [(checkpoint_step(p), p.uri, p) for p in (resolve(out) / RUN_NAME).ls()
+def latest_checkpoint(out: str | os.PathLike[str] | Location, name: str = RUN_NAME) -> Where | None:
+    """The newest complete Ray Train checkpoint of run ``name`` under ``out`` (a local path or a URI)."""
+    found = [(checkpoint_step(p), p.uri, p) for p in (resolve(out) / name).ls()
              if p.name.startswith("checkpoint_") and is_checkpoint(p)]
     return as_where(max(found)[2]) if found else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,3 +95,51 @@ def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_
     # The reported number is the evaluation return of that checkpoint: re-evaluate it.
     again = evaluate(config.eval, best["checkpoint_path"], tmp_path / "again", progress=False)
     assert again["modes"]["fixed"]["mean"] == pytest.approx(best["eval/return_mean"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ctrl_c_during_a_sweep_is_one_line_and_the_sweep_resumes(generated: Path, tmp_path: Path) -> None:
+    # Ray Tune takes over SIGINT for a fit() called from the main thread: Ctrl-C ended the sweep
+    # "gracefully" with Ray's lines, then rayrg ranked the partial grid and wrote best.json (rc 0).
+    import re
+
+    from tests.test_console_errors import _ctrl_c, _lines
+
+    config = SweepConfig(train=TrainConfig(num_steps=1_000_000, **SMALL), expectiles=[0.7, 0.9], betas=[3.0],
+                         max_concurrent_trials=1, grace_period=1,
+                         eval=EvalConfig(tasks=str(generated / "val_tasks.json"), modes=["fixed"], seeds=[0],
+                                         num_actors=1, cpus_per_actor=0.25))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    out = tmp_path / "tune"
+    args = [sys.executable, "-m", "rayrg.cli", "tune", "--config", str(path), "--dataset",
+            str(generated / "trajectories"), "--out", str(out), "--num-cpus", "2"]
+
+    def evaluated(proc: subprocess.Popen) -> str:  # a trial has a checkpoint, evaluated
+        while not list(out.glob("sweep/*/eval/checkpoint_*")):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.5)
+        return ""
+
+    code, _, stderr = _ctrl_c(args, tmp_path, evaluated)
+    lines = _lines(stderr)
+    assert code == 130, stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("rayrg tune: interrupted") and "resume" in lines[0], stderr
+    assert not (out / "best.json").exists() and not (out / "sweep_results.csv").exists()
+
+    def resumed(proc: subprocess.Popen) -> str:
+        seen = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if re.search(r"resuming from \S+ \(step [1-9]\d*\)", line):
+                break
+        return "".join(seen)
+
+    code, stdout, stderr = _ctrl_c(args, tmp_path, resumed)
+    assert code == 130 and "resuming the sweep" in stdout, stdout[-3000:] + stderr[-3000:]
+    assert re.search(r"trial \S+ resuming from \S+ \(step [1-9]\d*\)", stdout), stdout[-3000:]
+    # Another config into the same --out is refused, not restored with the old one's trials.
+    path.write_text(yaml.safe_dump(config.model_copy(update={"betas": [1.0]}).to_dict()))
+    other = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "holds a sweep of other inputs (other beta)" in other.stderr, other.stderr
