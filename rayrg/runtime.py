@@ -181,8 +181,10 @@ def cancel_pending(refs: list[Any]) -> None:
 
     for ref in refs:
         ray.cancel(ref, force=True)
-    for ref in refs:
+    # At most 30 s in all: a task Ray cannot reach in that time is left to the shutdown.
+    ended, _ = ray.wait(refs, num_returns=len(refs), timeout=30) if refs else ([], [])
+    for ref in ended:
         try:
-            ray.get(ref, timeout=30)
+            ray.get(ref)
         except Exception:  # cancelled, or killed by the Ctrl-C every process of the group got
             pass

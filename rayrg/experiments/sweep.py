@@ -190,17 +190,24 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     param_space = {"train": train, "dataset": _arg(dataset), "storage": _arg(location),
                    "eval": {**config.eval.to_dict(), "tasks": _arg(config.eval.tasks)},
                    "expectile": tune.grid_search(config.expectiles), "beta": tune.grid_search(config.betas)}
+    # What a restored sweep must share with the interrupted one: the param space, the dataset's
+    # content (a path relabelled in between would mix trials of two label sets) and what ranks
+    # and stops trials. Not the CPUs per trial or the concurrency: they change no result.
+    from rayrg.provenance import dataset_fingerprint
+
+    inputs = {"param_space": param_space, "dataset": dataset_fingerprint(dataset),
+              "metric": config.metric, "mode": config.mode, "grace_period": config.grace_period}
     experiment = f"{storage_path.rstrip('/')}/sweep"
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         # An interrupted sweep (Ctrl-C, a lost driver): run the same command, and Tune restores
         # it; each unfinished trial resumes from its newest checkpoint (_trial).
-        _check_same_sweep(location, param_space)
+        _check_same_sweep(location, inputs)
         print(f"[rayrg] tune: resuming the sweep in {out / 'sweep'}", flush=True)
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=param_space, storage_filesystem=filesystem)
     else:
         _write_config(config, location)
-        (location / SWEEP_INPUTS).write_text(json.dumps(param_space, indent=2, sort_keys=True))
+        (location / SWEEP_INPUTS).write_text(json.dumps(inputs, indent=2, sort_keys=True))
         tuner = tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(
@@ -257,15 +264,21 @@ def _write_config(config: SweepConfig, location: Any) -> None:
         (location / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
 
 
-def _check_same_sweep(location: Any, param_space: dict[str, Any]) -> None:
+def _check_same_sweep(location: Any, inputs: dict[str, Any]) -> None:
     """Refuse to restore a sweep of other inputs into ``location`` (one line naming them)."""
     record = location / SWEEP_INPUTS
     saved = json.loads(record.read_text()) if record.exists() else None
-    current = json.loads(json.dumps(param_space))  # as written: tuples become lists
+    current = json.loads(json.dumps(inputs))  # as written: tuples become lists
     if saved == current:
         return
-    changed = "no record of its inputs" if saved is None else "other " + ", ".join(
-        sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)))
+
+    def differ(a: Any, b: Any, prefix: str) -> list[str]:  # the changed keys, dotted, to the leaf dict
+        if isinstance(a, dict) and isinstance(b, dict) and "grid_search" not in a:
+            return [name for k in sorted(set(a) | set(b), key=str)
+                    for name in differ(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [] if a == b else [prefix.rstrip(".").removeprefix("param_space.")]
+
+    changed = "no record of its inputs" if saved is None else "other " + ", ".join(differ(saved, current, ""))
     raise ConfigError(f"tune: {location} holds a sweep of other inputs ({changed}); "
                       "pass another --out, or delete it to start over")
 

@@ -143,3 +143,24 @@ def test_ctrl_c_during_a_sweep_is_one_line_and_the_sweep_resumes(generated: Path
     path.write_text(yaml.safe_dump(config.model_copy(update={"betas": [1.0]}).to_dict()))
     other = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "holds a sweep of other inputs (other beta)" in other.stderr, other.stderr
+
+
+def test_a_sweep_is_restored_only_with_the_same_inputs(tmp_path: Path) -> None:
+    """The restore check names what differs: a relabelled dataset at the same path, a swept
+    value, a ranking setting, a training setting."""
+    from rayrg.experiments.sweep import SWEEP_INPUTS, _check_same_sweep
+    from rayrg.storage import resolve
+
+    saved = {"param_space": {"train": {"lr": 0.001}, "beta": {"grid_search": [1.0, 3.0]}},
+             "dataset": "fp-a", "metric": "eval/return_mean", "mode": "max", "grace_period": 2}
+    (tmp_path / SWEEP_INPUTS).write_text(json.dumps(saved))
+    location = resolve(tmp_path)
+    _check_same_sweep(location, json.loads(json.dumps(saved)))  # same: restored
+    for change, named in [({"dataset": "fp-b"}, "dataset"), ({"grace_period": 3}, "grace_period"),
+                          ({"param_space": {**saved["param_space"], "beta": {"grid_search": [1.0]}}}, "beta"),
+                          ({"param_space": {**saved["param_space"], "train": {"lr": 0.01}}}, "train.lr")]:
+        with pytest.raises(ConfigError, match=rf"other inputs \(other {named}\)"):
+            _check_same_sweep(location, {**saved, **change})
+    (tmp_path / SWEEP_INPUTS).unlink()
+    with pytest.raises(ConfigError, match="no record of its inputs"):
+        _check_same_sweep(location, saved)
