@@ -119,7 +119,7 @@ def test_train_and_evaluate_runtime_fields_stay_out(make_toy_dataset) -> None:
 
 # Parallelism, actor counts and inference batch sizes: how fast or where a labeller runs.
 PARALLELISM = {"num_actors": 3, "max_actors": 3, "max_in_flight": 7, "batch_size": 5, "concurrency": 3,
-               "num_cpus": 0.5, "num_gpus": 0.5, "tensor_parallel_size": 2}
+               "num_cpus": 0.5, "num_gpus": 0.5, "tensor_parallel_size": 2, "device": "cuda"}
 
 
 def test_runtime_settings_of_every_label_method_and_backend_are_in_no_fingerprint(
@@ -156,8 +156,9 @@ def test_runtime_settings_of_every_label_method_and_backend_are_in_no_fingerprin
             assert label_inputs(method, changed, dataset) == base, (name, f"backend.{field}")
             varied.add(f"{name}.backend.{field}")
     # not vacuous: every similarity labeller's parallelism and batch size, and a local backend's
-    assert {f"{m}.{f}" for m in ("clip", "vlmrm", "blip2", "roboclip") for f in ("max_actors", "batch_size")} <= varied
-    assert {"rgvlm.backend.num_actors", "rgvlm.backend.batch_size", "gvl.backend.num_actors"} <= varied
+    assert {f"{m}.{f}" for m in ("clip", "vlmrm", "blip2", "roboclip") for f in ("max_actors", "batch_size", "device")} <= varied
+    assert {"rgvlm.backend.num_actors", "rgvlm.backend.batch_size", "rgvlm.backend.device",
+            "gvl.backend.num_actors"} <= varied
 
     # every backend type (HTTP ones included): parallelism stays out of the answer settings
     for info in pkgutil.iter_modules(backends.__path__):

@@ -149,7 +149,9 @@ def load_label_config(data: dict[str, Any], source: str = "<dict>") -> tuple[Lab
 # batch size can change floating-point results on a GPU (other kernels, other summation
 # order); it is left out on purpose: those differences are far below a label's resolution,
 # and re-labelling a dataset because a batch was resized would cost more than it could fix.
+# The device (CPU or GPU) is left out for the same reason, as RG-VLM's backends leave it out.
 RUNTIME_FIELDS = frozenset({
+    "device",
     "cache_dir", "labels_dir", "num_actors", "max_actors", "max_in_flight", "max_retries",
     "retry_backoff_s", "timeout_s", "requests_per_minute", "tokens_per_minute", "num_cpus", "num_gpus",
     "batch_size", "concurrency", "api_key_env", "price_input_per_mtok", "price_output_per_mtok",
