@@ -12,7 +12,11 @@ key as a hash, and never print a secret-bearing value. Runtime settings (a CLIP 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,19 +43,52 @@ def _rgvlm_yaml(path: Path, base_url: str, **top) -> Path:
     return path
 
 
+def _metadata(dataset: Path) -> dict[str, Any]:
+    return json.loads((dataset / "metadata.json").read_text())
+
+
+@dataclass
+class _Unfinished:
+    """RG-VLM labels at ``labelled`` whose every window failed, the ``rayrg label`` command that
+    made them, and the loopback server that failed them (healthy again on :meth:`retry`)."""
+
+    labelled: Path
+    config: Path
+    command: list[str]
+    server: LoopbackServer
+
+    def retry(self) -> str:
+        """The same command with the server answering: the labels are finished; their fingerprint."""
+        self.server.faults.error_rate = 0.0
+        assert main(self.command) == 0
+        meta = _metadata(self.labelled)
+        assert UNFINISHED_KEY not in meta["extra"] and meta["fingerprint"]
+        return meta["fingerprint"]
+
+
+@contextmanager
+def _unfinished_labels(source: Path, tmp_path: Path, **top: Any) -> Iterator[_Unfinished]:
+    """Label ``source`` with RG-VLM through a server that answers every request 500 (no retries
+    allowed): every window fails. ``top``: more of the label config."""
+    labelled = tmp_path / "labelled"
+    with LoopbackServer(Faults(error_rate=1.0, retry_after_s=None)) as server:
+        config = _rgvlm_yaml(tmp_path / "label.yaml", server.base_url, **top)
+        command = ["label", "--config", str(config), "--dataset", str(source), "--out", str(labelled)]
+        assert main(command) == 0
+        meta = _metadata(labelled)
+        assert meta["fingerprint"] is None  # no final fingerprint on a partial result
+        assert meta["extra"][UNFINISHED_KEY]["failed"] == meta["extra"][UNFINISHED_KEY]["windows"] > 0
+        yield _Unfinished(labelled, config, command, server)
+
+
 def test_unfinished_labels_are_refused_used_on_opt_in_and_redone_after_the_retry(
         make_toy_dataset, tmp_path: Path, ray_local, capsys: pytest.CaptureFixture) -> None:
     source = make_toy_dataset(num_episodes=2, steps=(5, 9))
-    labelled, run = tmp_path / "labelled", tmp_path / "train"
-    with LoopbackServer(Faults(error_rate=1.0, retry_after_s=None)) as server:
-        config = _rgvlm_yaml(tmp_path / "label.yaml", server.base_url)
-        label_cmd = ["label", "--config", str(config), "--dataset", str(source), "--out", str(labelled)]
-        assert main(label_cmd) == 0
+    run = tmp_path / "train"
+    with _unfinished_labels(source, tmp_path) as labels:
+        labelled, config = labels.labelled, labels.config
         capsys.readouterr()
-        meta = json.loads((labelled / "metadata.json").read_text())
-        unfinished = meta["extra"][UNFINISHED_KEY]
-        assert meta["fingerprint"] is None  # no final fingerprint on a partial result
-        assert unfinished["failed"] == unfinished["windows"] > 0
+        unfinished = _metadata(labelled)["extra"][UNFINISHED_KEY]
         retry = f"rayrg label --config {config} --dataset {source} --out {labelled}"
         assert unfinished["retry"] == retry
 
@@ -97,10 +134,7 @@ def test_unfinished_labels_are_refused_used_on_opt_in_and_redone_after_the_retry
         assert before["complete"] and before["inputs"]["dataset"].startswith("unfinished:")
 
         # the retry fills the windows: the labels are finished and carry a fingerprint
-        server.faults.error_rate = 0.0
-        assert main(label_cmd) == 0
-    meta = json.loads((labelled / "metadata.json").read_text())
-    assert UNFINISHED_KEY not in meta["extra"] and meta["fingerprint"]
+        finished = labels.retry()
     capsys.readouterr()
     # the consumer does not skip its work as up to date: refused by default, redone on request
     with pytest.raises(StaleOutputError, match="dataset"):
@@ -109,7 +143,98 @@ def test_unfinished_labels_are_refused_used_on_opt_in_and_redone_after_the_retry
     out = capsys.readouterr().out
     assert "skipping" not in out and "redoing it" in out
     after = read_record(run)
-    assert after["complete"] and after["inputs"]["dataset"] == meta["fingerprint"] != before["inputs"]["dataset"]
+    assert after["complete"] and after["inputs"]["dataset"] == finished != before["inputs"]["dataset"]
+
+
+def _recorded_dataset(out: Path) -> str:
+    """The dataset fingerprint a stage's output is keyed to (its provenance record)."""
+    return read_record(out)["inputs"]["dataset"]
+
+
+# (not "lerobot": that id is the keyword of the tests that need LeRobot itself, conftest.py)
+@pytest.mark.parametrize("source_format", ["lerobot_import", "minari_import"])
+def test_every_consumer_that_opted_in_redoes_its_work_after_the_retry(
+        source_format: str, tmp_path: Path, ray_local, capsys: pytest.CaptureFixture) -> None:
+    """Each consumer told to use unfinished labels (a label method on top, reward-bench, encode,
+    both exports) keys its output to the missing windows; after the retry it never skips as up
+    to date: with ``on_change="redo"`` (``--overwrite``) it says why in one line and redoes it,
+    keyed to the finished labels (refused by default: the train test above). The exports need
+    a dataset imported from their format: LeRobot's import carries every other consumer too."""
+    from rayrg.bench.bench import reward_bench
+    from rayrg.config import ConfigError
+    from rayrg.contracts.features import read_encoder_record
+    from rayrg.encode.stage import encode
+
+    # name → (run it with its opt-in: labels, out, on_change; the dataset key its output recorded)
+    consumers: dict[str, tuple[Callable[[Path, Path, str], Any], Callable[[Path], str]]] = {}
+    if source_format == "lerobot_import":
+        from rayrg.data.lerobot import export_lerobot, import_lerobot
+        from rayrg.models.tiny_clip import build_tiny_clip
+        from tests.data import _lerobot_synth as synth
+
+        source = import_lerobot(synth.write_dataset(tmp_path / "lerobot"), tmp_path / "imported")
+        top: dict[str, Any] = {"continuous_actions": "as_vectors"}  # the synthetic robot's actions
+        shape = load_label_config({"method": "shape", "column": "reward_rgvlm", "variant": "centred",
+                                   "sparse_weight": None})
+        clip = build_tiny_clip(tmp_path / "clip", size="xs")
+        consumers = {
+            "label shape": (lambda labels, out, on_change: run_label(*shape, labels, out, on_change=on_change,
+                                                                     allow_unfinished=True), _recorded_dataset),
+            "reward-bench": (lambda labels, out, on_change: reward_bench(
+                labels, out, ["reward_rgvlm"], on_change=on_change, allow_unfinished=True), _recorded_dataset),
+            "export lerobot": (lambda labels, out, on_change: export_lerobot(
+                labels, out, "reward_rgvlm", on_change=on_change, allow_unfinished=True), _recorded_dataset),
+            # encode never skips nor redoes in place (features are never mixed or reused): its
+            # features record the key, so whatever is keyed to them changes with the labels
+            "encode": (lambda labels, out, on_change: encode(labels, out, "clip", clip, max_actors=1,
+                                                             allow_unfinished=True),
+                       lambda out: read_encoder_record(out)["dataset_fingerprint"]),
+        }
+    else:
+        pytest.importorskip("minari")
+        from rayrg.data.minari import MINARI, SOURCE_REWARD_COLUMN, MinariImportConfig
+        from tests.data.test_minari import MINIGRID_ACTIONS, write_store
+
+        store = write_store(tmp_path / "minari_store")
+        source = MINARI.import_(store["source"], tmp_path / "imported",
+                                MinariImportConfig(action_names=MINIGRID_ACTIONS)).trajectories
+        top = {}
+        # Minari holds no NaN rewards: with the opt-in, a column the failed windows left whole
+        consumers = {"export minari": (lambda labels, out, on_change: MINARI.export(
+            labels, out, SOURCE_REWARD_COLUMN, on_change=on_change, allow_unfinished=True), _recorded_dataset)}
+
+    outs = {name: tmp_path / "out" / name.replace(" ", "-") for name in consumers}
+    before, after, said = {}, {}, {}
+    with _unfinished_labels(source, tmp_path, **top) as labels:
+        for name, (run, recorded) in consumers.items():
+            run(labels.labelled, outs[name], "refuse")
+            before[name] = recorded(outs[name])
+        # the same unfinished labels again: up to date (so what follows tests the key, not a
+        # consumer that always redoes); a label on top is complete, its output unfinished
+        capsys.readouterr()
+        for name in set(consumers) - {"encode"}:
+            consumers[name][0](labels.labelled, outs[name], "refuse")
+            assert "up to date" in capsys.readouterr().out, name
+        finished = labels.retry()
+    capsys.readouterr()
+    for name, (run, recorded) in consumers.items():
+        out = outs[name]
+        if name == "encode":  # refused in place, never reused: encoded anew elsewhere
+            with pytest.raises(ConfigError, match="not empty"):
+                run(labels.labelled, out, "refuse")
+            out = tmp_path / "out" / "encode-again"
+        run(labels.labelled, out, "redo")
+        said[name], after[name] = capsys.readouterr().out, recorded(out)
+    # none skips as up to date; each says in one line why it redoes: the labels it used changed
+    assert {name: "up to date" in text for name, text in said.items()} == dict.fromkeys(said, False), said
+    assert all('inputs changed (dataset: "unfinished:' in text and "redoing it" in text
+               for name, text in said.items() if name != "encode"), said
+    # the outputs were keyed to the missing windows, now to the finished labels
+    assert after == dict.fromkeys(consumers, finished)
+    assert all(key.startswith("unfinished:") for key in before.values()), before
+    if source_format == "lerobot_import":  # the label on top is finished now, keyed to the finished labels
+        meta = _metadata(outs["label shape"])
+        assert UNFINISHED_KEY not in meta["extra"] and meta["fingerprint"] == read_record(outs["label shape"])["fingerprint"]
 
 
 def test_a_refusal_names_the_changed_answer_setting_and_never_a_secret_value(

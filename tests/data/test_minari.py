@@ -84,12 +84,12 @@ def observation_space(image_shape: tuple[int, ...]) -> Any:
     })
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def write_store(root: Path) -> dict[str, Any]:
+    """A Minari store at ``root`` holding the BabyAI rollouts (as :data:`SOURCE_ID`) and the same
+    episodes with their raw reward dtypes (as :data:`MIXED_ID`); also used by other test modules."""
     import gymnasium as gym
     from minari.data_collector import EpisodeBuffer
 
-    root = tmp_path_factory.mktemp("minari_store")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
         # Two clean bot episodes (successes), a noisy one, one cut at 6 steps (truncated).
@@ -112,7 +112,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
         raw = [dataclasses.replace(b, rewards=list(ep["rewards"])) for b, ep in zip(buffers, episodes, strict=True)]
         minari.create_dataset_from_buffers(MIXED_ID, raw, env=None, data_format="arrow", **spaces,
                                            jpeg_encoding=False)
-        yield {"root": root, "source": root / SOURCE_ID, "episodes": episodes}
+    return {"root": root, "source": root / SOURCE_ID, "episodes": episodes}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("minari_store")
+    with pytest.MonkeyPatch.context() as mp:
+        written = write_store(root)
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        mp.setattr("warnings.warn", lambda *args, **kwargs: None)  # Minari's unset descriptive fields
+        yield written
 
 
 @pytest.fixture(scope="module")
