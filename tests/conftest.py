@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu"):
             item.add_marker(skip_gpu)
 
 
@@ -59,7 +59,8 @@ def _has_browser() -> bool:
 def _required_tests(items: list[pytest.Item], marker: str, available: bool, env: str, why: str) -> None:
     """Tests that need a tool outside the main venv (`marker`): skipped with `why` where it is
     missing, unless `make test` set `env`=1; then a missing tool is an error, never a skip."""
-    marked = [item for item in items if marker in item.keywords]
+    # By marker, not keyword: a keyword also matches a parametrize id or a test's name
+    marked = [item for item in items if item.get_closest_marker(marker)]
     if not marked or available:
         return
     if os.environ.get(env) == "1":
@@ -73,7 +74,7 @@ def _vllm_tests(items: list[pytest.Item]) -> None:
     """vLLM pins its own torch, so `vllm`-marked tests run in a second venv (.venv-vllm,
     `make vllm-venv`); `make test` runs them there with RAYRG_REQUIRE_VLLM=1, where a missing
     vLLM is an error, never a skip. Elsewhere they are skipped with that reason."""
-    marked = [item for item in items if "vllm" in item.keywords]
+    marked = [item for item in items if item.get_closest_marker("vllm")]
     if not marked or importlib.util.find_spec("vllm") is not None:
         return
     if os.environ.get("RAYRG_REQUIRE_VLLM") == "1":

@@ -151,7 +151,6 @@ def _recorded_dataset(out: Path) -> str:
     return read_record(out)["inputs"]["dataset"]
 
 
-# (not "lerobot": that id is the keyword of the tests that need LeRobot itself, conftest.py)
 @pytest.mark.parametrize("source_format", ["lerobot_import", "minari_import"])
 def test_every_consumer_that_opted_in_redoes_its_work_after_the_retry(
         source_format: str, tmp_path: Path, ray_local, capsys: pytest.CaptureFixture) -> None:
