@@ -71,15 +71,13 @@ def encode(dataset: Any, out: Any, encoder: str, checkpoint: str | Path,
     from rayrg.encode.encoders import encoder_record
     from rayrg.runtime import init_ray
     from rayrg.storage import (
-        claim_shared,
         open_input,
         prepare_output,
         ray_data_args,
         refuse_local_on_cluster,
-        release_shared,
         resolve,
     )
-    from rayrg.windows.staging import as_arg, checked_for_write
+    from rayrg.windows.staging import as_arg, checked_for_write, staged
 
     dataset_loc = open_input(dataset)
     dataset = as_arg(dataset_loc)
@@ -97,12 +95,11 @@ def encode(dataset: Any, out: Any, encoder: str, checkpoint: str | Path,
     ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"record": record}, batch_size=batch_size,
                         batch_format="numpy", compute=ActorPoolStrategy(min_size=1, max_size=max_actors),
                         num_cpus=0.5)
-    token = claim_shared(out_loc)
-    try:
-        path, filesystem = ray_data_args(out_loc)
+    # Written beside ``out`` and published whole: a write cut short (Ctrl-C, a lost node) left
+    # its Parquet files in ``out``, which the same command then refused as "not empty".
+    with staged(out_loc) as (staging, token):
+        path, filesystem = ray_data_args(staging)
         checked_for_write(ds, out_loc, token).write_parquet(path, filesystem=filesystem)
-    finally:
-        release_shared(out_loc, token)
     from rayrg.provenance import dataset_fingerprint
 
     # The dataset's fingerprint (for unfinished labels: which windows were missing) goes into
