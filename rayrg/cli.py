@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 import traceback
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv_given = argv  # None: run as the process's command (console script, python -m)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -47,6 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     from rayrg.runtime import set_verbose
 
     set_verbose(args.verbose)
+    try:
+        return _run(args, argv)
+    finally:
+        if argv_given is None:
+            # The command is over (its outputs published or its line printed); what is left is
+            # the interpreter's exit, where Ray's atexit shutdown runs. A Ctrl-C landing there
+            # printed a KeyboardInterrupt traceback from that hook and could crash Ray's
+            # teardown (SIGSEGV): a command run from a shell ignores the first one from here on,
+            # and a second ends the process at once (a teardown that hangs can still be left).
+            signal.signal(signal.SIGINT, lambda *_: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from rayrg.errors import root_cause, unwrap_user_error, write_error_log
 
     try:

@@ -76,6 +76,7 @@ _MAY_OPEN_FILES = {
     "rayrg/rewards/rgvlm/settings.py": "a model checkpoint's chat template (not a stage output)",
     "rayrg/rewards/rgvlm/backends/_qwen2vl.py": "a model checkpoint's image-processor config",
     "rayrg/storage.py": "the storage layer (it names these functions in docs, opens no stage file)",
+    "rayrg/experiments/sweep.py": "sweep_inputs.json, its own record of a sweep's inputs (read to restore it)",
 }
 _READERS = {("pq", "read_table"), ("pq", "ParquetFile"), ("pq", "read_schema"), ("pq", "read_metadata"),
             ("parquet", "read_table"), ("data", "read_parquet"), ("json", "load")}

@@ -266,19 +266,14 @@ def _write_config(config: SweepConfig, location: Any) -> None:
 
 def _check_same_sweep(location: Any, inputs: dict[str, Any]) -> None:
     """Refuse to restore a sweep of other inputs into ``location`` (one line naming them)."""
+    from rayrg.provenance import describe_changes
+
     record = location / SWEEP_INPUTS
     saved = json.loads(record.read_text()) if record.exists() else None
     current = json.loads(json.dumps(inputs))  # as written: tuples become lists
     if saved == current:
         return
-
-    def differ(a: Any, b: Any, prefix: str) -> list[str]:  # the changed keys, dotted, to the leaf dict
-        if isinstance(a, dict) and isinstance(b, dict) and "grid_search" not in a:
-            return [name for k in sorted(set(a) | set(b), key=str)
-                    for name in differ(a.get(k), b.get(k), f"{prefix}{k}.")]
-        return [] if a == b else [prefix.rstrip(".").removeprefix("param_space.")]
-
-    changed = "no record of its inputs" if saved is None else "other " + ", ".join(differ(saved, current, ""))
+    changed = "no record of its inputs" if saved is None else describe_changes(saved, current)
     raise ConfigError(f"tune: {location} holds a sweep of other inputs ({changed}); "
                       "pass another --out, or delete it to start over")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -102,8 +103,6 @@ def test_sweep_ranks_trials_by_eval_return(generated: Path, tmp_path: Path, ray_
 def test_ctrl_c_during_a_sweep_is_one_line_and_the_sweep_resumes(generated: Path, tmp_path: Path) -> None:
     # Ray Tune takes over SIGINT for a fit() called from the main thread: Ctrl-C ended the sweep
     # "gracefully" with Ray's lines, then rayrg ranked the partial grid and wrote best.json (rc 0).
-    import re
-
     from tests.test_console_errors import _ctrl_c, _lines
 
     config = SweepConfig(train=TrainConfig(num_steps=1_000_000, **SMALL), expectiles=[0.7, 0.9], betas=[3.0],
@@ -142,7 +141,8 @@ def test_ctrl_c_during_a_sweep_is_one_line_and_the_sweep_resumes(generated: Path
     # Another config into the same --out is refused, not restored with the old one's trials.
     path.write_text(yaml.safe_dump(config.model_copy(update={"betas": [1.0]}).to_dict()))
     other = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert other.returncode == 2 and "holds a sweep of other inputs (other beta)" in other.stderr, other.stderr
+    assert other.returncode == 2 and "holds a sweep of other inputs (param_space.beta.grid_search: [3.0] → [1.0])" \
+        in other.stderr, other.stderr
 
 
 def test_a_sweep_is_restored_only_with_the_same_inputs(tmp_path: Path) -> None:
@@ -156,10 +156,12 @@ def test_a_sweep_is_restored_only_with_the_same_inputs(tmp_path: Path) -> None:
     (tmp_path / SWEEP_INPUTS).write_text(json.dumps(saved))
     location = resolve(tmp_path)
     _check_same_sweep(location, json.loads(json.dumps(saved)))  # same: restored
-    for change, named in [({"dataset": "fp-b"}, "dataset"), ({"grace_period": 3}, "grace_period"),
-                          ({"param_space": {**saved["param_space"], "beta": {"grid_search": [1.0]}}}, "beta"),
-                          ({"param_space": {**saved["param_space"], "train": {"lr": 0.01}}}, "train.lr")]:
-        with pytest.raises(ConfigError, match=rf"other inputs \(other {named}\)"):
+    for change, named in [({"dataset": "fp-b"}, 'dataset: "fp-a" → "fp-b"'), ({"grace_period": 3}, "grace_period: 2 → 3"),
+                          ({"param_space": {**saved["param_space"], "beta": {"grid_search": [1.0]}}},
+                           "param_space.beta.grid_search: [1.0, 3.0] → [1.0]"),
+                          ({"param_space": {**saved["param_space"], "train": {"lr": 0.01}}},
+                           "param_space.train.lr: 0.001 → 0.01")]:
+        with pytest.raises(ConfigError, match=re.escape(f"other inputs ({named})")):
             _check_same_sweep(location, {**saved, **change})
     (tmp_path / SWEEP_INPUTS).unlink()
     with pytest.raises(ConfigError, match="no record of its inputs"):
