@@ -201,3 +201,20 @@ def test_ctrl_c_during_encode_and_the_same_command_redoes(make_toy_dataset, tmp_
     again = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=_env(tmp_path), timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "encoder.json").exists() and not (tmp_path / ".feats.partial").exists()
+
+
+@pytest.mark.integration
+def test_a_ctrl_c_as_the_command_exits_is_ignored_once(tmp_path: Path) -> None:
+    # After the command returned, Ray's atexit shutdown ran with Python's SIGINT handler: a Ctrl-C
+    # landing there printed a KeyboardInterrupt traceback from the hook (seen: and a SIGSEGV).
+    out = tmp_path / "generated"
+    driver = ("import os, signal, sys, time; from rayrg.cli import main\n"
+              "code = main()\n"
+              "os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the process exits\n"
+              "time.sleep(0.5)\n"
+              "sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", driver, "generate", "--out", str(out), "--episodes-per-count", "2",
+                           "--num-cpus", "2"], capture_output=True, text=True, cwd=REPO, env=_env(tmp_path),
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr[-3000:]
