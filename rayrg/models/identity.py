@@ -94,23 +94,12 @@ def local_identity(path: str | Path) -> str:
 def hub_revision(repo_id: str) -> str | None:
     """The snapshot revision ``main`` resolves to in the local Hugging Face cache, or None.
 
-    Looked up by the same marker files as :func:`rayrg.models.weights.hub_cached`, so a
-    snapshot that check accepts (a diffusers pipeline, a processor-only repo) has a revision
-    too, not ``not-in-local-cache``."""
-    from rayrg.models.weights import SNAPSHOT_MARKERS
+    Found by the same marker files as :func:`rayrg.models.weights.hub_cached`, so a snapshot
+    that check accepts (a diffusers pipeline, a processor-only repo) has a revision too."""
+    from rayrg.models.weights import hub_snapshot
 
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    for filename in SNAPSHOT_MARKERS:
-        try:
-            found = try_to_load_from_cache(repo_id, filename)
-        except Exception:  # not a valid repo id (a name of a toy backend, a served name)
-            return None
-        if isinstance(found, str):
-            return Path(found).parent.name
-    return None
+    snapshot = hub_snapshot(repo_id)
+    return snapshot.name if snapshot is not None else None
 
 
 def model_identity(model: str) -> str:

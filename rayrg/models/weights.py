@@ -26,20 +26,25 @@ from pathlib import Path
 SNAPSHOT_MARKERS = ("config.json", "model_index.json", "preprocessor_config.json")
 
 
-def hub_cached(repo_id: str) -> bool:
-    """Whether a hub id's files are in the local Hugging Face cache (no network)."""
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot folder of a hub id's ``main``, or None (no network)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # transformers depends on it; be safe anyway
-        return False
+        return None
     for filename in SNAPSHOT_MARKERS:
         try:
             found = try_to_load_from_cache(repo_id, filename)
-        except Exception:  # not a valid repo id
-            return False
+        except Exception:  # not a valid repo id (a name of a toy backend, a served name)
+            return None
         if isinstance(found, str):
-            return True
-    return False
+            return Path(found).parent
+    return None
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a hub id's files are in the local Hugging Face cache (no network)."""
+    return hub_snapshot(repo_id) is not None
 
 
 def weights_problem(model: str, key: str) -> str | None:
