@@ -9,8 +9,10 @@ exceptions, and worker stdout/stderr is always forwarded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -188,3 +190,18 @@ def cancel_pending(refs: list[Any]) -> None:
             ray.get(ref)
         except Exception:  # cancelled, or killed by the Ctrl-C every process of the group got
             pass
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block; each variable as it was afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -26,8 +26,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rayrg.config import ConfigError
 from rayrg.contracts.episodes import EPISODES_DIR, read_episodes, write_episodes
 from rayrg.contracts.episodes import SCHEMA as EPISODES_SCHEMA
@@ -256,13 +254,6 @@ def eval_inputs(config: EvalConfig, policy_spec: str, tasks: list[EvalTask]) -> 
             "versions": {name: env_versions(name) for name in sorted({t.env_name for t in tasks})}}
 
 
-def _write_config(config: EvalConfig, out: Location) -> None:
-    if out.is_local:
-        config.to_yaml(Path(out.path) / "eval_config.yaml")
-    else:
-        (out / "eval_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
-
-
 def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] | Location, address: str | None = None,
              tasks: list[EvalTask] | None = None, progress: bool = True,
              on_change: OnChange = "refuse") -> dict[str, Any]:
@@ -301,7 +292,7 @@ def evaluate(config: EvalConfig, policy_spec: str, out: str | os.PathLike[str] |
     episodes_dir = episodes_path(out)
     if location.is_local:
         Path(location.path, EPISODES_DIR).mkdir(parents=True, exist_ok=True)
-    _write_config(config, location)
+    config.to_yaml(location / "eval_config.yaml")  # a Location: local or a URI
     if config.max_tasks_per_count:
         kept: dict[int, int] = {}
         selected = []

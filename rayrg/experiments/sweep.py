@@ -21,7 +21,7 @@ of each trial's best evaluated checkpoint is ``<out>/sweep_results.csv`` and ``.
 best trial is ``<out>/best.json``. Each trial trains into ``<out>/sweep/<trial>/train`` (the
 sweep's storage, not the Ray session's staging folder), so an interrupted sweep (Ctrl-C: rayrg's
 one line, exit 130) is restored by the same command, each unfinished trial from its newest
-checkpoint; ``<out>/sweep_inputs.json`` records the param space, and another one is refused.
+checkpoint; ``<out>/sweep_inputs.json`` records its inputs, and other ones are refused.
 
 An experiment, not part of the rl stage: it drives training and evaluation together (the
 layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
@@ -30,9 +30,6 @@ layers in ARCHITECTURE.md), so the rl stage never imports evaluation.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +41,7 @@ from rayrg.evaluation.config import EvalConfig
 from rayrg.rl.config import TrainConfig
 
 # The Train run of each trial (under the trial's folder) and the record of a sweep's inputs
-# (its param space), compared when an interrupted sweep is restored.
+# (param space, dataset fingerprint, ranking settings), compared when a sweep is restored.
 TRIAL_RUN_NAME = "train"
 SWEEP_INPUTS = "sweep_inputs.json"
 TUNE_NO_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"  # read by tune.run as it starts
@@ -168,7 +165,7 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     from ray.tune.schedulers import ASHAScheduler
 
     from rayrg.data.access import require_finished
-    from rayrg.runtime import init_ray
+    from rayrg.runtime import environ, init_ray
 
     require_finished(dataset, "tune", allow=config.train.nan_policy == "zero",
                      opt_in="set train.nan_policy: zero")
@@ -206,7 +203,7 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=param_space, storage_filesystem=filesystem)
     else:
-        _write_config(config, location)
+        config.to_yaml(location / "sweep_config.yaml")
         (location / SWEEP_INPUTS).write_text(json.dumps(inputs, indent=2, sort_keys=True))
         tuner = tune.Tuner(
             trainable, param_space=param_space,
@@ -223,7 +220,7 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     # the loop: rayrg's one line, and the same command restores the sweep from the experiment
     # state Tune saves as it runs (above). Not fit in a helper thread (as `rayrg train` does):
     # Tune's loop would go on there while the interpreter shuts Ray down, and print its failures.
-    with _env(TUNE_NO_SIGINT, "1"):
+    with environ({TUNE_NO_SIGINT: "1"}):
         results = tuner.fit()
     errors = [str(e).strip().splitlines()[-1] for e in results.errors]
     if errors:
@@ -239,29 +236,6 @@ def sweep(config: SweepConfig, dataset: str | Path, out: str | Path, address: st
     return (markdown + f"\n\nBest: expectile {best['expectile']}, beta {best['beta']} "
             f"({config.metric} {best[config.metric]:.3f} at step {best['step']})"
             f"\nTensorBoard: tensorboard --logdir {out / 'sweep'}")
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` for the block, then as it was."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
-def _write_config(config: SweepConfig, location: Any) -> None:
-    if location.is_local:
-        config.to_yaml(Path(location.path) / "sweep_config.yaml")
-    else:
-        import yaml
-
-        (location / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
 
 
 def _check_same_sweep(location: Any, inputs: dict[str, Any]) -> None:

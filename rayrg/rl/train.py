@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rayrg.contracts.curves import read_curve, write_curve
 from rayrg.provenance import OnChange
 from rayrg.rl.checkpoint import (
@@ -236,13 +234,6 @@ def train_inputs(config: TrainConfig, dataset: str | os.PathLike[str]) -> dict[s
     return inputs
 
 
-def _write_config(config: TrainConfig, out: Location) -> None:
-    if out.is_local:
-        config.to_yaml(Path(out.path) / "train_config.yaml")
-    else:
-        (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=True))
-
-
 def train(config: TrainConfig, dataset: str | os.PathLike[str], out: str | os.PathLike[str] | Location,
           address: str | None = None, on_change: OnChange = "refuse") -> Where:
     """Train (or finish training) and return ``<out>/final``, the final checkpoint.
@@ -298,7 +289,7 @@ def train(config: TrainConfig, dataset: str | os.PathLike[str], out: str | os.Pa
         resolve(final).delete_tree()
     if location.is_local:
         Path(location.path).mkdir(parents=True, exist_ok=True)
-    _write_config(config, location)
+    config.to_yaml(location / "train_config.yaml")  # a Location: local or a URI
     resume = latest_checkpoint(location)
     if resume is not None:
         print(f"[rayrg] train: resuming from {resume} (step {checkpoint_step(resume)})", flush=True)

@@ -35,7 +35,6 @@ per-request whitespace switch had no effect).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from rayrg.rewards.rgvlm.backends.base import (
 )
 from rayrg.rewards.rgvlm.prompts import scores_schema
 from rayrg.rewards.rgvlm.settings import Decoding, LocalBackendSettings
+from rayrg.runtime import environ
 
 
 class VLLMBackendConfig(LocalBackendSettings):
@@ -155,22 +155,6 @@ def engine_env(config: VLLMBackendConfig, granted: dict[str, float] | None,
     return {"OMP_NUM_THREADS": threads}
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]):
-    """``values`` in ``os.environ`` while the engine starts (its processes are spawned then
-    and keep them); the actor's own settings come back afterwards."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def sampling_kwargs(decoding: Decoding, max_tokens: int,
                     schema: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for one turn."""
@@ -242,7 +226,7 @@ class VLLMBackend(Backend):
 
             self.engine_starts += 1
             self.engine_env = engine_env(self.config, granted_resources())
-            with _environ(self.engine_env):
+            with environ(self.engine_env):  # its processes are spawned now and keep them
                 self._llm = LLM(**engine_kwargs(self.config, self.decoding))
         return self._llm
 
